@@ -1,0 +1,130 @@
+"""The user's strategy base class, the same in a backtest, in simulation and live.
+
+A :class:`Brain` knows nothing of where it runs. Whatever runs it (the in-process backtest
+engine, or the Brain agent of an architecture) binds a *context* to it with :meth:`Brain.bind`;
+``send_order``, ``position`` and ``series`` go through that context. This is what lets the one
+class a user writes be backtested, optimised and deployed unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Protocol
+
+from .brokers.base import Order, OrderEvent, make_order
+from .data.series import BarSeries
+from .data.types import Tick
+
+
+class BrainContext(Protocol):
+    """What a runner provides to a bound Brain."""
+
+    def submit_order(self, brain: Brain, order: Order) -> None: ...
+
+    def cancel_order(self, brain: Brain, client_id: str) -> None: ...
+
+    def position(self, brain: Brain, symbol: str) -> float: ...
+
+    def series(self, brain: Brain, bsid: Any) -> BarSeries: ...
+
+    def now(self, brain: Brain) -> int: ...
+
+
+class Brain:
+    """Subclass this and override :meth:`on_new_bar` (and optionally the other hooks).
+
+    Parameters are plain class attributes (``fast = 10``); the backtester, the optimiser and
+    ``set_attr`` override them per instance. :meth:`parameters` lists them.
+    """
+
+    name: str = "brain"
+    _osm_context: BrainContext | None = None
+    _osm_order_counter: Any = None
+
+    # -- hooks -------------------------------------------------------------------------------
+    def on_start(self) -> None:
+        """Called once, before the first bar."""
+
+    def on_new_bar(self, series: BarSeries) -> None:
+        """Called once per completed bar of a subscribed series (newest first)."""
+
+    def on_tick(self, tick: Tick) -> None:
+        """Called for each tick of a subscribed instrument, where ticks are streamed."""
+
+    def on_order_event(self, event: OrderEvent) -> None:
+        """Called for every event of this Brain's orders (accepted, filled, rejected…)."""
+
+    # -- actions -----------------------------------------------------------------------------
+    def send_order(
+        self,
+        side: str,
+        size: float,
+        symbol: str,
+        type: str = "market",
+        price: float | None = None,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        trailing_stop: float | None = None,
+    ) -> str:
+        """Send an order; returns its client id. Raises ``ValueError`` for a malformed order.
+
+        The outcome arrives later through :meth:`on_order_event`.
+        """
+        context = self._context()
+        if self._osm_order_counter is None:
+            self._osm_order_counter = itertools.count(1)
+        client_id = f"{self.name}-{next(self._osm_order_counter)}"
+        order = make_order(
+            client_id, side, size, symbol, type, price, stop_loss, take_profit, trailing_stop,
+            brain=self.name, time=context.now(self),
+        )  # fmt: skip
+        context.submit_order(self, order)
+        return client_id
+
+    def cancel_order(self, client_id: str) -> None:
+        """Ask to cancel a pending order; a ``cancelled`` (or ``rejected``) event follows."""
+        self._context().cancel_order(self, client_id)
+
+    def position(self, symbol: str) -> float:
+        """Signed units held in ``symbol`` (positive long, negative short)."""
+        return self._context().position(self, symbol)
+
+    def series(self, bsid: Any) -> BarSeries:
+        """Another subscribed bar series of this Brain."""
+        return self._context().series(self, bsid)
+
+    @property
+    def now(self) -> int:
+        """Current time (ns since epoch, UTC) as the runner sees it: the bar's close in a
+        backtest, the wall clock live."""
+        return self._context().now(self)
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def bind(self, context: BrainContext, name: str | None = None) -> None:
+        """Attach the runner; called by the backtest engine or the Brain agent."""
+        self._osm_context = context
+        if name is not None:
+            self.name = name
+
+    def _context(self) -> BrainContext:
+        if self._osm_context is None:
+            raise RuntimeError(
+                f"{type(self).__name__}: this Brain is not running; use osmarkets.backtest "
+                "or add it to an architecture"
+            )
+        return self._osm_context
+
+    @classmethod
+    def parameters(cls) -> dict[str, Any]:
+        """The strategy's parameters: public, non-callable class attributes of the subclass."""
+        params: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            if klass is object or klass is Brain or not issubclass(klass, Brain):
+                continue
+            for key, value in vars(klass).items():
+                if key.startswith("_") or key == "name":
+                    continue
+                if callable(value) or isinstance(value, classmethod | staticmethod | property):
+                    continue
+                params[key] = value
+        return params

@@ -1,0 +1,54 @@
+"""The ``osmarkets`` command line.
+
+Each sub-command lives in its own small function; bad input ends with one line on stderr naming
+what is wrong and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__, commands
+
+Command = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="osmarkets",
+        description="Real-time automated trading on osBrain: deploy, backtest and optimise "
+        "one Brain class.",
+    )
+    parser.add_argument("--version", action="version", version=f"osmarkets {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Each module of osmarkets.commands adds its sub-command with add_parser(subparsers) and
+    # sets ``handler`` on it; a new command is a new module, nothing to register here.
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Command | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 0
+    try:
+        return handler(args)
+    except UsageError as exc:
+        print(f"osmarkets {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"osmarkets {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,28 @@
+import subprocess
+import sys
+
+import osmarkets
+from osmarkets.cli import main
+
+
+def test_version_flag(capsys):
+    try:
+        main(["--version"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert osmarkets.__version__ in capsys.readouterr().out
+
+
+def test_python_m_help_lists_usage():
+    out = subprocess.run(
+        [sys.executable, "-m", "osmarkets", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "usage: osmarkets" in out
+
+
+def test_unknown_command_exits_non_zero():
+    proc = subprocess.run(
+        [sys.executable, "-m", "osmarkets", "no-such-command"], capture_output=True, text=True
+    )
+    assert proc.returncode != 0
+    assert "invalid choice" in proc.stderr
