@@ -152,9 +152,7 @@ class BarSeries:
         return records_to_frame(self.to_records())
 
     @classmethod
-    def from_pandas(
-        cls, frame: pd.DataFrame, bsid: Any, capacity: int | None = None
-    ) -> BarSeries:
+    def from_pandas(cls, frame: pd.DataFrame, bsid: Any, capacity: int | None = None) -> BarSeries:
         series = cls(bsid, capacity or max(len(frame), 1))
         series.extend(frame)
         return series
