@@ -70,7 +70,7 @@ class Brain:
 
         The outcome arrives later through :meth:`on_order_event`.
         """
-        context = self._context()
+        context = self._require_context()
         if self._osm_order_counter is None:
             self._osm_order_counter = itertools.count(1)
         client_id = f"{self.name}-{next(self._osm_order_counter)}"
@@ -83,21 +83,21 @@ class Brain:
 
     def cancel_order(self, client_id: str) -> None:
         """Ask to cancel a pending order; a ``cancelled`` (or ``rejected``) event follows."""
-        self._context().cancel_order(self, client_id)
+        self._require_context().cancel_order(self, client_id)
 
     def position(self, symbol: str) -> float:
         """Signed units held in ``symbol`` (positive long, negative short)."""
-        return self._context().position(self, symbol)
+        return self._require_context().position(self, symbol)
 
     def series(self, bsid: Any) -> BarSeries:
         """Another subscribed bar series of this Brain."""
-        return self._context().series(self, bsid)
+        return self._require_context().series(self, bsid)
 
     @property
     def now(self) -> int:
         """Current time (ns since epoch, UTC) as the runner sees it: the bar's close in a
         backtest, the wall clock live."""
-        return self._context().now(self)
+        return self._require_context().now(self)
 
     # -- plumbing ----------------------------------------------------------------------------
     def bind(self, context: BrainContext, name: str | None = None) -> None:
@@ -106,7 +106,9 @@ class Brain:
         if name is not None:
             self.name = name
 
-    def _context(self) -> BrainContext:
+    def _require_context(self) -> BrainContext:
+        # Not named ``_context``: osBrain agents keep their ZeroMQ context under that name, and
+        # a Brain agent is both a Brain and an osBrain agent.
         if self._osm_context is None:
             raise RuntimeError(
                 f"{type(self).__name__}: this Brain is not running; use osmarkets.backtest "

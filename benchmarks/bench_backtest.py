@@ -1,0 +1,246 @@
+"""Backtest throughput, side by side in one run (medians over repeats, ratios printed).
+
+    python benchmarks/bench_backtest.py [--repeats 5] [--data PATH]
+
+Workload: long-only SMA-cross 10/30 with next-open fills, one unit, 100,000 cash, no costs, on
+/work/shared/data/market/2006-01-02-volume-min-001.txt (30,889 one-minute bars; its header
+lists 7 names but rows have 8 fields) or, if absent, 30,000 generated bars.
+
+* osMarkets event-driven: the example SmaCross (numpy means per bar) and the same rule with
+  incremental indicators (osmarkets.indicators.SMA), and an empty Brain.
+* backtrader on the same rule and fill (pip install backtrader; benchmarking only), with the
+  agreement of fills and final value printed.
+* vectorised grid of 1,024 (fast, slow) combinations: osmarkets.backtest.vectorized vs vectorbt
+  (pip install vectorbt) or, when vectorbt is missing, a plain pandas loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from osmarkets import Brain
+from osmarkets.backtest import backtest
+from osmarkets.backtest.vectorized import vectorized
+from osmarkets.indicators import SMA
+from osmarkets.strategies import SmaCross
+
+DATA = "/work/shared/data/market/2006-01-02-volume-min-001.txt"
+FAST, SLOW, CASH = 10, 30, 100_000.0
+
+
+def load(path: str) -> tuple[pd.DataFrame, str]:
+    if os.path.exists(path):
+        raw = pd.read_csv(
+            path, header=None, skiprows=1,
+            names=["date", "time", "open", "high", "low", "close", "volume", "oi"],
+        )  # fmt: skip
+        index = pd.DatetimeIndex(pd.to_datetime(raw["date"] + " " + raw["time"]), name="time")
+        cols = {c: raw[c].to_numpy(float) for c in ("open", "high", "low", "close", "volume")}
+        return pd.DataFrame(cols, index=index.tz_localize("UTC")), path
+    rng = np.random.default_rng(0)
+    close = np.round(3600 + np.cumsum(rng.normal(0, 1.0, 30_000)), 1)
+    open_ = np.r_[close[0], close[:-1]]
+    frame = pd.DataFrame(
+        {"open": open_, "high": np.maximum(open_, close) + 0.5,
+         "low": np.minimum(open_, close) - 0.5, "close": close, "volume": 1.0},
+        index=pd.date_range("2006-01-02", periods=len(close), freq="1min", tz="UTC", name="time"),
+    )  # fmt: skip
+    return frame, "generated random walk (data file not found)"
+
+
+class FastSmaCross(Brain):
+    """SmaCross's rule with O(1) incremental averages."""
+
+    fast = FAST
+    slow = SLOW
+    size = 1
+
+    def on_start(self) -> None:
+        self._f, self._s = SMA(self.fast), SMA(self.slow)
+        self._prev = (np.nan, np.nan)
+        self._count = 0
+
+    def on_new_bar(self, series: Any) -> None:
+        x = series.close[0]
+        f, s = self._f.update(x), self._s.update(x)
+        fb, sb = self._prev
+        self._prev = (f, s)
+        self._count += 1
+        if self._count <= self.slow:
+            return
+        symbol = series.bsid.symbol
+        held = self.position(symbol)
+        if fb <= sb and f > s and held == 0:
+            self.send_order("buy", self.size, symbol)
+        elif fb >= sb and f < s and held > 0:
+            self.send_order("sell", held, symbol)
+
+
+class Empty(Brain):
+    def on_new_bar(self, series: Any) -> None:
+        pass
+
+
+def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def run_backtrader(df: pd.DataFrame) -> tuple[list, float] | None:
+    try:
+        import backtrader as bt
+    except ImportError:
+        return None
+
+    class BtSmaCross(bt.Strategy):
+        params = (("fast", FAST), ("slow", SLOW), ("size", 1))
+
+        def __init__(self) -> None:
+            self.f = bt.ind.SMA(self.data.close, period=self.p.fast)
+            self.s = bt.ind.SMA(self.data.close, period=self.p.slow)
+            self.fills: list = []
+
+        def next(self) -> None:
+            if len(self) <= self.p.slow:
+                return
+            fb, sb, f, s = self.f[-1], self.s[-1], self.f[0], self.s[0]
+            held = self.position.size
+            if fb <= sb and f > s and held == 0:
+                self.buy(size=self.p.size)
+            elif fb >= sb and f < s and held > 0:
+                self.sell(size=held)
+
+        def notify_order(self, order: Any) -> None:
+            if order.status == order.Completed:
+                self.fills.append((order.executed.size, order.executed.price))
+
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=df.tz_localize(None)))
+    cerebro.addstrategy(BtSmaCross)
+    cerebro.broker.setcash(CASH)
+    (strategy,) = cerebro.run()
+    return strategy.fills, cerebro.broker.getvalue()
+
+
+def grid() -> list[dict]:
+    return [{"fast": f, "slow": s, "size": 1} for f in range(2, 34) for s in range(35, 67)]
+
+
+def run_vectorbt(df: pd.DataFrame, combos: list[dict]) -> np.ndarray | None:
+    try:
+        import vectorbt as vbt
+    except Exception:
+        return None
+    close = df["close"].tz_localize(None)
+    finals = []
+    for start in range(0, len(combos), 256):
+        part = combos[start : start + 256]
+        fast = vbt.MA.run(close, window=[c["fast"] for c in part], short_name="fast")
+        slow = vbt.MA.run(close, window=[c["slow"] for c in part], short_name="slow")
+        entries, exits = fast.ma_crossed_above(slow), fast.ma_crossed_below(slow)
+        pf = vbt.Portfolio.from_signals(close, entries, exits, size=1, init_cash=CASH)
+        finals.append(np.asarray(pf.final_value()))
+    return np.concatenate(finals)
+
+
+def run_pandas(df: pd.DataFrame, combos: list[dict]) -> np.ndarray:
+    close = df["close"]
+    finals = []
+    for c in combos:
+        f, s = close.rolling(c["fast"]).mean(), close.rolling(c["slow"]).mean()
+        up = (f.shift() <= s.shift()) & (f > s)
+        down = (f.shift() >= s.shift()) & (f < s)
+        state = pd.Series(np.where(up, 1.0, np.where(down, 0.0, np.nan)), index=close.index)
+        held = state.ffill().fillna(0.0).shift().fillna(0.0)
+        delta = held.diff().fillna(held)
+        finals.append(CASH - (delta * df["open"]).sum() + held.iloc[-1] * close.iloc[-1])
+    return np.array(finals)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data", default=DATA)
+    args = parser.parse_args()
+    df, source = load(args.data)
+    n = len(df)
+    print(f"data: {source}: {n} bars; repeats: {args.repeats} (medians)\n")
+
+    params = {"size": 1}
+    t_plain, plain = median_time(lambda: backtest(SmaCross, df, "X:M1", params=params),
+                                 args.repeats)  # fmt: skip
+    t_fast, fast = median_time(lambda: backtest(FastSmaCross, df, "X:M1"), args.repeats)
+    t_empty, _ = median_time(lambda: backtest(Empty, df, "X:M1"), args.repeats)
+    rows = [
+        ("osMarkets SmaCross (numpy means)", n / t_plain),
+        ("osMarkets SmaCross (incremental SMA)", n / t_fast),
+        ("osMarkets empty Brain", n / t_empty),
+    ]
+    bt_rate = None
+    bt_out = run_backtrader(df)
+    if bt_out is None:
+        print("backtrader: not installed (pip install backtrader)")
+    else:
+        t_bt, bt_out = median_time(lambda: run_backtrader(df), max(1, args.repeats // 2))
+        bt_rate = n / t_bt
+        rows.append(("backtrader SmaCross", bt_rate))
+    print(f"{'event-driven, SMA-cross 10/30, next-open fills':<44}{'bars/s':>12}{'vs bt':>8}")
+    for label, rate in rows:
+        ratio = f"{rate / bt_rate:7.1f}x" if bt_rate else "      -"
+        print(f"{label:<44}{rate:>12,.0f}{ratio:>8}")
+    print(f"{'(nautilus_trader published class: ~47k bars/s)':<44}")
+    if bt_out is not None:
+        bt_fills, bt_value = bt_out
+        t = fast.trades
+        ours = [
+            (s if side == "buy" else -s, p)
+            for side, s, p in zip(t["side"], t["size"], t["price"], strict=True)
+        ]
+        same_fills = ours == [(float(s), float(p)) for s, p in bt_fills]
+        print(
+            f"\nagreement with backtrader: fills {len(ours)} vs {len(bt_fills)} "
+            f"({'identical' if same_fills else 'DIFFERENT'}), final value "
+            f"{fast.final_value:,.2f} vs {bt_value:,.2f} "
+            f"({'equal' if abs(fast.final_value - bt_value) < 1e-6 else 'DIFFERENT'}); "
+            f"numpy-means SmaCross: {len(plain.trades)} fills, {plain.final_value:,.2f}"
+        )
+
+    combos = grid()
+    t_vec, vec = median_time(lambda: vectorized(SmaCross, df, combos), max(1, args.repeats // 2))
+    print(f"\n{'vectorised grid, 1,024 combinations':<44}{'combos/s':>12}{'ratio':>8}")
+    ours_rate = len(combos) / t_vec
+    print(f"{'osmarkets.backtest.vectorized':<44}{ours_rate:>12,.0f}{'':>8}")
+    if run_vectorbt(df, combos[:4]) is not None:  # warm-up: numba compiles on first use
+        t_vbt, _ = median_time(lambda: run_vectorbt(df, combos), max(1, args.repeats // 2))
+        rate = len(combos) / t_vbt
+        print(f"{'vectorbt (MA.run + Portfolio.from_signals)':<44}{rate:>12,.0f}"
+              f"{ours_rate / rate:>7.1f}x")  # fmt: skip
+    else:
+        print("vectorbt: not importable; comparing with plain pandas instead")
+        subset = combos[:64]
+        t_pd, finals = median_time(lambda: run_pandas(df, subset), 1)
+        rate = len(subset) / t_pd
+        print(f"{'plain pandas loop':<44}{rate:>12,.0f}{ours_rate / rate:>7.1f}x")
+    check = backtest(SmaCross, df, "X:M1", params=combos[0])
+    row = vec.table.iloc[0]
+    print(
+        f"vectorised vs event-driven for {combos[0]}: fills {int(row['trades'])} vs "
+        f"{len(check.trades)}, final value {row['final_value']:,.2f} vs {check.final_value:,.2f}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,549 @@
+"""The in-process event-driven backtest: the user's Brain class, the simulated broker, no agents.
+
+Why it is fast: the bars are loaded once into chronological structured arrays and a reversed
+copy; the :class:`~osmarkets.data.series.BarSeries` handed to ``on_new_bar`` is a sliding,
+newest-first view over the reversed copy, so delivering a bar is two integer stores. The broker
+only sees the bars of instruments with pending orders or a position with protective orders; the
+mark-to-market and the equity curve are computed with numpy at the end from the fills.
+
+Timing (DESIGN.md): a market order sent while handling bar *t* fills at bar *t+1*'s open
+(``fill='next_open'``, the default) or at bar *t*'s close (``fill='close'``). Several
+instruments are replayed in time order; at each time the broker first runs every instrument's
+bar, then the Brain sees them in the order the symbols were given, so an order for one
+instrument sent while handling another's bar never fills at a price from the past.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..brain import Brain
+from ..brokers.base import Order, OrderEvent
+from ..brokers.simulated import Commission, SimulatedBroker
+from ..data.resample import resample
+from ..data.series import BarSeries, frame_to_records
+from ..data.timeframes import BarSeriesID, Timeframe, period_bounds, period_starts
+from ..data.types import BAR_DTYPE, Bar, to_timestamp
+from ..data.validate import validate_bars
+from .result import Result
+
+FILL_MODES = ("next_open", "close")
+DEFAULT_HISTORY = 1000
+_UNIT_SECONDS = {
+    "Seconds": 1, "Minutes": 60, "Hours": 3600, "Days": 86_400, "Weeks": 604_800,
+    "Months": 2_629_746,
+}  # fmt: skip
+
+
+class BacktestError(RuntimeError):
+    """A Brain handler raised during a backtest; ``time`` is the bar's time (ns, UTC)."""
+
+    def __init__(self, message: str, time: int | None = None) -> None:
+        super().__init__(message)
+        self.time = time
+
+
+class ReplaySeries(BarSeries):
+    """A :class:`BarSeries` whose bars are all known in advance: a newest-first window over a
+    preloaded reversed array that the engine slides by moving ``_head`` and ``_len``."""
+
+    __slots__ = ()
+
+    def __init__(self, bsid: Any, capacity: int, reversed_records: np.ndarray) -> None:
+        self.bsid = BarSeriesID.parse(bsid)
+        self.capacity = capacity
+        self._data = reversed_records
+        self._columns = {name: reversed_records[name] for name in BAR_DTYPE.names or ()}
+        self._head = len(reversed_records)
+        self._len = 0
+
+    def append(self, bar: Any) -> None:
+        raise TypeError("a backtest's BarSeries is read-only")
+
+    def update_last(self, bar: Any) -> None:
+        raise TypeError("a backtest's BarSeries is read-only")
+
+    def extend(self, bars: Any) -> None:
+        raise TypeError("a backtest's BarSeries is read-only")
+
+
+def load_bars(data: Any, label: str = "data") -> pd.DataFrame:
+    """A bars DataFrame from a DataFrame, a :class:`BarSeries` or a CSV path."""
+    if isinstance(data, BarSeries):
+        return data.to_pandas()
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, str | os.PathLike):
+        return read_bars_csv(data)
+    raise TypeError(f"{label}: expected a DataFrame of bars, a BarSeries or a CSV path")
+
+
+def read_bars_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV of bars: a ``time`` column (or ``date`` and ``time``, or ``datetime``) and
+    ``open``, ``high``, ``low``, ``close`` [``volume``, bid/ask OHLC] in any letter case."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data file not found: {os.fspath(path)}")
+    frame = pd.read_csv(path, index_col=False)
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    if "date" in frame.columns and "time" in frame.columns:
+        stamps = pd.to_datetime(
+            frame.pop("date").astype(str) + " " + frame.pop("time").astype(str)
+        )
+    else:
+        name = next(
+            (n for n in ("time", "datetime", "date", "timestamp") if n in frame.columns), None
+        )
+        if name is None:
+            raise ValueError(f"{os.fspath(path)}: no time column (time, datetime or date)")
+        stamps = pd.to_datetime(frame.pop(name), utc=True)
+    index = pd.DatetimeIndex(stamps, name="time")
+    frame.index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    return frame
+
+
+class _Feed:
+    """One bar series of one instrument, preloaded."""
+
+    __slots__ = ("bsid", "series", "records", "deliver_after")
+
+    def __init__(self, bsid: BarSeriesID, records: np.ndarray, history: int) -> None:
+        self.bsid = bsid
+        self.records = records  # chronological
+        self.series = ReplaySeries(bsid, history, records[::-1].copy())
+        self.deliver_after: np.ndarray | None = None  # base index after which each bar is due
+
+
+class _Instrument:
+    __slots__ = ("symbol", "base", "higher", "frame", "close")
+
+    def __init__(self, symbol: str, base: _Feed, higher: list[_Feed], frame: pd.DataFrame):
+        self.symbol = symbol
+        self.base = base
+        self.higher = higher
+        self.frame = frame
+        self.close = base.records["close"]
+
+
+def _rank(tf: Timeframe) -> float:
+    return tf.size * _UNIT_SECONDS[tf.unit]
+
+
+def _bar_ends(times: np.ndarray, tf: Timeframe) -> np.ndarray:
+    if tf.is_intraday:
+        return times + tf.nanoseconds
+    return np.array([period_bounds(int(t), tf)[1] for t in times], dtype=np.int64)
+
+
+def _higher_feed(
+    bsid: BarSeriesID, frame: pd.DataFrame, base: _Feed, base_tf: Timeframe, history: int
+) -> _Feed:
+    """Resample the base bars to ``bsid`` and work out when each longer bar is complete: right
+    after the last base bar of its period when that bar reaches the period's end, otherwise
+    right after the first base bar of a later period (what a streaming resampler sees)."""
+    times = base.records["time"]
+    starts = period_starts(times, bsid.timeframe)
+    first = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
+    last = np.r_[first[1:] - 1, len(times) - 1]
+    bars = frame_to_records(resample(frame, bsid.timeframe))
+    period_end = _bar_ends(bars["time"], bsid.timeframe)
+    base_end = _bar_ends(times[last], base_tf)
+    after = np.where(base_end >= period_end, last, last + 1)
+    keep = after < len(times)  # the last period is still forming at the end of the data
+    feed = _Feed(bsid, bars[keep], history)
+    feed.deliver_after = after[keep]
+    return feed
+
+
+def _instruments(data: Any, bsids: list[BarSeriesID], history: int) -> list[_Instrument]:
+    symbols = list(dict.fromkeys(b.symbol for b in bsids))
+    if isinstance(data, Mapping):
+        frames = {}
+        for symbol in symbols:
+            if symbol not in data:
+                raise ValueError(f"data: no bars for symbol {symbol!r} (have {list(data)})")
+            frames[symbol] = load_bars(data[symbol], f"data[{symbol!r}]")
+    else:
+        if len(symbols) != 1:
+            raise ValueError(
+                f"data: one DataFrame given for several symbols {symbols}; pass a mapping "
+                "symbol -> DataFrame"
+            )
+        frames = {symbols[0]: load_bars(data)}
+    instruments = []
+    for symbol in symbols:
+        frame = frames[symbol]
+        validate_bars(frame)
+        if not len(frame):
+            raise ValueError(f"data for {symbol!r}: no bars")
+        own = sorted((b for b in bsids if b.symbol == symbol), key=lambda b: _rank(b.timeframe))
+        base_tf = own[0].timeframe
+        records = frame_to_records(frame)
+        aligned = period_starts(records["time"], base_tf)
+        off = np.flatnonzero(aligned != records["time"])
+        if len(off):
+            row = int(off[0])
+            raise ValueError(
+                f"data for {symbol!r}: bar {row} at {to_timestamp(int(records['time'][row]))} "
+                f"is not a {base_tf.code} bar time; give bars of the shortest requested time "
+                f"frame ({base_tf.code})"
+            )
+        base = _Feed(own[0], records, history)
+        higher = [_higher_feed(b, frame, base, base_tf, history) for b in own[1:]]
+        instruments.append(_Instrument(symbol, base, higher, frame))
+    return instruments
+
+
+class _Context:
+    """The :class:`~osmarkets.brain.BrainContext` the engine binds to the Brain."""
+
+    def __init__(
+        self, broker: SimulatedBroker, instruments: list[_Instrument], series: dict
+    ) -> None:
+        self.broker = broker
+        self.instruments = instruments
+        self._series = series
+        self.queue: list[OrderEvent] = []
+        self.clock: ReplaySeries = instruments[0].base.series  # base series of the bar at hand
+        self.tf_ns = {
+            inst.symbol: (
+                inst.base.bsid.timeframe.nanoseconds if inst.base.bsid.timeframe.is_intraday else 0
+            )
+            for inst in instruments
+        }
+
+    def submit_order(self, brain: Brain, order: Order) -> None:
+        broker = self.broker
+        for inst in self.instruments:  # margin is checked at the current prices
+            length = inst.base.series._len
+            if length and (inst.symbol == order.symbol or broker._units.get(inst.symbol)):
+                broker.mark(
+                    inst.symbol, float(inst.base.series._data["close"][inst.base.series._head])
+                )
+        self.queue.extend(broker.submit(order))
+
+    def cancel_order(self, brain: Brain, client_id: str) -> None:
+        self.queue.extend(self.broker.cancel(client_id))
+
+    def position(self, brain: Brain, symbol: str) -> float:
+        return self.broker._units.get(symbol, 0.0)
+
+    def series(self, brain: Brain, bsid: Any) -> BarSeries:
+        key = BarSeriesID.parse(bsid)
+        try:
+            return self._series[key]
+        except KeyError:
+            raise KeyError(f"{key} is not a series of this backtest") from None
+
+    def now(self, brain: Brain) -> int:
+        series = self.clock
+        if not series._len:
+            return 0
+        time = int(series._data["time"][series._head])
+        return time + self.tf_ns[series.bsid.symbol]
+
+
+def backtest(
+    brain_class: type[Brain],
+    data: Any,
+    bsid: Any,
+    *,
+    params: Mapping[str, Any] | None = None,
+    history: int | None = None,
+    cash: float = 100_000.0,
+    fill: str = "next_open",
+    spread: float | dict[str, float] = 0.0,
+    slippage: float = 0.0,
+    commission: Commission | None = None,
+    margin_rate: float | dict[str, float] = 1.0,
+    name: str | None = None,
+) -> Result:
+    """Run ``brain_class`` on historical bars in this process and return a :class:`Result`.
+
+    ``data``: a bars DataFrame (DESIGN.md conventions), a CSV path or a BarSeries for the one
+    instrument of ``bsid``, or a mapping symbol -> any of those. ``bsid``: one bar-series id or
+    a list; for each instrument the data holds bars of its shortest requested time frame and the
+    longer ones are resampled from them. ``history``: capacity of each series (default 1000).
+    ``params`` override the Brain's class attributes. The broker options are those of
+    :class:`~osmarkets.brokers.simulated.SimulatedBroker`.
+
+    Raises :class:`BacktestError` (with the bar's time in the message) when a Brain handler
+    raises, and ``ValueError`` for bad arguments or data.
+    """
+    if not (isinstance(brain_class, type) and issubclass(brain_class, Brain)):
+        raise TypeError(f"brain_class: expected a Brain subclass, got {brain_class!r}")
+    if fill not in FILL_MODES:
+        raise ValueError(f"fill: expected one of {', '.join(FILL_MODES)}, got {fill!r}")
+    if history is None:
+        history = DEFAULT_HISTORY
+    if isinstance(history, bool) or not isinstance(history, int) or history <= 0:
+        raise ValueError(f"history: expected a positive integer, got {history!r}")
+    bsids = parse_bsids(bsid)
+    brain = make_brain(brain_class, params, name)
+    instruments = _instruments(data, bsids, history)
+    broker = SimulatedBroker(
+        cash, spread=spread, slippage=slippage, commission=commission, margin_rate=margin_rate
+    )
+    series = {inst.base.bsid: inst.base.series for inst in instruments}
+    series.update({f.bsid: f.series for inst in instruments for f in inst.higher})
+    context = _Context(broker, instruments, series)
+    brain.bind(context, name)
+    fills: list[tuple[int, int, OrderEvent]] = []  # (instrument number, base index, event)
+    if len(instruments) == 1:
+        _run_single(brain, context, instruments[0], fill == "close", fills)
+    else:
+        _run_multi(brain, context, instruments, fill == "close", fills)
+    return _result(brain, broker, instruments, fills, float(cash), params)
+
+
+def parse_bsids(bsid: Any) -> list[BarSeriesID]:
+    """One bar-series id in any accepted form, or a list of them."""
+    try:
+        return [BarSeriesID.parse(bsid)]
+    except (ValueError, TypeError):
+        pass
+    if isinstance(bsid, str) or not hasattr(bsid, "__iter__"):
+        raise ValueError(f"bsid: expected a bar series id like 'EUR_USD:M1', got {bsid!r}")
+    bsids = list(dict.fromkeys(BarSeriesID.parse(b) for b in bsid))
+    if not bsids:
+        raise ValueError("bsid: expected at least one bar series id")
+    return bsids
+
+
+def make_brain(
+    brain_class: type[Brain], params: Mapping[str, Any] | None, name: str | None = None
+) -> Brain:
+    """Instantiate ``brain_class`` with ``params`` overriding its parameters (unknown names
+    raise ``ValueError`` listing the known ones)."""
+    known = brain_class.parameters()
+    brain = brain_class()
+    for key, value in (params or {}).items():
+        if key not in known:
+            raise ValueError(
+                f"params: {brain_class.__name__} has no parameter {key!r} "
+                f"(known: {', '.join(known) or 'none'})"
+            )
+        setattr(brain, key, value)
+    brain.name = name or brain_class.__name__
+    return brain
+
+
+def _deliver(brain: Brain, events: list[OrderEvent], handler: Any) -> None:
+    if handler is not None:
+        for event in events:
+            handler(event)
+
+
+def _event_handler(brain: Brain) -> Any:
+    if type(brain).on_order_event is Brain.on_order_event:
+        return None  # not overridden: skip the calls
+    return brain.on_order_event
+
+
+def _bar(records: np.ndarray, index: int) -> Bar:
+    return Bar(*records[index].tolist())
+
+
+def _fail(exc: Exception, brain: Brain, bsid: BarSeriesID, time: int) -> BacktestError:
+    stamp = to_timestamp(int(time)).isoformat()
+    return BacktestError(
+        f"{type(brain).__name__} raised while handling the bar of {stamp} ({bsid}): "
+        f"{type(exc).__name__}: {exc}",
+        int(time),
+    )
+
+
+def _run_single(
+    brain: Brain,
+    context: _Context,
+    inst: _Instrument,
+    fill_close: bool,
+    fills: list[tuple[int, int, OrderEvent]],
+) -> None:
+    """The hot loop for one instrument: keep it lean."""
+    broker = context.broker
+    active = broker.active
+    symbol = inst.symbol
+    records = inst.base.records
+    series = inst.base.series
+    times = records["time"]
+    n = len(records)
+    top = n
+    cap = series.capacity
+    on_new_bar = brain.on_new_bar
+    on_event = _event_handler(brain)
+    queue = context.queue
+    higher = [(f.series, _due(f), len(f.records)) for f in inst.higher]
+    cursors = [0] * len(higher)
+    current_bsid = inst.base.bsid
+    i = 0
+    try:
+        brain.on_start()
+        for i in range(n):
+            if symbol in active:
+                events = broker.on_bar(symbol, _bar(records, i))
+                for event in events:
+                    if event.kind == "filled":
+                        fills.append((0, i, event))
+                _deliver(brain, events, on_event)
+            series._head = top - 1 - i
+            series._len = i + 1 if i < cap else cap
+            current_bsid = inst.base.bsid
+            on_new_bar(series)
+            if queue:
+                _flush(brain, queue, on_event)
+            if higher:
+                for k, (hseries, after, count) in enumerate(higher):
+                    j = cursors[k]
+                    while j < count and after[j] == i:
+                        hseries._head = count - 1 - j
+                        hseries._len = j + 1 if j < hseries.capacity else hseries.capacity
+                        current_bsid = hseries.bsid
+                        on_new_bar(hseries)
+                        if queue:
+                            _flush(brain, queue, on_event)
+                        j += 1
+                    cursors[k] = j
+            if fill_close and symbol in active:
+                events = broker.fill_at_close(symbol, _bar(records, i))
+                for event in events:
+                    if event.kind == "filled":
+                        fills.append((0, i, event))
+                _deliver(brain, events, on_event)
+    except BacktestError:
+        raise
+    except Exception as exc:
+        raise _fail(exc, brain, current_bsid, times[i] if n else 0) from exc
+    broker.mark(symbol, float(records["close"][-1]), int(times[-1]))
+
+
+def _due(feed: _Feed) -> np.ndarray:
+    if feed.deliver_after is None:
+        raise RuntimeError(f"{feed.bsid}: not a resampled feed")
+    return feed.deliver_after
+
+
+def _flush(brain: Brain, queue: list[OrderEvent], on_event: Any) -> None:
+    events = queue[:]
+    queue.clear()
+    _deliver(brain, events, on_event)
+
+
+def _run_multi(
+    brain: Brain,
+    context: _Context,
+    instruments: list[_Instrument],
+    fill_close: bool,
+    fills: list[tuple[int, int, OrderEvent]],
+) -> None:
+    """Several instruments in time order: at each time, the broker runs every instrument's bar
+    first, then the Brain sees them in the order the symbols were given."""
+    broker = context.broker
+    active = broker.active
+    on_new_bar = brain.on_new_bar
+    on_event = _event_handler(brain)
+    queue = context.queue
+    all_times = np.concatenate([inst.base.records["time"] for inst in instruments])
+    which = np.concatenate(
+        [np.full(len(inst.base.records), k, dtype=np.int64) for k, inst in enumerate(instruments)]
+    )
+    local = np.concatenate([np.arange(len(inst.base.records)) for inst in instruments])
+    order = np.lexsort((which, all_times))
+    all_times, which, local = all_times[order], which[order], local[order]
+    bounds = np.flatnonzero(np.r_[True, all_times[1:] != all_times[:-1], True])
+    cursors = [[0] * len(inst.higher) for inst in instruments]
+    current_bsid = instruments[0].base.bsid
+    time = 0
+    try:
+        brain.on_start()
+        for g in range(len(bounds) - 1):
+            lo, hi = int(bounds[g]), int(bounds[g + 1])
+            time = int(all_times[lo])
+            group = [(int(which[s]), int(local[s])) for s in range(lo, hi)]
+            for k, i in group:
+                inst = instruments[k]
+                if inst.symbol in active:
+                    events = broker.on_bar(inst.symbol, _bar(inst.base.records, i))
+                    fills.extend((k, i, e) for e in events if e.kind == "filled")
+                    _deliver(brain, events, on_event)
+            for k, i in group:
+                inst = instruments[k]
+                series = inst.base.series
+                series._head = len(inst.base.records) - 1 - i
+                series._len = min(i + 1, series.capacity)
+                context.clock = series
+                current_bsid = inst.base.bsid
+                on_new_bar(series)
+                _flush(brain, queue, on_event)
+                for h, feed in enumerate(inst.higher):
+                    after = _due(feed)
+                    j, count = cursors[k][h], len(feed.records)
+                    while j < count and after[j] == i:
+                        feed.series._head = count - 1 - j
+                        feed.series._len = min(j + 1, feed.series.capacity)
+                        current_bsid = feed.bsid
+                        on_new_bar(feed.series)
+                        _flush(brain, queue, on_event)
+                        j += 1
+                    cursors[k][h] = j
+                if fill_close and inst.symbol in active:
+                    events = broker.fill_at_close(inst.symbol, _bar(inst.base.records, i))
+                    fills.extend((k, i, e) for e in events if e.kind == "filled")
+                    _deliver(brain, events, on_event)
+    except BacktestError:
+        raise
+    except Exception as exc:
+        raise _fail(exc, brain, current_bsid, time) from exc
+    for inst in instruments:
+        broker.mark(inst.symbol, float(inst.close[-1]), int(inst.base.records["time"][-1]))
+
+
+def _result(
+    brain: Brain,
+    broker: SimulatedBroker,
+    instruments: list[_Instrument],
+    fills: list[tuple[int, int, OrderEvent]],
+    cash: float,
+    params: Mapping[str, Any] | None,
+) -> Result:
+    """Equity after every bar, vectorised: cash minus the fills' cash flows plus each
+    instrument's position marked at its close (carried forward between its bars)."""
+    times = np.unique(np.concatenate([inst.base.records["time"] for inst in instruments]))
+    flows = np.zeros(len(times))
+    value = np.zeros(len(times))
+    number = np.array([k for k, _, _ in fills], dtype=np.int64)
+    local = np.array([i for _, i, _ in fills], dtype=np.int64)
+    signed = np.array([e.signed_size for _, _, e in fills], dtype=float)
+    cost = np.array([e.signed_size * e.price + e.commission for _, _, e in fills], dtype=float)
+    for k, inst in enumerate(instruments):
+        own_times = inst.base.records["time"]
+        mine = number == k
+        delta = np.bincount(local[mine], weights=signed[mine], minlength=len(own_times))
+        np.add.at(flows, np.searchsorted(times, own_times[local[mine]]), cost[mine])
+        units = np.cumsum(delta)
+        where = np.searchsorted(own_times, times, side="right") - 1  # last own bar at or before
+        seen = where >= 0
+        idx = np.maximum(where, 0)
+        value += np.where(seen, units[idx] * inst.close[idx], 0.0)
+    equity = cash - np.cumsum(flows) + value
+    index = pd.DatetimeIndex(times.view("M8[ns]"), name="time").tz_localize("UTC")
+    prices = {inst.symbol: inst.frame for inst in instruments}
+    return Result.from_run(
+        [e for _, _, e in fills],
+        pd.Series(equity, index=index, name="equity"),
+        initial_cash=cash,
+        prices=prices,
+        name=brain.name,
+        params=dict(params or {}),
+        open_positions=broker.positions,
+    )
+
+
+__all__ = [
+    "BacktestError", "ReplaySeries", "backtest", "load_bars", "make_brain", "parse_bsids",
+    "read_bars_csv",
+]  # fmt: skip

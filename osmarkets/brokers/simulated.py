@@ -1,0 +1,553 @@
+"""The simulated broker: one fill model for the in-process backtest and the simulated
+architecture (no osBrain here).
+
+Account model
+    One account in a single currency. Prices are quoted in that currency, so profit and loss of
+    an instrument (in its quote currency) is account currency: no conversion is modelled.
+    Positions are *netted* per instrument, as on OANDA: an opposite order reduces, closes or
+    reverses the position. ``balance`` is the cash of a margin account: the initial cash plus
+    realised profit and loss minus commissions. ``equity`` adds the unrealised profit and loss
+    of the open positions, marked at the last known mid price (the bar's close).
+
+Fills
+    * Market orders wait for the next price: the next bar's open (``on_bar``) or the next tick
+      (``on_tick``), or the current bar's close when the runner calls :meth:`fill_at_close`.
+      Buys fill at the ask and sells at the bid where bars carry quotes; on plain OHLC bars at
+      the mid price plus or minus half the ``spread``.
+    * Limit, stop and market-if-touched orders, and the stop-loss, take-profit and trailing-stop
+      attached to a position, trigger *intrabar* along an assumed price path: the open, then the
+      nearer extreme, then the other, then the close. For a bar that closes at or above its open
+      that is open -> low -> high -> close, otherwise open -> high -> low -> close (the shortest
+      path through the four prices, as MetaTrader's tester assumes). Buy-side levels are compared
+      with the ask path and sell-side levels with the bid path.
+    * A level already passed at the open (a gap) fills at the open, not at the level: a stop
+      below a gap-down open fills at that open, a limit at the better open price.
+    * ``slippage`` is an adverse price amount added to buys and subtracted from sells of every
+      fill that executes as a market order (market, stop, market-if-touched, stop-loss and
+      trailing-stop fills); limit and take-profit fills get their price or better.
+    * ``commission`` (a :class:`Commission`) is charged on every fill and reported in its event.
+
+Margin
+    ``margin_rate`` is the fraction of the notional held as margin (1.0 = no leverage,
+    0.02 = 50:1). An order that would increase exposure is rejected with the reason
+    ``'insufficient margin'`` when the margin of the resulting positions would exceed the
+    equity, checked on submit against the last price and again at the fill. Margin calls and
+    forced close-outs are not modelled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..data.types import Bar, Tick
+from .base import ORDER_TYPES, SIDES, Order, OrderEvent
+
+_NAN = float("nan")
+_PROTECTIVE = ("stop_loss", "take_profit", "trailing_stop")
+
+
+@dataclass(frozen=True)
+class Commission:
+    """Commission per fill: ``per_unit * size + fraction * size * price``, at least ``minimum``.
+
+    ``Commission(fraction=0.0002)`` is 2 basis points of the notional; ``Commission(per_unit=
+    0.005, minimum=1.0)`` is a typical per-share stock schedule.
+    """
+
+    per_unit: float = 0.0
+    fraction: float = 0.0
+    minimum: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("per_unit", "fraction", "minimum"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"commission {name}: expected a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"commission {name}: expected a number >= 0, got {value!r}")
+
+    def __call__(self, size: float, price: float) -> float:
+        return max(self.minimum, self.per_unit * size + self.fraction * size * price)
+
+
+class _Position:
+    """Netted position of one instrument with the protective orders attached to it."""
+
+    __slots__ = ("units", "avg", "stop_loss", "take_profit", "trail", "extreme", "origin", "brain")
+
+    def __init__(self) -> None:
+        self.units = 0.0
+        self.avg = 0.0
+        self.stop_loss: float | None = None
+        self.take_profit: float | None = None
+        self.trail: float | None = None  # trailing distance
+        self.extreme = _NAN  # best price seen since the trailing stop was attached
+        self.origin = ""  # client id of the order that attached the protective orders
+        self.brain = ""
+
+    @property
+    def protected(self) -> bool:
+        return self.stop_loss is not None or self.take_profit is not None or self.trail is not None
+
+    def clear_protection(self) -> None:
+        self.stop_loss = self.take_profit = self.trail = None
+        self.extreme = _NAN
+
+
+class _Trigger:
+    """A price level that executes something when the bid (sells) or ask (buys) reaches it."""
+
+    __slots__ = ("kind", "side", "level", "up", "market_like", "order")
+
+    def __init__(
+        self, kind: str, side: str, level: float, up: bool, market_like: bool, order: Order | None
+    ) -> None:
+        self.kind = kind  # 'order', 'stop_loss', 'take_profit' or 'trailing_stop'
+        self.side = side
+        self.level = level
+        self.up = up  # True: triggers when the price is >= level; False: <= level
+        self.market_like = market_like
+        self.order = order
+
+
+def _per_symbol(name: str, value: float | Mapping[str, float], default: float) -> dict:
+    if isinstance(value, Mapping):
+        table = {}
+        for symbol, item in value.items():
+            table[symbol] = _non_negative(f"{name}[{symbol!r}]", item)
+        return table
+    return {None: _non_negative(name, value if value is not None else default)}
+
+
+def _non_negative(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
+    return float(value)
+
+
+class SimulatedBroker:
+    """A netting broker simulated on bars or ticks; see the module docstring for the model.
+
+    Every method returns the :class:`~osmarkets.brokers.base.OrderEvent` objects it caused, in
+    order, so the caller (the backtest engine, the Trader agent) decides how to deliver them.
+    """
+
+    def __init__(
+        self,
+        cash: float = 100_000.0,
+        *,
+        spread: float | dict[str, float] = 0.0,
+        slippage: float = 0.0,
+        commission: Commission | None = None,
+        margin_rate: float | dict[str, float] = 1.0,
+        path: str = "ohlc",
+    ) -> None:
+        if isinstance(cash, bool) or not isinstance(cash, int | float) or not math.isfinite(cash):
+            raise ValueError(f"cash: expected a finite number, got {cash!r}")
+        if cash <= 0:
+            raise ValueError(f"cash: expected a positive amount, got {cash!r}")
+        if commission is not None and not callable(commission):
+            raise ValueError(f"commission: expected a Commission, got {commission!r}")
+        if path != "ohlc":
+            raise ValueError(f"path: only 'ohlc' is supported, got {path!r}")
+        self.initial_cash = float(cash)
+        self.balance = float(cash)
+        self.realized_pnl = 0.0
+        self.commission_paid = 0.0
+        self.slippage = _non_negative("slippage", slippage)
+        self.commission = commission
+        self.path = path
+        self._spread = _per_symbol("spread", spread, 0.0)
+        self._margin = _per_symbol("margin_rate", margin_rate, 1.0)
+        for key, rate in self._margin.items():
+            if rate <= 0 or rate > 1:
+                name = "margin_rate" if key is None else f"margin_rate[{key!r}]"
+                raise ValueError(f"{name}: expected a fraction in (0, 1], got {rate!r}")
+        self._units: dict[str, float] = {}  # symbol -> signed units (read on the hot path)
+        self._positions: dict[str, _Position] = {}
+        self._mark: dict[str, float] = {}  # symbol -> last mid price
+        self._pending: dict[str, list[Order]] = {}
+        self._mit_up: dict[str, bool] = {}  # client id -> direction of a market-if-touched
+        self._filled: set[str] = set()
+        self._now = 0
+        # Symbols with pending orders or a protected position: the only ones whose bars the
+        # broker must see. The backtest engine reads this to skip every other bar.
+        self.active: set[str] = set()
+
+    # -- configuration lookups --------------------------------------------------------------
+    def half_spread(self, symbol: str) -> float:
+        table = self._spread
+        return table.get(symbol, table.get(None, 0.0)) / 2.0
+
+    def margin_rate(self, symbol: str) -> float:
+        table = self._margin
+        return table.get(symbol, table.get(None, 1.0))
+
+    # -- account ----------------------------------------------------------------------------
+    def position(self, symbol: str) -> float:
+        """Signed units held in ``symbol``."""
+        return self._units.get(symbol, 0.0)
+
+    @property
+    def positions(self) -> dict[str, float]:
+        """Open positions: symbol -> signed units (a copy)."""
+        return {symbol: units for symbol, units in self._units.items() if units}
+
+    def average_price(self, symbol: str) -> float:
+        pos = self._positions.get(symbol)
+        return pos.avg if pos is not None and pos.units else _NAN
+
+    @property
+    def unrealized_pnl(self) -> float:
+        total = 0.0
+        for symbol, pos in self._positions.items():
+            if pos.units:
+                total += pos.units * (self._mark.get(symbol, pos.avg) - pos.avg)
+        return total
+
+    @property
+    def equity(self) -> float:
+        return self.balance + self.unrealized_pnl
+
+    @property
+    def margin_used(self) -> float:
+        return sum(
+            abs(pos.units) * self._mark.get(symbol, pos.avg) * self.margin_rate(symbol)
+            for symbol, pos in self._positions.items()
+            if pos.units
+        )
+
+    @property
+    def pending_orders(self) -> list[Order]:
+        return [order for orders in self._pending.values() for order in orders]
+
+    def mark(self, symbol: str, price: float, time: int | None = None) -> None:
+        """Set the mark (mid) price of ``symbol`` without running any order: the engine calls
+        this on bars it does not pass to :meth:`on_bar`, before submitting orders."""
+        self._mark[symbol] = price
+        if time is not None:
+            self._now = time
+
+    # -- orders -----------------------------------------------------------------------------
+    def submit(self, order: Order) -> list[OrderEvent]:
+        """Accept or reject ``order``; an accepted order waits for the next price."""
+        reason = self._invalid(order)
+        if not isinstance(order, Order):
+            client_id = str(getattr(order, "client_id", ""))
+            return [OrderEvent("rejected", client_id, "", "", 0.0, time=self._now, reason=reason)]
+        if reason is None and self._is_pending(order.client_id):
+            reason = f"duplicate client id {order.client_id!r}"
+        if reason is None:
+            price = order.price if order.type != "market" else self._mark.get(order.symbol)
+            if price is not None and not self._margin_ok(order.symbol, order.signed_size, price):
+                reason = "insufficient margin"
+        if reason is not None:
+            return [self._event("rejected", order, reason=reason)]
+        if order.type == "market_if_touched":
+            mark = self._mark.get(order.symbol)
+            if mark is not None:
+                self._mit_up[order.client_id] = order.price > mark  # type: ignore[operator]
+        self._pending.setdefault(order.symbol, []).append(order)
+        self.active.add(order.symbol)
+        return [self._event("accepted", order, price=order.price or _NAN)]
+
+    def cancel(self, client_id: str) -> list[OrderEvent]:
+        """Cancel a pending order: a ``cancelled`` event, or ``rejected`` if there is none."""
+        for symbol, orders in self._pending.items():
+            for index, order in enumerate(orders):
+                if order.client_id == client_id:
+                    del orders[index]
+                    self._mit_up.pop(client_id, None)
+                    self._refresh_active(symbol)
+                    return [self._event("cancelled", order, reason="cancelled by request")]
+        reason = "already filled" if client_id in self._filled else "unknown order"
+        return [OrderEvent("rejected", client_id, "", "", 0.0, time=self._now, reason=reason)]
+
+    @staticmethod
+    def _invalid(order: Order) -> str | None:
+        if not isinstance(order, Order):
+            return f"invalid order: expected an Order, got {type(order).__name__}"
+        if order.side not in SIDES:
+            return f"invalid order side {order.side!r}"
+        size = order.size
+        if isinstance(size, bool) or not isinstance(size, int | float):
+            return f"invalid order size {size!r}"
+        if not math.isfinite(size) or size <= 0:
+            return f"invalid order size {size!r}"
+        if not isinstance(order.symbol, str) or not order.symbol:
+            return f"invalid order symbol {order.symbol!r}"
+        if order.type not in ORDER_TYPES:
+            return f"invalid order type {order.type!r}"
+        if order.type != "market" and order.price is None:
+            return f"invalid order: a {order.type} order needs a price"
+        for name in ("price", *_PROTECTIVE):
+            value = getattr(order, name)
+            if value is not None and (not math.isfinite(value) or value <= 0):
+                return f"invalid order {name} {value!r}"
+        sl, tp = order.stop_loss, order.take_profit
+        if sl is not None and tp is not None:
+            if order.side == "buy" and sl >= tp:
+                return "invalid order: a buy's stop_loss must be below its take_profit"
+            if order.side == "sell" and sl <= tp:
+                return "invalid order: a sell's stop_loss must be above its take_profit"
+        return None
+
+    def _is_pending(self, client_id: str) -> bool:
+        return any(o.client_id == client_id for orders in self._pending.values() for o in orders)
+
+    def _margin_ok(self, symbol: str, signed: float, price: float) -> bool:
+        units = self._units.get(symbol, 0.0)
+        new = units + signed
+        if abs(new) <= abs(units):
+            return True  # reducing or closing never needs margin
+        rate = self.margin_rate(symbol)
+        current = abs(units) * self._mark.get(symbol, price) * rate
+        required = self.margin_used - current + abs(new) * price * rate
+        return required <= self.equity * (1 + 1e-12)
+
+    # -- prices -----------------------------------------------------------------------------
+    def on_bar(self, symbol: str, bar: Bar) -> list[OrderEvent]:
+        """Run ``symbol``'s orders through one bar: pending market orders at the open, then the
+        intrabar path; mark the position at the close."""
+        self._now = bar.time
+        events: list[OrderEvent] = []
+        if symbol in self.active:
+            half = self.half_spread(symbol)
+            if bar.has_quotes:
+                bids = (bar.bid_open, bar.bid_low, bar.bid_high, bar.bid_close)
+                asks = (bar.ask_open, bar.ask_low, bar.ask_high, bar.ask_close)
+            else:
+                mids = (bar.open, bar.low, bar.high, bar.close)
+                bids = (mids[0] - half, mids[1] - half, mids[2] - half, mids[3] - half)
+                asks = (mids[0] + half, mids[1] + half, mids[2] + half, mids[3] + half)
+            if bar.close < bar.open:  # bearish: the high comes first
+                bids = (bids[0], bids[2], bids[1], bids[3])
+                asks = (asks[0], asks[2], asks[1], asks[3])
+            self._fill_market(symbol, bids[0], asks[0], bar.time, events)
+            self._run_segment(symbol, bids[0], asks[0], bids[0], asks[0], bar.time, events)
+            for k in range(1, 4):
+                self._run_segment(
+                    symbol, bids[k - 1], asks[k - 1], bids[k], asks[k], bar.time, events
+                )
+        self._mark[symbol] = bar.close
+        return events
+
+    def on_tick(self, symbol: str, tick: Tick) -> list[OrderEvent]:
+        """The same as :meth:`on_bar` for one quote: everything that is due fills at it."""
+        self._now = tick.time
+        events: list[OrderEvent] = []
+        if symbol in self.active:
+            self._fill_market(symbol, tick.bid, tick.ask, tick.time, events)
+            self._run_segment(symbol, tick.bid, tick.ask, tick.bid, tick.ask, tick.time, events)
+        self._mark[symbol] = (tick.bid + tick.ask) / 2.0
+        return events
+
+    def fill_at_close(self, symbol: str, bar: Bar) -> list[OrderEvent]:
+        """Fill ``symbol``'s pending market orders at this bar's close (the "fill at the signal
+        bar's close" option); other orders wait for the next bar."""
+        events: list[OrderEvent] = []
+        if symbol in self.active:
+            if bar.has_quotes:
+                bid, ask = bar.bid_close, bar.ask_close
+            else:
+                half = self.half_spread(symbol)
+                bid, ask = bar.close - half, bar.close + half
+            self._fill_market(symbol, bid, ask, bar.time, events)
+        self._mark[symbol] = bar.close
+        return events
+
+    # -- execution --------------------------------------------------------------------------
+    def _fill_market(
+        self, symbol: str, bid: float, ask: float, time: int, events: list[OrderEvent]
+    ) -> None:
+        orders = self._pending.get(symbol)
+        if not orders:
+            return
+        remaining = []
+        for order in orders:
+            if order.type != "market":
+                remaining.append(order)
+                continue
+            price = ask + self.slippage if order.side == "buy" else bid - self.slippage
+            self._execute(order, price, time, events)
+        self._pending[symbol] = remaining
+        self._refresh_active(symbol)
+
+    def _triggers(self, symbol: str, bid: float, ask: float) -> list[_Trigger]:
+        found = []
+        for order in self._pending.get(symbol, ()):
+            buy = order.side == "buy"
+            level: float = order.price  # type: ignore[assignment]
+            if order.type == "limit":
+                found.append(_Trigger("order", order.side, level, not buy, False, order))
+            elif order.type == "stop":
+                found.append(_Trigger("order", order.side, level, buy, True, order))
+            elif order.type == "market_if_touched":
+                up = self._mit_up.get(order.client_id)
+                if up is None:  # no price known at submit: the first one decides
+                    up = self._mit_up[order.client_id] = level > (bid + ask) / 2.0
+                found.append(_Trigger("order", order.side, level, up, True, order))
+        pos = self._positions.get(symbol)
+        if pos is not None and pos.units:
+            long = pos.units > 0
+            side = "sell" if long else "buy"
+            if pos.stop_loss is not None:
+                found.append(_Trigger("stop_loss", side, pos.stop_loss, not long, True, None))
+            if pos.take_profit is not None:
+                found.append(_Trigger("take_profit", side, pos.take_profit, long, False, None))
+            if pos.trail is not None:
+                level = pos.extreme - pos.trail if long else pos.extreme + pos.trail
+                found.append(_Trigger("trailing_stop", side, level, not long, True, None))
+        return found
+
+    def _run_segment(
+        self,
+        symbol: str,
+        bid0: float,
+        ask0: float,
+        bid1: float,
+        ask1: float,
+        time: int,
+        events: list[OrderEvent],
+    ) -> None:
+        """Execute, in the order the price reaches them, every level touched while the price
+        moves straight from (bid0, ask0) to (bid1, ask1)."""
+        done = 0.0  # fraction of the segment already travelled
+        while symbol in self.active:
+            best: tuple[float, float, _Trigger] | None = None
+            bid_now, ask_now = bid0 + done * (bid1 - bid0), ask0 + done * (ask1 - ask0)
+            for trig in self._triggers(symbol, bid_now, ask_now):
+                s0, s1 = (ask0, ask1) if trig.side == "buy" else (bid0, bid1)
+                now = s0 + done * (s1 - s0)
+                level = trig.level
+                if (now >= level) if trig.up else (now <= level):
+                    at, price = done, now  # already through: fills where the price is
+                elif (s1 >= level) if trig.up else (s1 <= level):
+                    at, price = (level - s0) / (s1 - s0), level
+                else:
+                    continue
+                if best is None or at < best[0]:
+                    best = (at, price, trig)
+            if best is None:
+                break
+            done, price, trig = best
+            if trig.market_like:
+                price = price + self.slippage if trig.side == "buy" else price - self.slippage
+            if trig.order is not None:
+                self._pending[symbol].remove(trig.order)
+                self._mit_up.pop(trig.order.client_id, None)
+                self._execute(trig.order, price, time, events)
+            else:
+                self._execute_protective(symbol, trig, price, time, events)
+            self._refresh_active(symbol)
+        pos = self._positions.get(symbol)
+        if pos is not None and pos.trail is not None and pos.units:
+            if pos.units > 0:
+                pos.extreme = max(pos.extreme, bid1)
+            else:
+                pos.extreme = min(pos.extreme, ask1)
+
+    def _execute_protective(
+        self, symbol: str, trig: _Trigger, price: float, time: int, events: list[OrderEvent]
+    ) -> None:
+        pos = self._positions[symbol]
+        size = abs(pos.units)
+        event = self._apply_fill(
+            symbol, trig.side, size, price, time, pos.origin, pos.brain, trig.kind, None
+        )
+        events.append(event)
+
+    def _execute(self, order: Order, price: float, time: int, events: list[OrderEvent]) -> None:
+        if not self._margin_ok(order.symbol, order.signed_size, price):
+            events.append(self._event("rejected", order, reason="insufficient margin", time=time))
+            return
+        event = self._apply_fill(
+            order.symbol, order.side, order.size, price, time, order.client_id, order.brain,
+            "", order,
+        )  # fmt: skip
+        self._filled.add(order.client_id)
+        events.append(event)
+
+    def _apply_fill(
+        self,
+        symbol: str,
+        side: str,
+        size: float,
+        price: float,
+        time: int,
+        client_id: str,
+        brain: str,
+        reason: str,
+        order: Order | None,
+    ) -> OrderEvent:
+        """Net a fill into the position: realise P/L on the part that reduces it, average the
+        entry price on the part that adds to it, attach the order's protective levels."""
+        pos = self._positions.get(symbol)
+        if pos is None:
+            pos = self._positions[symbol] = _Position()
+        signed = size if side == "buy" else -size
+        units = pos.units
+        commission = self.commission(size, price) if self.commission is not None else 0.0
+        realised = 0.0
+        new = units + signed
+        if units == 0 or (units > 0) == (signed > 0):
+            pos.avg = (abs(units) * pos.avg + size * price) / abs(new)
+            opened = True
+        else:
+            closed = min(abs(signed), abs(units))
+            realised = closed * (price - pos.avg) * (1.0 if units > 0 else -1.0)
+            opened = (new > 0) != (units > 0) and abs(new) > 1e-12
+            if opened:  # reversal: the rest opens a new position at this price
+                pos.avg = price
+            if abs(new) <= 1e-12 * max(1.0, abs(units)):
+                new = 0.0
+            if new == 0.0 or opened:
+                pos.clear_protection()
+            if new == 0.0:
+                pos.avg = 0.0
+        pos.units = new
+        self._units[symbol] = new
+        self.balance += realised - commission
+        self.realized_pnl += realised
+        self.commission_paid += commission
+        if opened and order is not None and new != 0.0:
+            if order.stop_loss is not None or order.take_profit is not None:
+                pos.stop_loss, pos.take_profit = order.stop_loss, order.take_profit
+            if order.trailing_stop is not None:
+                pos.trail, pos.extreme = order.trailing_stop, price
+            pos.origin, pos.brain = order.client_id, order.brain
+        self._refresh_active(symbol)
+        return OrderEvent(
+            "filled", client_id, symbol, side, size, price, time, reason, commission, brain
+        )
+
+    def _refresh_active(self, symbol: str) -> None:
+        pos = self._positions.get(symbol)
+        if self._pending.get(symbol) or (pos is not None and pos.units and pos.protected):
+            self.active.add(symbol)
+        else:
+            self.active.discard(symbol)
+
+    def _event(
+        self,
+        kind: str,
+        order: Order,
+        *,
+        price: float = _NAN,
+        reason: str = "",
+        time: int | None = None,
+    ) -> OrderEvent:
+        return OrderEvent(
+            kind, order.client_id, order.symbol, order.side, order.size, price,
+            self._now if time is None else time, reason, 0.0, order.brain,
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return (
+            f"<SimulatedBroker balance={self.balance:.2f} equity={self.equity:.2f} "
+            f"positions={self.positions} pending={len(self.pending_orders)}>"
+        )

@@ -1,0 +1,146 @@
+"""``osmarkets backtest path/to/file.py:ClassName --data bars.csv --bsid EUR_USD:M1 ...``
+
+Loads the user's Brain class from a file, runs the in-process backtest and prints the
+statistics table. Bad input (missing file, unknown class, bad parameter, bad data) is one line
+on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import uuid
+from typing import Any
+
+from ..cli import UsageError
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "backtest",
+        help="backtest a Brain class on historical bars",
+        description="Backtest a Brain class on historical bars and print its statistics.",
+    )
+    parser.add_argument("target", metavar="FILE.py:CLASS", help="the Brain subclass to run")
+    parser.add_argument("--data", required=True, help="CSV of bars (time, open, high, low, close)")
+    parser.add_argument("--bsid", required=True, action="append",
+                        help="bar series id, e.g. EUR_USD:M1 (repeatable)")  # fmt: skip
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a Brain parameter (repeatable)")  # fmt: skip
+    parser.add_argument("--cash", type=float, default=100_000.0, help="initial cash")
+    parser.add_argument("--fill", choices=("next_open", "close"), default="next_open",
+                        help="when market orders fill (default: the next bar's open)")  # fmt: skip
+    parser.add_argument("--spread", type=float, default=0.0, help="spread on plain OHLC bars")
+    parser.add_argument("--slippage", type=float, default=0.0, help="adverse price per fill")
+    parser.add_argument("--commission", type=float, default=0.0,
+                        help="commission as a fraction of the notional")  # fmt: skip
+    parser.add_argument("--margin-rate", type=float, default=1.0,
+                        help="margin fraction (1 = no leverage, 0.02 = 50:1)")  # fmt: skip
+    parser.add_argument("--history", type=int, default=None, help="bars kept per series")
+    parser.add_argument("--html", help="also write a self-contained HTML report here")
+    parser.set_defaults(handler=run)
+
+
+def load_brain_class(target: str) -> type:
+    """``path/to/file.py:ClassName`` -> the class (a Brain subclass)."""
+    from ..brain import Brain
+
+    path, sep, name = target.rpartition(":")
+    if not sep or not path or not name:
+        raise UsageError(f"expected FILE.py:CLASS, got {target!r}")
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path}")
+    module_name = f"_osmarkets_user_{uuid.uuid4().hex}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise UsageError(f"{path}: import failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.remove(folder)
+    cls = getattr(module, name, None)
+    if cls is None:
+        raise UsageError(f"{path}: no class {name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Brain)):
+        raise UsageError(f"{path}: {name} is not a Brain subclass")
+    return cls
+
+
+def parse_params(cls: Any, items: list[str]) -> dict[str, Any]:
+    """``['fast=10', ...]`` -> ``{'fast': 10}``, each value converted to its default's type."""
+    known = cls.parameters()
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--param: expected NAME=VALUE, got {item!r}")
+        if key not in known:
+            raise UsageError(
+                f"--param: {cls.__name__} has no parameter {key!r} "
+                f"(known: {', '.join(known) or 'none'})"
+            )
+        params[key] = _convert(key, text.strip(), known[key])
+    return params
+
+
+def _convert(key: str, text: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        kind = type(default).__name__
+        raise UsageError(f"--param {key}: expected a {kind}, got {text!r}") from None
+    return text
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..backtest.engine import backtest, parse_bsids, read_bars_csv
+    from ..brokers.simulated import Commission
+
+    cls = load_brain_class(args.target)
+    params = parse_params(cls, args.param)
+    try:
+        bsids = parse_bsids(args.bsid)
+    except ValueError as exc:
+        raise UsageError(f"--bsid: {exc}") from None
+    try:
+        data = read_bars_csv(args.data)
+    except FileNotFoundError:
+        raise UsageError(f"--data: no such file: {args.data}") from None
+    except Exception as exc:
+        raise UsageError(f"--data: {args.data}: {exc}") from None
+    symbols = {b.symbol for b in bsids}
+    frames: Any = data if len(symbols) == 1 else {s: data for s in symbols}
+    try:
+        commission = Commission(fraction=args.commission) if args.commission else None
+        result = backtest(
+            cls, frames, bsids, params=params, history=args.history, cash=args.cash,
+            fill=args.fill, spread=args.spread, slippage=args.slippage, commission=commission,
+            margin_rate=args.margin_rate,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    print(f"{cls.__name__} on {args.data} ({', '.join(str(b) for b in bsids)})")
+    print(result.stats_table())
+    if args.html:
+        result.to_html(args.html)
+        print(f"report written to {args.html}")
+    return 0
