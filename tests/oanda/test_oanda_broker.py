@@ -195,8 +195,10 @@ def test_cancel(sandbox, broker):
     assert [(e.kind, e.client_id, e.symbol, e.size) for e in events] == [
         ("cancelled", "c1", "EUR_USD", 100)
     ]
-    assert broker.cancel("c1") == []  # no longer pending
-    assert broker.cancel("never") == []
+    for gone in ("c1", "never"):  # no longer pending / never created: a reject with a reason
+        [event] = broker.cancel(gone)
+        assert (event.kind, event.client_id) == ("rejected", gone)
+        assert event.reason
 
 
 def test_reconcile_after_restart(sandbox, client):

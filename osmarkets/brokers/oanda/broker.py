@@ -146,12 +146,14 @@ class OandaBroker:
         )
 
     def cancel(self, client_id: str) -> list[OrderEvent]:
-        """Cancel a pending order by client id: ``['cancelled']``, or ``[]`` if OANDA has no
-        such pending order (already filled, cancelled, or never created)."""
+        """Cancel a pending order by client id: ``['cancelled']``, or ``['rejected']`` naming
+        OANDA's reason if it has no such pending order (already filled, cancelled, or never
+        created), as the simulated broker does: a cancel is never answered with silence."""
         response = self.client.cancel_order(f"@{client_id}")
         if response.status == 404:
-            log.info("cancel %s: %s", client_id, response.body.get("errorMessage", "not found"))
-            return []
+            reason = response.body.get("errorMessage") or "no such pending order"
+            log.info("cancel %s: %s", client_id, reason)
+            return [OrderEvent("rejected", client_id, "", "", 0.0, reason=str(reason))]
         tx = response.body.get("orderCancelTransaction") or {}
         tx = {**tx, "clientOrderID": tx.get("clientOrderID") or client_id}
         return transaction_events([tx], known=self._known)
