@@ -1,8 +1,12 @@
 """Market data: ticks, bars, bar series, time frames and resampling (numpy/pandas only)."""
 
+from .aggregate import BarResampler, TickAggregator
+from .io import read_bars, read_csv, read_parquet, write_csv, write_parquet
+from .resample import resample, ticks_to_bars
 from .series import BarSeries, frame_to_records, records_to_frame
 from .timeframes import UNITS, Alignment, BarSeriesID, Timeframe, period_bounds, period_starts
 from .types import BAR_DTYPE, BAR_FIELDS, TICK_DTYPE, TICK_FIELDS, Bar, Tick, to_ns, to_timestamp
+from .validate import DataError, validate_bars, validate_ticks
 
 __all__ = [
     "BAR_DTYPE",
@@ -12,14 +16,26 @@ __all__ = [
     "UNITS",
     "Alignment",
     "Bar",
+    "BarResampler",
     "BarSeries",
     "BarSeriesID",
+    "DataError",
     "Tick",
+    "TickAggregator",
     "Timeframe",
     "frame_to_records",
     "period_bounds",
     "period_starts",
+    "read_bars",
+    "read_csv",
+    "read_parquet",
     "records_to_frame",
+    "resample",
+    "ticks_to_bars",
     "to_ns",
     "to_timestamp",
+    "validate_bars",
+    "validate_ticks",
+    "write_csv",
+    "write_parquet",
 ]

@@ -68,15 +68,18 @@ class BarSeries:
 
         Bars must arrive in time order; the oldest bar falls off once the series is full.
         """
-        if self._len and bar[0] <= self._data["time"][self._head]:
+        # The per-bar path of every live series and backtest: cached column view, no copies.
+        if self._len and bar[0] <= self._columns["time"][self._head]:
             raise ValueError(
                 f"{self.bsid}: bar time {bar[0]} is not after the last bar's "
-                f"{int(self._data['time'][self._head])}"
+                f"{int(self._columns['time'][self._head])}"
             )
         if self._head == 0:
             self._relocate()
         self._head -= 1
-        self._data[self._head] = _full(bar)
+        self._data[self._head] = (
+            bar if isinstance(bar, tuple) and len(bar) == _NFIELDS else _full(bar)
+        )
         if self._len < self.capacity:
             self._len += 1
 
@@ -160,6 +163,9 @@ class BarSeries:
     def __repr__(self) -> str:
         newest = self[0].timestamp.isoformat() if self._len else "empty"
         return f"<BarSeries {self.bsid} {self._len}/{self.capacity} bars, newest {newest}>"
+
+
+_NFIELDS = len(BAR_FIELDS)
 
 
 def _full(bar: Bar | tuple) -> tuple:

@@ -217,8 +217,11 @@ class Alignment(NamedTuple):
         return self
 
 
+DEFAULT_ALIGNMENT = Alignment()
+
+
 def period_starts(
-    times_ns: np.ndarray, timeframe: Timeframe, alignment: Alignment = Alignment()
+    times_ns: np.ndarray, timeframe: Timeframe, alignment: Alignment = DEFAULT_ALIGNMENT
 ) -> np.ndarray:
     """Open time (int64 ns, UTC) of the period holding each time, vectorised."""
     times_ns = np.asarray(times_ns, dtype=np.int64)
@@ -240,7 +243,7 @@ def period_starts(
             floored = pd.DatetimeIndex((index - index % n) * _DAY_NS)
     elif timeframe.unit == "Weeks":
         first = WEEKDAYS.index(alignment.weekly_alignment)
-        back = (np.asarray(days.dayofweek) - first) % 7
+        back = (np.asarray(days.day_of_week) - first) % 7
         floored = days - pd.to_timedelta(back, unit="D")
         if n > 1:
             weeks = (floored.asi8 - _epoch_week_start(first)) // (7 * _DAY_NS)
@@ -262,7 +265,7 @@ def _epoch_week_start(first_weekday: int) -> int:
 
 
 def period_bounds(
-    time_ns: int, timeframe: Timeframe, alignment: Alignment = Alignment()
+    time_ns: int, timeframe: Timeframe, alignment: Alignment = DEFAULT_ALIGNMENT
 ) -> tuple[int, int]:
     """``(start, end)`` of the period holding ``time_ns``; used once per period when streaming."""
     if timeframe.is_intraday:
