@@ -30,7 +30,7 @@ def synthetic_bars(n: int = 5_000, seed: int = 42) -> pd.DataFrame:
     )  # fmt: skip
 
 
-def main() -> None:
+def main(report: str | None = None) -> None:
     bars = synthetic_bars()
     costs = {"spread": 0.0001, "commission": Commission(fraction=0.00002), "margin_rate": 0.02}
     result = backtest(SmaCross, bars, "EUR_USD:M1", params={"size": 10_000}, **costs)
@@ -39,9 +39,9 @@ def main() -> None:
     grid = vectorized(SmaCross, bars, {"fast": [5, 10, 20], "slow": [30, 60], "size": [10_000]},
                       spread=costs["spread"], commission=costs["commission"])  # fmt: skip
     print(grid.table.sort_values("final_value", ascending=False).to_string(index=False))
-    if len(sys.argv) > 1:
-        print("report:", result.to_html(sys.argv[1]))
+    if report:
+        print("report:", result.to_html(report))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else None)

@@ -330,9 +330,11 @@ def test_plot_and_html_report(tmp_path):
     assert text.count("<tr>") > len(result.trades)
 
 
-def test_backtest_example_runs(capsys):
+def test_backtest_example_runs(capsys, tmp_path):
     import backtest_example
 
-    backtest_example.main()
+    report = tmp_path / "report.html"
+    backtest_example.main(str(report))
     out = capsys.readouterr().out
     assert "final_value" in out and "max_drawdown" in out
+    assert "data:image/png;base64," in report.read_text()

@@ -170,6 +170,17 @@ def test_csv_round_trip_is_exact_to_the_nanosecond(tmp_path):
     pd.testing.assert_frame_equal(read_bars(path), frame, check_exact=True, check_freq=False)
 
 
+def test_quoted_bars_keep_their_bid_and_ask_columns(tmp_path):
+    frame = sample_bars()
+    half_spread = 0.0001
+    for side, shift in (("bid", -half_spread), ("ask", half_spread)):
+        for field in ("open", "high", "low", "close"):
+            frame[f"{side}_{field}"] = frame[field] + shift
+    path = tmp_path / "quoted.csv"
+    write_csv(frame, path)
+    pd.testing.assert_frame_equal(read_bars(path), frame, check_exact=True, check_freq=False)
+
+
 def test_compressed_csv(tmp_path):
     frame = sample_bars()
     path = tmp_path / "bars.csv.gz"

@@ -25,6 +25,7 @@ import pandas as pd
 from ..brain import Brain
 from ..brokers.base import Order, OrderEvent
 from ..brokers.simulated import Commission, SimulatedBroker
+from ..data.io import read_bars
 from ..data.resample import resample
 from ..data.series import BarSeries, frame_to_records
 from ..data.timeframes import BarSeriesID, Timeframe, period_bounds, period_starts
@@ -73,37 +74,15 @@ class ReplaySeries(BarSeries):
 
 
 def load_bars(data: Any, label: str = "data") -> pd.DataFrame:
-    """A bars DataFrame from a DataFrame, a :class:`BarSeries` or a CSV path."""
+    """A bars DataFrame from a DataFrame, a :class:`BarSeries` or a file path (CSV or
+    Parquet, read by :func:`osmarkets.data.io.read_bars`)."""
     if isinstance(data, BarSeries):
         return data.to_pandas()
     if isinstance(data, pd.DataFrame):
         return data
     if isinstance(data, str | os.PathLike):
-        return read_bars_csv(data)
-    raise TypeError(f"{label}: expected a DataFrame of bars, a BarSeries or a CSV path")
-
-
-def read_bars_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV of bars: a ``time`` column (or ``date`` and ``time``, or ``datetime``) and
-    ``open``, ``high``, ``low``, ``close`` [``volume``, bid/ask OHLC] in any letter case."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"data file not found: {os.fspath(path)}")
-    frame = pd.read_csv(path, index_col=False)
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    if "date" in frame.columns and "time" in frame.columns:
-        stamps = pd.to_datetime(
-            frame.pop("date").astype(str) + " " + frame.pop("time").astype(str)
-        )
-    else:
-        name = next(
-            (n for n in ("time", "datetime", "date", "timestamp") if n in frame.columns), None
-        )
-        if name is None:
-            raise ValueError(f"{os.fspath(path)}: no time column (time, datetime or date)")
-        stamps = pd.to_datetime(frame.pop(name), utc=True)
-    index = pd.DatetimeIndex(stamps, name="time")
-    frame.index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-    return frame
+        return read_bars(data)
+    raise TypeError(f"{label}: expected a DataFrame of bars, a BarSeries or a file path")
 
 
 class _Feed:
@@ -545,5 +524,4 @@ def _result(
 
 __all__ = [
     "BacktestError", "ReplaySeries", "backtest", "load_bars", "make_brain", "parse_bsids",
-    "read_bars_csv",
 ]  # fmt: skip

@@ -1,14 +1,26 @@
 """The vectorised path: many parameter sets of one Brain at once, with numpy.
 
 A Brain may define a classmethod ``signals(data, **params)`` returning its *target position* in
-units after every bar (a Series or array aligned with ``data``). :func:`vectorized` turns the
-targets of many parameter sets into fills and equity curves with array arithmetic, under the
-same fill and cost model as the event-driven engine: the target decided at bar *t*'s close is
-traded at bar *t+1*'s open (or at *t*'s close with ``fill='close'``), buys at the ask (or open
-plus half the spread) plus slippage, sells at the bid minus slippage, the same commission.
-Margin is not checked here: use the event-driven engine for leveraged strategies near their
-limits. A target that the event-driven Brain reaches with the same orders gives the same fills
-and final value, which the tests check for the example SmaCross.
+units after every bar (a Series or array aligned with ``data``), and optionally a classmethod
+``signals_batch(data, param_sets)`` returning the targets of many parameter sets at once, as a
+2-D array with one row per parameter set (faster: it can share work between them, as
+:class:`~osmarkets.strategies.SmaCross` computes each distinct moving average once).
+
+:func:`vectorized` turns the targets into fills and equity curves under the same fill and cost
+model as the event-driven engine: the target decided at bar *t*'s close is traded at bar *t+1*'s
+open (or at *t*'s close with ``fill='close'``), buys at the ask (or open plus half the spread)
+plus slippage, sells at the bid minus slippage, the same commission. Margin is not checked here:
+use the event-driven engine for leveraged strategies near their limits. A target that the
+event-driven Brain reaches with the same orders gives the same fills and final value, which the
+tests check for the example SmaCross.
+
+Why it is fast: a position only changes on a few bars, so the simulation works on those
+changes (a sparse list of fills), not bar by bar. The cash and position after each fill are
+sequential sums over the fills of one parameter set (in the engine's order, so the floats are
+the same); the equity curve is rebuilt from them with one ``np.repeat`` per chunk of parameter
+sets; the maximum drawdown scans blocks of bars and only looks inside the few blocks where the
+curve makes a new high. Nothing loops in Python per bar or per parameter set (except calls to
+``signals`` for a Brain without ``signals_batch``).
 """
 
 from __future__ import annotations
@@ -25,6 +37,12 @@ from ..brain import Brain
 from ..brokers.simulated import Commission
 from ..data.validate import validate_bars
 from .engine import FILL_MODES, load_bars
+
+#: Bars per block in the drawdown scan.
+BLOCK = 256
+#: Elements (parameter sets x bars) per chunk when ``chunk`` is not given: about 8 MB per
+#: float array, so a chunk's arrays stay in the CPU cache.
+CHUNK_ELEMENTS = 1 << 20
 
 
 @dataclass
@@ -65,24 +83,34 @@ def vectorized(
     slippage: float = 0.0,
     commission: Commission | None = None,
     equity: bool = False,
-    chunk: int = 128,
+    chunk: int | None = None,
+    batch: bool = True,
 ) -> VectorizedResult:
-    """Simulate ``brain_class.signals`` for every parameter set of ``grid`` on ``data`` (the
-    bars of one instrument: DataFrame, BarSeries or CSV path)."""
-    signals = getattr(brain_class, "signals", None)
-    if signals is None:
+    """Simulate ``brain_class``'s targets for every parameter set of ``grid`` on ``data`` (the
+    bars of one instrument: DataFrame, BarSeries or CSV path).
+
+    ``chunk``: parameter sets simulated together (default: about a million bars' worth, which
+    bounds memory whatever the grid size). ``batch=False`` ignores ``signals_batch`` and calls
+    ``signals`` once per parameter set (the reference the batched hook is tested against).
+    """
+    if getattr(brain_class, "signals", None) is None:
         raise TypeError(f"{brain_class.__name__} has no classmethod signals(data, **params)")
     if fill not in FILL_MODES:
         raise ValueError(f"fill: expected one of {', '.join(FILL_MODES)}, got {fill!r}")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"chunk: expected a positive integer, got {chunk!r}")
     frame = load_bars(data)
     bars = validate_bars(frame)
     n = len(bars.time)
+    if n == 0:
+        raise ValueError("data: no bars")
     defaults = brain_class.parameters()
     combos = expand_grid(grid)
     for combo in combos:
         unknown = [k for k in combo if k not in defaults]
         if unknown:
             raise ValueError(f"grid: {brain_class.__name__} has no parameter {unknown[0]!r}")
+    full = [{**defaults, **combo} for combo in combos]
     half = float(spread) / 2.0
     slip = float(slippage)
     at = 0 if fill == "next_open" else 3  # open or close
@@ -90,55 +118,182 @@ def vectorized(
         buy_px, sell_px = bars.ask[at] + slip, bars.bid[at] - slip
     else:
         buy_px, sell_px = bars.ohlc[at] + half + slip, bars.ohlc[at] - half - slip
-    close = bars.ohlc[3]
-    finals, counts, peaks_dd = [], [], []
-    curves = []
-    for start in range(0, len(combos), chunk):
-        part = combos[start : start + chunk]
-        # One row per parameter set: every reduction below runs along contiguous memory.
-        target = np.empty((len(part), n))
-        for j, combo in enumerate(part):
-            values = np.asarray(signals(frame, **{**defaults, **combo}), dtype=float)
-            if values.shape != (n,):
-                raise ValueError(
-                    f"{brain_class.__name__}.signals{combo}: expected {n} targets, "
-                    f"got shape {values.shape}"
-                )
-            if not np.all(np.isfinite(values)):
-                raise ValueError(f"{brain_class.__name__}.signals{combo}: NaN or inf target")
-            target[j] = values
-        if fill == "next_open":
-            held = np.empty_like(target)
-            held[:, 0] = 0.0
-            held[:, 1:] = target[:, :-1]
-        else:
-            held = target
-        delta = np.diff(held, axis=1, prepend=0.0)
-        price = np.where(delta > 0, buy_px, sell_px)
-        flows = delta * price
-        if commission is not None:
-            size = np.abs(delta)
-            fee = commission.per_unit * size + commission.fraction * size * price
-            flows += np.where(size > 0, np.maximum(fee, commission.minimum), 0.0)
-        curve = np.cumsum(flows, axis=1)
-        np.subtract(cash, curve, out=curve)
-        curve += held * close
-        finals.append(curve[:, -1].copy())
-        counts.append(np.count_nonzero(delta, axis=1))
-        peak = np.maximum.accumulate(curve, axis=1)
-        peaks_dd.append(np.max(1.0 - curve / peak, axis=1))
-        if equity:
-            curves.append(curve)
+    close = np.ascontiguousarray(bars.ohlc[3], dtype=float)
+    prices = _Prices(close, np.asarray(buy_px, float), np.asarray(sell_px, float))
+    hook = getattr(brain_class, "signals_batch", None) if batch else None
+    size = chunk or max(1, CHUNK_ELEMENTS // n)
+    finals, counts, drawdowns = [], [], []
+    curves: list[np.ndarray] = []
+    for start in range(0, len(full), size):
+        part = full[start : start + size]
+        target = _targets(brain_class, hook, frame, part, combos[start : start + size], n)
+        sim = _simulate(target, prices, float(cash), fill, commission, equity)
+        finals.append(sim.final)
+        counts.append(sim.trades)
+        drawdowns.append(sim.max_drawdown)
+        if sim.curve is not None:
+            curves.append(sim.curve)
     table = pd.DataFrame(combos)
     table["final_value"] = np.concatenate(finals)
     table["trades"] = np.concatenate(counts)
     table["total_return"] = table["final_value"] / cash - 1.0
-    table["max_drawdown"] = np.concatenate(peaks_dd)
+    table["max_drawdown"] = np.concatenate(drawdowns)
     curves_frame = None
     if equity:
         index = pd.DatetimeIndex(bars.time.view("M8[ns]"), name="time").tz_localize("UTC")
         curves_frame = pd.DataFrame(np.vstack(curves).T, index=index)
     return VectorizedResult(table, curves_frame)
+
+
+def _targets(
+    brain_class: type[Brain],
+    hook: Any,
+    frame: pd.DataFrame,
+    params: list[dict[str, Any]],
+    shown: list[dict[str, Any]],
+    n: int,
+) -> np.ndarray:
+    """The (parameter sets, bars) target matrix, from ``signals_batch`` or row by row."""
+    name = brain_class.__name__
+    if hook is not None:
+        target = np.asarray(hook(frame, params), dtype=float)
+        if target.shape != (len(params), n):
+            raise ValueError(
+                f"{name}.signals_batch: expected shape {(len(params), n)}, got {target.shape}"
+            )
+    else:
+        signals = brain_class.signals  # type: ignore[attr-defined]
+        target = np.empty((len(params), n))
+        for row, combo in enumerate(params):
+            values = np.asarray(signals(frame, **combo), dtype=np.float64)
+            if values.shape != (n,):
+                raise ValueError(
+                    f"{name}.signals{shown[row]}: expected {n} targets, got shape {values.shape}"
+                )
+            target[row] = values
+    finite = np.isfinite(target).all(axis=1)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise ValueError(f"{name}.signals{shown[row]}: NaN or inf target")
+    return np.ascontiguousarray(target)
+
+
+@dataclass
+class _Prices:
+    close: np.ndarray
+    buy: np.ndarray  # fill price of a buy on each bar
+    sell: np.ndarray
+
+
+@dataclass
+class _Simulation:
+    final: np.ndarray
+    trades: np.ndarray
+    max_drawdown: np.ndarray
+    curve: np.ndarray | None
+
+
+def _simulate(
+    target: np.ndarray,
+    prices: _Prices,
+    cash: float,
+    fill: str,
+    commission: Commission | None,
+    want_curve: bool,
+) -> _Simulation:
+    """Fills, final value, trade count, maximum drawdown (and the equity curves) of a
+    (parameter sets, bars) target matrix."""
+    k, n = target.shape
+    # A fill wherever the target changes: target[t] != target[t - 1], with target[-1] = 0.
+    moved = np.empty((k, n), dtype=bool)
+    np.not_equal(target[:, 0], 0.0, out=moved[:, 0])
+    np.not_equal(target[:, 1:], target[:, :-1], out=moved[:, 1:])
+    flat = np.flatnonzero(moved)
+    rows, cols = np.divmod(flat, n)
+    values = target.ravel()
+    delta = values[flat] - np.where(cols > 0, values[flat - 1], 0.0)
+    if fill == "next_open":  # decided at bar t's close, traded at bar t+1's open
+        keep = cols < n - 1
+        rows, cols, delta = rows[keep], cols[keep] + 1, delta[keep]
+    price = np.where(delta > 0, prices.buy[cols], prices.sell[cols])
+    cost = delta * price
+    if commission is not None:
+        units = np.abs(delta)
+        fee = commission.per_unit * units + commission.fraction * units * price
+        cost += np.maximum(fee, commission.minimum)
+    trades = np.bincount(rows, minlength=k)
+
+    # One "event" per row at bar 0 (nothing traded) followed by the row's fills, so that each
+    # event starts a segment of bars with constant cash and position.
+    starts = np.cumsum(trades) - trades
+    first = starts + np.arange(k)
+    real = np.arange(len(rows)) + rows + 1
+    size = len(rows) + k
+    ev_row = np.repeat(np.arange(k), trades + 1)
+    ev_col = np.zeros(size, dtype=np.int64)
+    ev_col[real] = cols
+    slot = np.arange(size) - first[ev_row]  # the event's place in its row
+    # Cash and units after each event: sequential sums per row, as the engine's cumsum.
+    spent = _row_cumsum(ev_row, slot, real, cost, k, trades)
+    held = _row_cumsum(ev_row, slot, real, delta, k, trades)
+    ev_cash = cash - spent
+
+    width = -(-n // BLOCK) * BLOCK  # padded with the last bar, which changes no statistic
+    close = np.empty(width)
+    close[:n] = prices.close
+    close[n:] = prices.close[-1]
+    at = ev_row * width + ev_col
+    lengths = np.diff(at, append=k * width)
+    curve = np.repeat(held, lengths).reshape(k, width)
+    curve *= close
+    curve += np.repeat(ev_cash, lengths).reshape(k, width)  # cash + units * close
+    final = curve[:, n - 1].copy()
+    drawdown = _max_drawdown(curve.reshape(k, width // BLOCK, BLOCK))
+    return _Simulation(final, trades, drawdown, curve[:, :n].copy() if want_curve else None)
+
+
+def _row_cumsum(
+    ev_row: np.ndarray,
+    slot: np.ndarray,
+    real: np.ndarray,
+    values: np.ndarray,
+    k: int,
+    trades: np.ndarray,
+) -> np.ndarray:
+    """Running sum of ``values`` within each row, one row after another, as a 1-D array over
+    the events (0 at each row's first event)."""
+    padded = np.zeros((k, int(trades.max(initial=0)) + 1))
+    flat = np.zeros(len(ev_row))
+    flat[real] = values
+    padded[ev_row, slot] = flat
+    np.cumsum(padded, axis=1, out=padded)
+    return padded[ev_row, slot]
+
+
+def _max_drawdown(blocks: np.ndarray) -> np.ndarray:
+    """``max(1 - equity / running peak)`` per row of ``blocks`` (rows, blocks, bars per block).
+
+    A block whose highest value does not exceed the peak before it has that peak throughout,
+    so its worst point is its lowest value: only the blocks that make a new high (rare in an
+    equity curve) need a running maximum. The result is the same float as the bar-by-bar
+    formula (division by a positive peak keeps the order of the values).
+    """
+    k, nb, _ = blocks.shape
+    high = blocks.max(axis=2)
+    low = blocks.min(axis=2)
+    peak = np.empty_like(high)
+    peak[:, 0] = -np.inf
+    np.maximum.accumulate(high[:, :-1], axis=1, out=peak[:, 1:])
+    easy = (high <= peak) & (peak > 0)
+    worst = np.zeros((k, nb))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.subtract(1.0, low / peak, out=worst, where=easy)
+        hard_rows, hard_blocks = np.nonzero(~easy)
+        inside = blocks[hard_rows, hard_blocks]
+        running = np.concatenate([peak[hard_rows, hard_blocks][:, None], inside], axis=1)
+        np.maximum.accumulate(running, axis=1, out=running)
+        worst[hard_rows, hard_blocks] = (1.0 - inside / running[:, 1:]).max(axis=1)
+    return worst.max(axis=1)
 
 
 def target_from_events(up: np.ndarray, down: np.ndarray, size: float) -> np.ndarray:
@@ -149,3 +304,29 @@ def target_from_events(up: np.ndarray, down: np.ndarray, size: float) -> np.ndar
     last = np.maximum.accumulate(np.where(marks >= 0, np.arange(n), -1))
     state = np.where(last >= 0, marks[np.maximum(last, 0)], 0)
     return state * float(size)
+
+
+def steps(
+    shape: tuple[int, int],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    initial: float = 0.0,
+) -> np.ndarray:
+    """A (rows, bars) matrix that holds ``initial`` until each row's first change, then
+    ``values[i]`` from bar ``cols[i]`` on (a helper for ``signals_batch`` implementations:
+    the changes are few, so this is one ``np.repeat`` instead of a forward fill).
+
+    ``rows`` and ``cols`` must be sorted by row, then column, with no repeated pair.
+    """
+    k, n = shape
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    counts = np.bincount(rows, minlength=k)
+    size = len(rows) + k
+    real = np.arange(len(rows)) + rows + 1
+    held = np.full(size, float(initial))
+    held[real] = values
+    at = np.repeat(np.arange(k), counts + 1) * n
+    at[real] += cols
+    return np.repeat(held, np.diff(at, append=k * n)).reshape(k, n)

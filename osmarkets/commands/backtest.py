@@ -112,8 +112,9 @@ def _convert(key: str, text: str, default: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backtest.engine import backtest, parse_bsids, read_bars_csv
+    from ..backtest.engine import backtest, parse_bsids
     from ..brokers.simulated import Commission
+    from ..data.io import read_bars
 
     cls = load_brain_class(args.target)
     params = parse_params(cls, args.param)
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--bsid: {exc}") from None
     try:
-        data = read_bars_csv(args.data)
+        data = read_bars(args.data)
     except FileNotFoundError:
         raise UsageError(f"--data: no such file: {args.data}") from None
     except Exception as exc:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .types import ASK_OHLC, BID_OHLC
 from .validate import DataError, validate_bars, validate_ticks
 
 _ALIASES = {
@@ -39,6 +40,7 @@ _ALIASES = {
     "adj_close": "adj_close", "adjclose": "adj_close", "adjusted_close": "adj_close",
     "volume": "volume", "vol": "volume", "v": "volume", "tickvol": "volume",
     "openinterest": "open_interest", "open_interest": "open_interest", "oi": "open_interest",
+    **{name: name for name in (*BID_OHLC, *ASK_OHLC)},
     "price": "price",
     "bid": "bid", "ask": "ask", "offer": "ask",
     "bid_volume": "bid_volume", "bidvolume": "bid_volume", "vol_bid": "bid_volume",
