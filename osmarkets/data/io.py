@@ -20,6 +20,7 @@ CSV layouts understood by :func:`read_csv`:
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import warnings
 from collections.abc import Mapping
@@ -320,7 +321,7 @@ def read_parquet(path: str | Path, *, kind: str = "auto", validate: bool = True)
 _READERS = {".csv": read_csv, ".txt": read_csv, ".parquet": read_parquet, ".pq": read_parquet}
 
 
-def read_bars(path: str | Path, **kwargs: Any) -> pd.DataFrame:
+def read_bars(path: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:
     """Read a bars (or ticks) file, choosing the reader by extension (``.csv``, ``.txt``,
     ``.parquet``, ``.pq``; a trailing ``.gz``/``.bz2``/``.zip``/``.xz`` is allowed for CSV)."""
     path = Path(path)

@@ -1,0 +1,275 @@
+"""The Brain agent: runs a user's :class:`~osmarkets.brain.Brain` subclass in its own process.
+
+The agent class is built by combining the user's class with :class:`BrainAgent`
+(``type(name, (UserBrain, BrainAgent), {...})``), so the user's attributes *are* the agent's:
+``system['x'].set_attr(DEBUG=True)`` sets what the user's code reads, and
+``system['x'].subscribe(('EUR_USD', 1, 'Minutes'), 100)`` runs :meth:`BrainAgent.subscribe`
+through the osBrain proxy.
+
+Every call into user code is guarded: an exception is logged with its traceback and counted,
+and the agent keeps running.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from typing import Any
+
+import osbrain
+import zmq
+
+from ..brain import Brain
+from ..brokers.base import Order, OrderEvent
+from ..data.series import BarSeries
+from ..data.timeframes import BarSeriesID
+from ..data.types import Bar, Tick
+from .base import OsmAgent, dumps, loads
+
+HISTORY_TIMEOUT_MS = 10_000
+
+
+class _AgentContext:
+    """The :class:`~osmarkets.brain.BrainContext` a Brain agent binds to its user code."""
+
+    def __init__(self, agent: BrainAgent) -> None:
+        self.agent = agent
+
+    def submit_order(self, brain: Brain, order: Order) -> None:
+        self.agent.osm_submit(("order", order))
+
+    def cancel_order(self, brain: Brain, client_id: str) -> None:
+        self.agent.osm_submit(("cancel", self.agent.name, client_id))
+
+    def position(self, brain: Brain, symbol: str) -> float:
+        return self.agent.osm_positions.get(symbol, 0.0)
+
+    def series(self, brain: Brain, bsid: Any) -> BarSeries:
+        key = BarSeriesID.parse(bsid)
+        try:
+            return self.agent.osm_series[key]
+        except KeyError:
+            raise KeyError(f"{self.agent.name}: not subscribed to {key}") from None
+
+    def now(self, brain: Brain) -> int:
+        return self.agent.osm_now or time.time_ns()
+
+
+class BrainAgent(OsmAgent):
+    """Agent side of a Brain: sockets, subscriptions, gap recovery, positions from fills."""
+
+    def osm_setup(self) -> None:
+        cfg = self.osm_cfg
+        for key, value in (cfg.get("params") or {}).items():
+            setattr(self, key, value)
+        Brain.bind(self, _AgentContext(self), self.name)
+        incarnation = int(cfg.get("incarnation", 0))
+        self._osm_order_counter = itertools.count(incarnation * 1_000_000 + 1)
+        self.osm_series: dict[BarSeriesID, BarSeries] = {}
+        self.osm_seq: dict[BarSeriesID, int] = {}
+        self.osm_tick_seq: dict[str, int] = {}
+        self.osm_positions: dict[str, float] = {}
+        self.osm_now = 0
+        self.osm_orders_sent = 0
+        self.osm_events_received = 0
+        self.osm_held: deque[tuple] = deque()
+        self.osm_bars = 0
+        self.osm_ticks = 0
+        self.osm_gaps = 0
+        self.osm_tick_gaps = 0
+        self.osm_started_user = False
+        self.osm_events: deque[OrderEvent] = deque(maxlen=10_000)
+        events = self.osm_bind("PULL", "events", handler=self.osm_on_event)
+        self.connect(cfg["trader_orders"], alias="orders")
+        self.connect(cfg["router_in"], alias="router")
+        self.connect(cfg["router_pub"], alias="pub", handler={})
+        self._osm_router_history = cfg["router_history"]
+        self._osm_connect_history()
+        self.osm_send("orders", ("hello", self.name, events))
+
+    def _osm_connect_history(self) -> None:
+        if self.has_socket("history"):
+            self.close("history", linger=0)
+        self.connect(self._osm_router_history, alias="history")
+        socket = self._socket["history"]
+        socket.setsockopt(zmq.RCVTIMEO, HISTORY_TIMEOUT_MS)
+
+    # -- osBrain name clashes -------------------------------------------------------------------
+    def _osm_bind_dispatch(self, *args: Any, **kwargs: Any) -> Any:
+        """``bind`` is both Brain.bind(context, name) and osBrain's bind(kind, ...)."""
+        first = args[0] if args else kwargs.get("context", kwargs.get("kind"))
+        if isinstance(first, str) or "alias" in kwargs or "transport" in kwargs:
+            return osbrain.Agent.bind(self, *args, **kwargs)
+        return Brain.bind(self, *args, **kwargs)
+
+    def subscribe(self, bsid: Any, history: Any = 100) -> Any:
+        """Subscribe to a bar series, first loading its last ``history`` bars from the Router.
+
+        (osBrain itself calls ``subscribe(alias, handlers)`` for SUB sockets: that form is
+        passed through.)
+        """
+        if callable(history) or isinstance(history, dict):
+            return osbrain.Agent.subscribe(self, bsid, history)
+        bsid = BarSeriesID.parse(bsid)
+        if isinstance(history, bool) or not isinstance(history, int) or history < 0:
+            raise ValueError(f"subscribe history: expected a number of bars >= 0, got {history!r}")
+        series = BarSeries(bsid, capacity=max(history, 1))
+        self.osm_series[bsid] = series
+        self._osm_load_history(bsid, history)
+        osbrain.Agent.subscribe(self, "pub", {bsid.key: self.osm_on_pub})
+        if type(self).on_tick is not Brain.on_tick and bsid.symbol not in self.osm_tick_seq:
+            reply = self._osm_request(("ticks", self.name, bsid.symbol))
+            self.osm_tick_seq[bsid.symbol] = int(reply[2])
+            osbrain.Agent.subscribe(self, "pub", {f"{bsid.symbol} tick|": self.osm_on_pub})
+        return True
+
+    def _osm_request(self, message: tuple) -> tuple:
+        socket = self._socket["history"]
+        socket.send(dumps(message))
+        try:
+            data = socket.recv()
+        except zmq.Again:
+            self._osm_connect_history()
+            raise TimeoutError(f"{self.name}: the Router did not answer {message[0]!r}") from None
+        reply = loads(data)
+        if not isinstance(reply, tuple) or reply[0] != "ok":
+            raise RuntimeError(f"{self.name}: the Router refused {message!r:.100}: {reply!r:.200}")
+        return reply
+
+    def _osm_load_history(self, bsid: BarSeriesID, count: int) -> None:
+        _, records, seq = self._osm_request(("history", self.name, bsid, count))
+        old = self.osm_series[bsid]
+        series = BarSeries(bsid, capacity=old.capacity)
+        if len(records):
+            series.extend(records[-series.capacity :])
+        self.osm_series[bsid] = series
+        self.osm_seq[bsid] = int(seq)
+
+    # -- market data -----------------------------------------------------------------------------
+    def osm_on_pub(self, data: bytes) -> None:
+        self.osm_received += 1
+        cut = data.find(b"|") + 1
+        message = self.osm_decode(memoryview(data)[cut:], ("bar", "probe", "tick", "ticks"))
+        if message is not None:
+            self.osm_guard("brain data", self._osm_on_pub, message)
+
+    def _osm_on_pub(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "probe":
+            bsid = BarSeriesID.parse(message[1])
+            self.osm_send("router", ("probe_ack", self.name, bsid.key))
+        elif kind in ("tick", "ticks"):
+            _, symbol, seq, payload = message
+            last = self.osm_tick_seq.get(symbol, 0)
+            if seq != last + 1 and last:
+                self.osm_tick_gaps += 1  # ticks are not replayed: counted, and logged
+                self.log_warning(f"{symbol}: ticks lost ({last} -> {seq})")
+            self.osm_tick_seq[symbol] = seq
+            self._osm_start()
+            on_tick = self.on_tick
+            for row in payload if kind == "ticks" else (payload,):
+                tick = Tick(*row)
+                self.osm_ticks += 1
+                self.osm_now = int(tick.time)
+                self.osm_guard("on_tick", on_tick, tick)
+        else:
+            _, bsid, seq, bar, events = message
+            bsid = BarSeriesID.parse(bsid)
+            if bsid not in self.osm_series:
+                return
+            if events is not None or self.osm_held:
+                self.osm_held.append((bsid, int(seq), Bar(*bar), events))
+                self._osm_release()
+            else:
+                self._osm_bar(bsid, int(seq), Bar(*bar), None)
+
+    def _osm_release(self) -> None:
+        """Handle held bars whose order events have all arrived (lock-step)."""
+        while self.osm_held:
+            bsid, seq, bar, events = self.osm_held[0]
+            if events and self.osm_events_received < events.get(self.name, 0):
+                return
+            self.osm_held.popleft()
+            self._osm_bar(bsid, seq, bar, events)
+
+    def _osm_bar(self, bsid: BarSeriesID, seq: int, bar: Bar, events: dict | None) -> None:
+        last = self.osm_seq.get(bsid, 0)
+        if seq <= last:
+            return  # already in the series (it came with the history)
+        series = self.osm_series[bsid]
+        if seq > last + 1:
+            # Bars were lost (PUB/SUB high-water mark, slow joiner): reload from the Router.
+            self.osm_gaps += 1
+            self.log_warning(f"{bsid}: gap in sequence ({last} -> {seq}), reloading history")
+            self._osm_load_history(bsid, series.capacity)
+            series = self.osm_series[bsid]
+            if self.osm_seq[bsid] < seq:  # the Router's history is behind: keep this bar
+                series.append(bar)
+                self.osm_seq[bsid] = seq
+        else:
+            series.append(bar)
+            self.osm_seq[bsid] = seq
+        self.osm_bars += 1
+        timeframe = bsid.timeframe
+        self.osm_now = bar.time + (timeframe.nanoseconds if timeframe.is_intraday else 0)
+        self._osm_start()
+        self.osm_guard("on_new_bar", self.on_new_bar, series)
+        if events is not None:
+            self.osm_send("router", ("ack", self.name, bsid.key, seq, self.osm_orders_sent))
+
+    def _osm_start(self) -> None:
+        if not self.osm_started_user:
+            self.osm_started_user = True
+            self.osm_guard("on_start", self.on_start)
+
+    # -- orders ----------------------------------------------------------------------------------
+    def osm_submit(self, message: tuple) -> None:
+        self.osm_orders_sent += 1
+        self.osm_send("orders", message)
+
+    def osm_on_event(self, data: bytes) -> None:
+        self.osm_received += 1
+        message = self.osm_decode(data, ("event",))
+        if message is None:
+            return
+        event = message[1]
+        if not isinstance(event, OrderEvent):
+            self.osm_bad(f"event message without an OrderEvent: {event!r:.200}")
+            return
+        self.osm_events_received += 1
+        self.osm_events.append(event)
+        if event.kind == "filled":
+            held = self.osm_positions.get(event.symbol, 0.0) + event.signed_size
+            self.osm_positions[event.symbol] = 0.0 if abs(held) < 1e-9 else held
+        self.osm_guard("on_order_event", self.on_order_event, event)
+        self._osm_release()
+
+    # -- inspection ----------------------------------------------------------------------------
+    def osm_stats(self) -> dict[str, Any]:
+        stats = super().osm_stats()
+        stats.update(
+            bars=self.osm_bars, ticks=self.osm_ticks, orders=self.osm_orders_sent,
+            events=self.osm_events_received, gaps=self.osm_gaps, tick_gaps=self.osm_tick_gaps,
+        )  # fmt: skip
+        return stats
+
+    def osm_series_frame(self, bsid: Any) -> Any:
+        """A chronological DataFrame copy of a subscribed series (for tests and GUIs)."""
+        return self.osm_series[BarSeriesID.parse(bsid)].to_pandas()
+
+    def osm_event_list(self) -> list[OrderEvent]:
+        return list(self.osm_events)
+
+
+def make_brain_class(user_class: type) -> type:
+    """The agent class for ``user_class``: the user's Brain first, so its hooks and
+    parameters win, then :class:`BrainAgent`."""
+    if not (isinstance(user_class, type) and issubclass(user_class, Brain)):
+        raise TypeError(f"base: expected a Brain subclass, got {user_class!r}")
+    namespace = {
+        "bind": BrainAgent._osm_bind_dispatch,
+        "subscribe": BrainAgent.subscribe,
+        "__module__": BrainAgent.__module__,
+    }
+    return type(f"{user_class.__name__}Agent", (user_class, BrainAgent), namespace)

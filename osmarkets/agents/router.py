@@ -1,0 +1,364 @@
+"""The Router: stores market data, resamples it into every subscribed bar series, publishes
+completed bars and answers history requests. Broker-independent.
+
+Sockets
+    ``in`` (PULL): ticks and bars from Feeders, acknowledgements from Brains and the Trader.
+    ``pub`` (PUB): completed bars, topic = ``BarSeriesID.key``, message
+    ``('bar', bsid, seq, bar, events)``; ticks on topic ``'<symbol> tick|'``.
+    ``history`` (REP): ``('history', brain, bsid, count)`` -> ``('ok', records, seq)``.
+    ``market`` (PUSH): every tick or bar to the Trader, which fills simulated orders on them.
+
+Lock-step (simulation)
+    With ``lockstep`` the Router runs one *step* (one tick or one base bar) at a time:
+
+    1. it pushes the step to the Trader with the number of orders each Brain has sent so far
+       (``orders`` watermark); the Trader waits until it has received them all, runs the
+       broker on the step (fills at this bar's open), and answers ``trader_ack`` with the
+       number of events it has sent to each Brain (``events`` watermark);
+    2. it aggregates the step and publishes the completed bars carrying that ``events``
+       watermark; a Brain holds a bar back until it has received that many order events, so
+       its positions are current when ``on_new_bar`` runs;
+    3. it waits for an ``ack`` from every Brain subscribed to a published series (each ack
+       carries the Brain's order count) before the next step.
+
+    So a Brain sees bar t+1 only after the fills its orders of bar t got at t+1's open, exactly
+    as the in-process backtest runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import zmq
+
+from ..data.aggregate import BarResampler, TickAggregator
+from ..data.timeframes import BarSeriesID, Timeframe
+from ..data.types import BAR_DTYPE, Bar, Tick
+from .base import OsmAgent
+
+
+class _Series:
+    __slots__ = ("bsid", "key", "aggregator", "history", "seq", "subscribers")
+
+    def __init__(self, bsid: BarSeriesID, aggregator: Any, capacity: int) -> None:
+        self.bsid = bsid
+        self.key = bsid.key
+        self.aggregator = aggregator  # None: the base bars themselves
+        self.history: deque[Bar] = deque(maxlen=capacity)
+        self.seq = 0
+        self.subscribers: dict[str, int] = {}  # brain -> bars of history it asked for
+
+
+class RouterAgent(OsmAgent):
+    """See the module docstring."""
+
+    def osm_setup(self) -> None:
+        cfg = self.osm_cfg
+        self.lockstep = bool(cfg.get("lockstep", False))
+        self.capacity = int(cfg.get("history_capacity", 10_000))
+        self.base_timeframes: dict[str, str | None] = dict(cfg.get("base_timeframes", {}))
+        self.series: dict[BarSeriesID, _Series] = {}
+        self.by_symbol: dict[str, list[_Series]] = {}
+        self.tick_seq: dict[str, int] = {}
+        self.ticks_in = 0
+        self.bars_in = 0
+        self.bars_out = 0
+        self.finished = False  # the feed said 'end' and every step is done
+        self.steps_done = 0
+        # lock-step state
+        self.pending: deque[tuple] = deque()
+        self.state = "idle"  # idle | trader | brains
+        self.step_id = 0
+        self.current: tuple | None = None
+        self.orders_wm: dict[str, int] = {}
+        self.events_wm: dict[str, int] = {}
+        self.awaiting: set[tuple[str, str, int]] = set()
+        self.unsynced: set[tuple[str, str]] = set()
+        self.osm_bind("PULL", "in", handler=self.on_in)
+        self.osm_bind("PUB", "pub")
+        # Deeper than ZeroMQ's default of 1,000 queued messages per subscriber: bursts are
+        # absorbed instead of dropped (a loss that still happens is detected by sequence).
+        self._socket["pub"].setsockopt(zmq.SNDHWM, 100_000)
+        self.osm_bind("REP", "history", handler=self.on_history)
+        self.osm_bind("PUSH", "market")
+
+    def before_loop(self) -> None:
+        # Timers must start here, not in on_init: they talk to the running main loop.
+        if self.lockstep:
+            self.each(0.05, "osm_probe")
+
+    def osm_probe(self) -> None:
+        if self.unsynced:
+            self.osm_guard("router probe", self.sync)
+
+    # -- inputs --------------------------------------------------------------------------------
+    def on_in(self, data: bytes) -> None:
+        self.osm_received += 1
+        message = self.osm_decode(
+            data, ("tick", "ticks", "bar", "end", "ack", "probe_ack", "trader_ack")
+        )
+        if message is not None:
+            self.osm_guard(f"router {message[0]}", self._dispatch, message)
+
+    _ARITY = {"tick": 3, "ticks": 3, "bar": 3, "end": 1, "ack": 5, "probe_ack": 3,
+              "trader_ack": 3}  # fmt: skip
+
+    def _dispatch(self, message: tuple) -> None:
+        kind = message[0]
+        if len(message) != self._ARITY[kind]:
+            self.osm_bad(f"{kind} message with {len(message)} fields")
+            return
+        if kind == "ack":
+            _, brain, key, seq, orders = message
+            self.orders_wm[brain] = max(self.orders_wm.get(brain, 0), int(orders))
+            self.awaiting.discard((brain, key, seq))
+            if self.state == "brains" and not self.awaiting:
+                self._step_done()
+        elif kind == "probe_ack":
+            _, brain, key = message
+            self.unsynced.discard((brain, key))
+        elif kind == "trader_ack":
+            _, step_id, events = message
+            if self.state == "trader" and step_id == self.step_id:
+                self.events_wm.update(events)
+                done = False
+                try:
+                    self._distribute(self.current)
+                    done = True
+                finally:
+                    if not done:  # _distribute failed: skip the step, never stall the replay
+                        self.awaiting.clear()
+                        self._step_done()
+        elif kind == "ticks":
+            _, symbol, rows = message
+            if self.lockstep:
+                for row in rows:
+                    self._input(("tick", symbol, row))
+                return
+            # Live: one message to the Trader and one publication per batch, not per tick.
+            good = []
+            for row in rows:
+                checked = self._checked(("tick", symbol, row))
+                if checked is not None:
+                    good.append(checked[2])
+                    self._distribute(checked, publish_tick=False)
+            if good:
+                self.osm_send("market", ("ticks", symbol, good))
+                if symbol in self.tick_seq:
+                    self.tick_seq[symbol] += 1
+                    topic = f"{symbol} tick|"
+                    self.osm_send("pub", ("ticks", symbol, self.tick_seq[symbol], good), topic)
+        else:
+            self._input(message)
+
+    def _input(self, message: tuple) -> None:
+        kind = message[0]
+        if kind in ("tick", "bar"):
+            checked = self._checked(message)
+            if checked is None:
+                return
+            message = checked
+        if not self.lockstep:
+            if kind == "end":
+                self.finished = True
+                return
+            self._distribute(message)  # Brains first: they are the latency-critical path
+            self.osm_send("market", message)
+            return
+        self.pending.append(message)
+        if self.state == "idle":
+            self._advance()
+
+    def _checked(self, message: tuple) -> tuple | None:
+        """A well-formed tick or bar for a symbol whose feed carries that kind, else None."""
+        kind, symbol, payload = message
+        try:
+            if not isinstance(symbol, str) or not symbol:
+                raise ValueError("symbol")
+            payload = Tick(*payload) if kind == "tick" else Bar(*payload)
+            if not isinstance(payload.time, int):
+                raise ValueError("time")
+            prices = payload[1:3] if kind == "tick" else payload[1:5]
+            if not all(isinstance(p, float | int) and 0 < p < float("inf") for p in prices):
+                raise ValueError("prices")
+        except (TypeError, ValueError) as exc:
+            self.osm_bad(f"bad {kind} ({exc}): {message!r:.200}")
+            return None
+        known = symbol in self.base_timeframes
+        expected = ("tick" if self.base_timeframes[symbol] is None else "bar") if known else None
+        if (self.lockstep and not known) or (expected is not None and kind != expected):
+            self.osm_bad(f"{kind} for {symbol!r}, whose feed carries {expected or 'nothing'}")
+            return None
+        return (kind, symbol, payload)
+
+    # -- lock-step -----------------------------------------------------------------------------
+    def _advance(self) -> None:
+        while self.state == "idle" and self.pending:
+            if self.unsynced:
+                return  # a subscriber's SUB socket is not live yet: wait for its probe ack
+            message = self.pending.popleft()
+            if message[0] == "end":
+                self.finished = True
+                continue
+            self.step_id += 1
+            self.current = message
+            self.state = "trader"
+            self.osm_send("market", ("step", self.step_id, message, dict(self.orders_wm)))
+
+    def _step_done(self) -> None:
+        self.state = "idle"
+        self.current = None
+        self.steps_done += 1
+        self._advance()
+
+    def sync(self) -> bool:
+        """Publish a probe on every subscribed topic until each subscriber answered: a SUB
+        socket only receives once its subscription reached the PUB (the slow-joiner)."""
+        for series in self.series.values():
+            for brain in series.subscribers:
+                if (brain, series.key) in self.unsynced:
+                    self.osm_send("pub", ("probe", series.bsid), topic=series.key)
+        if not self.unsynced and self.state == "idle":
+            self._advance()
+        return not self.unsynced
+
+    # -- distribution ---------------------------------------------------------------------------
+    def _distribute(self, message: tuple | None, publish_tick: bool = True) -> None:
+        if message is None:
+            return
+        kind, symbol, payload = message
+        completed: list[tuple[_Series, Bar]] = []
+        if kind == "tick":
+            self.ticks_in += 1
+            for series in self.by_symbol.get(symbol, ()):
+                for bar in series.aggregator.update(payload):
+                    completed.append((series, bar))
+            topic = f"{symbol} tick|"
+            if publish_tick and not self.lockstep and symbol in self.tick_seq:
+                self.tick_seq[symbol] += 1
+                self.osm_send("pub", ("tick", symbol, self.tick_seq[symbol], payload), topic)
+        else:
+            self.bars_in += 1
+            for series in self.by_symbol.get(symbol, ()):
+                if series.aggregator is None:
+                    completed.append((series, payload))
+                else:
+                    for bar in series.aggregator.update(payload):
+                        completed.append((series, bar))
+        for series, bar in completed:
+            self._publish(series, bar)
+        if self.lockstep:
+            if self.awaiting:
+                self.state = "brains"
+            else:
+                self._step_done()
+
+    def _publish(self, series: _Series, bar: Bar) -> None:
+        series.seq += 1
+        series.history.append(bar)
+        self.bars_out += 1
+        events = dict(self.events_wm) if self.lockstep else None
+        self.osm_send("pub", ("bar", series.bsid, series.seq, bar, events), topic=series.key)
+        if self.lockstep:
+            for brain in series.subscribers:
+                self.awaiting.add((brain, series.key, series.seq))
+
+    # -- subscriptions and history ------------------------------------------------------------
+    def _series_for(self, bsid: BarSeriesID) -> _Series:
+        series = self.series.get(bsid)
+        if series is not None:
+            return series
+        base = self.base_timeframes.get(bsid.symbol)
+        aggregator: Any
+        if base is None:
+            aggregator = TickAggregator(bsid.timeframe, lenient=True)
+        elif Timeframe.parse(base) == bsid.timeframe:
+            aggregator = None
+        else:
+            aggregator = BarResampler(bsid.timeframe, lenient=True)
+        series = _Series(bsid, aggregator, self.capacity)
+        self.series[bsid] = series
+        self.by_symbol.setdefault(bsid.symbol, []).append(series)
+        return series
+
+    def on_history(self, data: bytes) -> Any:
+        self.osm_received += 1
+        message = self.osm_decode(data, ("history", "ticks"))
+        if message is None:
+            return b"\x00"  # a REP socket must answer; the requester sees an undecodable reply
+        reply = self.osm_guard("router history", self._history, message)
+        return reply if reply is not None else b"\x00"
+
+    def _history(self, message: tuple) -> bytes:
+        from .base import dumps
+
+        if message[0] == "ticks":  # ('ticks', brain, symbol): stream this symbol's ticks
+            self.tick_seq.setdefault(str(message[2]), 0)
+            return dumps(("ok", None, self.tick_seq[str(message[2])]))
+        _, brain, bsid, count = message
+        bsid = BarSeriesID.parse(bsid)
+        count = int(count)
+        series = self._series_for(bsid)
+        # A Brain asking again (it restarted, or saw a gap) replaces its earlier request:
+        # forget the acknowledgements the Router was waiting for from its previous life.
+        self.awaiting = {entry for entry in self.awaiting if entry[0] != brain}
+        series.subscribers[str(brain)] = count
+        if self.lockstep:
+            self.unsynced.add((str(brain), series.key))
+        bars = list(series.history)[-count:] if count > 0 else []
+        records = np.array([tuple(bar) for bar in bars], dtype=BAR_DTYPE)
+        if self.lockstep and self.state == "brains" and not self.awaiting:
+            self._step_done()
+        return dumps(("ok", records, series.seq))
+
+    def set_base_timeframes(self, mapping: dict[str, str | None]) -> None:
+        """What each symbol's feed carries: a bar time frame code, or None for ticks. Series
+        already subscribed get the matching aggregator."""
+        self.base_timeframes.update(mapping)
+        for symbol in mapping:
+            for series in self.by_symbol.get(symbol, ()):
+                base = self.base_timeframes.get(symbol)
+                if base is None:
+                    series.aggregator = TickAggregator(series.bsid.timeframe, lenient=True)
+                elif Timeframe.parse(base) == series.bsid.timeframe:
+                    series.aggregator = None
+                else:
+                    series.aggregator = BarResampler(series.bsid.timeframe, lenient=True)
+
+    def unsubscribe_brain(self, brain: str) -> None:
+        """Forget a Brain (it was removed): the lock-step stops waiting for it."""
+        for series in self.series.values():
+            series.subscribers.pop(brain, None)
+        self.awaiting = {entry for entry in self.awaiting if entry[0] != brain}
+        self.unsynced = {entry for entry in self.unsynced if entry[0] != brain}
+        if self.state == "brains" and not self.awaiting:
+            self._step_done()
+
+    def subscriptions(self) -> dict[str, list[tuple[BarSeriesID, int]]]:
+        """brain -> [(bsid, history)]: what the Overmind re-applies after a restart."""
+        out: dict[str, list[tuple[BarSeriesID, int]]] = {}
+        for series in self.series.values():
+            for brain, count in series.subscribers.items():
+                out.setdefault(brain, []).append((series.bsid, count))
+        return out
+
+    def progress(self) -> dict[str, Any]:
+        return {
+            "finished": self.finished and not self.pending and self.state == "idle",
+            "steps": self.steps_done,
+            "pending": len(self.pending),
+            "state": self.state,
+            "ticks_in": self.ticks_in,
+            "bars_in": self.bars_in,
+            "bars_out": self.bars_out,
+            "unsynced": len(self.unsynced),
+            "time": time.time(),
+        }
+
+    def osm_stats(self) -> dict[str, Any]:
+        stats = super().osm_stats()
+        stats.update(ticks_in=self.ticks_in, bars_in=self.bars_in, bars_out=self.bars_out)
+        return stats

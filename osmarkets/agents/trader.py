@@ -1,0 +1,263 @@
+"""The Trader: pre-trade risk checks, broker calls in a worker thread, every order event back
+to the Brain that sent the order.
+
+Sockets
+    ``orders`` (PULL): ``('hello', brain, events_address)``, ``('order', Order)``,
+    ``('cancel', brain, client_id)`` from Brains. PUSH/PULL never drops: a full queue blocks
+    the sender instead.
+    ``market`` (PULL, connected to the Router): ticks and bars the broker fills orders on; in
+    lock-step, ``('step', id, message, orders_watermark)``.
+    one PUSH per Brain to its ``events`` PULL: the order events (a channel that cannot drop).
+
+The broker is only touched by one worker thread, which talks to the agent's loop over inproc
+sockets: a slow broker (REST calls to OANDA) never blocks the loop, and the seam is the same for
+the simulated broker, which is just fast.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import zmq
+
+from ..brokers.base import Order, OrderEvent
+from .base import OsmAgent, dumps, loads
+from .risk import RiskLimits
+
+
+class TraderAgent(OsmAgent):
+    """See the module docstring."""
+
+    def osm_setup(self) -> None:
+        cfg = self.osm_cfg
+        self.risk = RiskLimits.from_mapping(cfg.get("risk"))
+        self.lockstep = bool(cfg.get("lockstep", False))
+        self.orders_received: dict[str, int] = {}
+        self.events_sent: dict[str, int] = {}
+        self.undeliverable = 0
+        self.fills: list[OrderEvent] = []
+        self.equity_points: list[tuple[int, float]] = []
+        self.receipts: deque[tuple[str, int]] = deque(maxlen=200_000)
+        self.brains: dict[str, str] = {}  # brain -> alias of its events socket
+        self.waiting_step: tuple | None = None
+        self.in_flight = 0
+        self.positions: dict[str, float] = {}
+        self.broker_state: dict[str, Any] = {}
+        self.osm_bind("PULL", "orders", handler=self.on_orders)
+        market = cfg.get("router_market")
+        if market is not None:
+            self.connect(market, alias="market", handler=self.on_market)
+        router_in = cfg.get("router_in")
+        if router_in is not None:
+            self.connect(router_in, alias="router")
+        # the worker thread and its inproc sockets
+        results = self.bind("PULL", alias="results", handler=self.on_result,
+                            transport="inproc", serializer="raw")  # fmt: skip
+        self._work = self._context.socket(zmq.PUSH)
+        work_addr = f"inproc://{self.name}-work"
+        self._work.bind(work_addr)
+        factory = cfg.get("broker_factory")
+        broker = factory() if factory is not None else None
+        self._worker = threading.Thread(
+            target=_worker, args=(self._context, work_addr, f"inproc://{results.address}", broker),
+            name=f"{self.name}-broker", daemon=True,
+        )  # fmt: skip
+        self._worker.start()
+
+    # -- inputs ----------------------------------------------------------------------------
+    def on_orders(self, data: bytes) -> None:
+        self.osm_received += 1
+        now = time.time_ns()
+        message = self.osm_decode(data, ("hello", "order", "cancel"))
+        if message is not None:
+            self.osm_guard(f"trader {message[0]}", self._on_order_message, message, now)
+
+    def _on_order_message(self, message: tuple, now: int) -> None:
+        kind = message[0]
+        if kind == "hello":
+            _, brain, address = message
+            alias = f"events:{brain}"
+            if alias in self._socket:
+                self.close(alias, linger=0)
+            self.connect(address, alias=alias)
+            self.brains[str(brain)] = alias
+            return
+        if kind == "order":
+            order = message[1]
+            if not isinstance(order, Order):
+                self.osm_bad(f"order message without an Order: {order!r:.200}")
+                return
+            self.orders_received[order.brain] = self.orders_received.get(order.brain, 0) + 1
+            self.receipts.append((order.client_id, now))
+            held = self.positions.get(order.symbol, 0.0)
+            reason = self.risk.check(order, held)
+            if reason is not None:
+                event = OrderEvent(
+                    "rejected", order.client_id, order.symbol, order.side, order.size,
+                    time=order.time, reason=reason, brain=order.brain,
+                )  # fmt: skip
+                self._to_worker(("echo", [event]))
+            else:
+                self._to_worker(("submit", order))
+        else:
+            _, brain, client_id = message
+            self.orders_received[brain] = self.orders_received.get(brain, 0) + 1
+            self._to_worker(("cancel", str(brain), str(client_id)))
+        self._maybe_step()
+
+    def on_market(self, data: bytes) -> None:
+        self.osm_received += 1
+        message = self.osm_decode(data, ("step", "tick", "ticks", "bar"))
+        if message is None:
+            return
+        if message[0] == "step":
+            self.waiting_step = message
+            self._maybe_step()
+        else:
+            self._to_worker(("market", message))
+
+    def _maybe_step(self) -> None:
+        """Run the waiting step once every order the Brains sent before it has arrived."""
+        step = self.waiting_step
+        if step is None:
+            return
+        _, step_id, market, orders_wm = step
+        for brain, count in orders_wm.items():
+            if self.orders_received.get(brain, 0) < count:
+                return
+        self.waiting_step = None
+        self._to_worker(("step", step_id, market))
+
+    def _to_worker(self, job: tuple) -> None:
+        self.in_flight += 1
+        self._work.send_pyobj(job)
+
+    # -- results from the worker ---------------------------------------------------------------
+    def on_result(self, data: bytes) -> None:
+        self.osm_guard("trader result", self._on_result, data)
+
+    def _on_result(self, data: bytes) -> None:
+        self.in_flight -= 1
+        job, events, state = loads(data)
+        self.positions = state["positions"]
+        self.broker_state = state
+        for event in events:
+            self._deliver(event)
+        if job[0] == "step" or (job[0] == "market" and job[1][0] == "bar"):
+            market = job[2] if job[0] == "step" else job[1]
+            self.equity_points.append((int(market[2].time), float(state["equity"])))
+        if job[0] == "step":
+            self.osm_send("router", ("trader_ack", job[1], dict(self.events_sent)))
+        if state.get("error"):
+            self.osm_errors += 1
+            self.osm_last_errors.append(state["error"])
+            self.log_error(state["error"])
+
+    def _deliver(self, event: OrderEvent) -> None:
+        if event.kind == "filled":
+            self.fills.append(event)
+        alias = self.brains.get(event.brain)
+        if alias is None:
+            self.undeliverable += 1
+            self.log_warning(f"no Brain {event.brain!r} for event {event}")
+            return
+        self.events_sent[event.brain] = self.events_sent.get(event.brain, 0) + 1
+        self.osm_send(alias, ("event", event))
+
+    # -- control and inspection ----------------------------------------------------------------
+    def kill_switch(self, on: bool = True) -> None:
+        """Reject every new order from now on (or accept them again with ``False``)."""
+        self.risk.kill_switch = bool(on)
+
+    def idle_now(self) -> bool:
+        """True when no broker call is in flight and no step waits for orders."""
+        return self.in_flight == 0 and self.waiting_step is None
+
+    def record(self) -> dict[str, Any]:
+        """Fills, equity points and the broker's account state, for results and tests."""
+        return {
+            "fills": list(self.fills),
+            "equity": list(self.equity_points),
+            "state": dict(self.broker_state),
+            "orders_received": dict(self.orders_received),
+            "events_sent": dict(self.events_sent),
+        }
+
+    def latency_receipts(self) -> list[tuple[str, int]]:
+        return list(self.receipts)
+
+    def osm_stats(self) -> dict[str, Any]:
+        stats = super().osm_stats()
+        stats.update(
+            orders=sum(self.orders_received.values()),
+            fills=len(self.fills),
+            equity=self.broker_state.get("equity"),
+            undeliverable=self.undeliverable,
+        )
+        return stats
+
+
+def _worker(context: zmq.Context, work_addr: str, results_addr: str, broker: Any) -> None:
+    """Run broker calls one at a time, in order, and send back their events."""
+    pull = context.socket(zmq.PULL)
+    pull.connect(work_addr)
+    push = context.socket(zmq.PUSH)
+    push.connect(results_addr)
+    try:
+        while True:
+            try:
+                job = pull.recv_pyobj()
+            except zmq.ContextTerminated:
+                return
+            events: list[OrderEvent] = []
+            error = ""
+            try:
+                events = _run(broker, job)
+            except Exception as exc:  # a broker bug must not kill the Trader
+                import traceback
+
+                error = f"broker {job[0]} raised {exc!r}:\n{traceback.format_exc()}"
+            state: dict[str, Any] = {"error": error, "positions": {}, "equity": float("nan")}
+            if broker is not None:
+                state.update(
+                    positions=dict(broker.positions),
+                    equity=float(broker.equity),
+                    balance=float(getattr(broker, "balance", float("nan"))),
+                )
+            try:
+                push.send(dumps((job, events, state)))
+            except zmq.ContextTerminated:
+                return
+    finally:
+        pull.close(linger=0)
+        push.close(linger=0)
+
+
+def _run(broker: Any, job: tuple) -> list[OrderEvent]:
+    kind = job[0]
+    if kind == "echo":
+        return list(job[1])
+    if broker is None:
+        if kind == "submit":
+            order = job[1]
+            return [OrderEvent("rejected", order.client_id, order.symbol, order.side,
+                               order.size, reason="no broker", brain=order.brain)]  # fmt: skip
+        return []
+    if kind == "submit":
+        return list(broker.submit(job[1]))
+    if kind == "cancel":
+        events = list(broker.cancel(job[2]))
+        return [ev._replace(brain=ev.brain or job[1]) for ev in events]
+    market = job[2] if kind == "step" else job[1]
+    what, symbol, payload = market
+    if what == "ticks":
+        events = []
+        for row in payload:
+            events.extend(broker.on_tick(symbol, row))
+        return events
+    if what == "tick":
+        return list(broker.on_tick(symbol, payload))
+    return list(broker.on_bar(symbol, payload))

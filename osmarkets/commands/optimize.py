@@ -1,0 +1,329 @@
+"""``osmarkets optimize`` and ``osmarkets walkforward``.
+
+::
+
+    osmarkets optimize file.py:Class --data bars.csv --bsid EUR_USD:M1 \\
+        --space fast=5:50 --space slow=20:200 [--space x=0.1:10:log] [--space kind=a,b,c] \\
+        --samples 2000 [--grid] --workers 2 -o results.parquet [--html report.html]
+    osmarkets walkforward file.py:Class --data bars.csv --bsid EUR_USD:M1 \\
+        --space fast=5:50 --train 20000 --test 5000 [--step 5000] [--anchored] ...
+
+A progress bar (configurations done, rate, ETA) goes to stderr, the summary table to stdout.
+Bad input is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from typing import Any, TextIO
+
+from ..cli import UsageError
+
+
+class ProgressBar:
+    """``[#####.....]  512/2000  850.3 cfg/s  ETA 0:00:02`` redrawn in place on ``stream``."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30, label: str = "") -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.label = label
+        self.started = time.monotonic()
+        self.last_draw = 0.0
+        self.drawn = False
+
+    def restart(self, label: str = "") -> None:
+        self.finish()
+        self.label = label
+        self.started = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last_draw < 0.1:
+            return
+        self.last_draw = now
+        self.stream.write("\r" + self.line(done, total, now - self.started))
+        self.stream.flush()
+        self.drawn = True
+
+    def line(self, done: int, total: int, elapsed: float) -> str:
+        fraction = done / total if total else 1.0
+        filled = int(round(self.width * fraction))
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else math.nan
+        eta_text = _clock(eta) if math.isfinite(eta) else "--:--:--"
+        head = f"{self.label} " if self.label else ""
+        return (f"{head}[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
+                f"{rate:,.1f} cfg/s ETA {eta_text}")  # fmt: skip
+
+    def finish(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("target", metavar="FILE.py:CLASS", help="the Brain subclass to optimise")
+    add("--data", required=True, help="CSV of bars (time, open, high, low, close)")
+    add("--bsid", required=True, help="bar series id, e.g. EUR_USD:M1")
+    add("--space", action="append", default=[], metavar="NAME=SPEC",
+        help="a dimension: fast=5:50 (ints), fast=5:50:5 (step), x=0.1:10 (floats), "
+             "x=0.1:10:log, kind=a,b,c (choice); repeatable")  # fmt: skip
+    add(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix a Brain parameter for every configuration (repeatable)",
+    )
+    add("--samples", type=int, default=200, help="random configurations (default 200)")
+    add("--grid", action="store_true", help="every combination instead of random sampling")
+    add("--points", type=int, default=5, help="grid values of a float range (default 5)")
+    add("--refine", type=int, default=0, help="genetic refinement rounds after the first")
+    add("--seed", type=int, default=0, help="random seed (default 0)")
+    add("--score", default="sharpe", choices=("sharpe", "sortino", "total_return", "final_value"))
+    add(
+        "--smooth",
+        type=int,
+        default=0,
+        metavar="K",
+        help="rank by the mean score of the K nearest configurations",
+    )
+    add("--min-trades", type=int, help="filter: minimum number of fills")
+    add("--min-trades-per-day", type=float, help="filter: minimum fills per calendar day")
+    add("--min-active-days", type=float, help="filter: minimum fraction of days with a fill")
+    add("--min-sharpe", type=float, help="filter: minimum annualised Sharpe ratio")
+    add("--min-sortino", type=float, help="filter: minimum annualised Sortino ratio")
+    add("--max-drawdown", type=float, help="filter: maximum drawdown as a fraction (0.2)")
+    add(
+        "--max-correlation",
+        type=float,
+        default=0.7,
+        help="portfolio: maximum return correlation with any member (default 0.7)",
+    )
+    add("--max-members", type=int, default=10, help="portfolio: at most this many members")
+    add("--candidates", type=int, default=50, help="portfolio: best survivors considered")
+    add("--cash", type=float, default=100_000.0, help="initial cash")
+    add("--fill", choices=("next_open", "close"), default="next_open")
+    add("--spread", type=float, default=0.0, help="spread on plain OHLC bars")
+    add("--slippage", type=float, default=0.0, help="adverse price per fill")
+    add("--commission", type=float, default=0.0, help="commission, fraction of notional")
+    add("--engine", choices=("auto", "vectorized", "event"), default="auto")
+    add("--workers", type=int, default=0, help="Backtester agent processes (0: in this process)")
+    add("--batch", type=int, default=None, help="configurations per message to a worker")
+    add("--host", default="127.0.0.1",
+        help="address the name server and sockets bind to (remote workers need a reachable "
+             "one; pickle travels over it: trusted networks only)")  # fmt: skip
+    add(
+        "--port",
+        type=int,
+        default=None,
+        help="fix the name server's port (so `osmarkets worker` on other machines can join)",
+    )
+    add("-o", "--output", help="save every configuration here (.parquet or .csv)")
+    add("--html", help="write an HTML report with the plots here")
+    add("--quiet", action="store_true", help="no progress bar")
+
+
+def add_parser(subparsers: Any) -> None:
+    optimize = subparsers.add_parser(
+        "optimize", help="explore a Brain's parameters and build a portfolio",
+        description="Evaluate configurations of a Brain on historical bars, filter them and "
+        "build a correlation-aware portfolio.",
+    )  # fmt: skip
+    _common(optimize)
+    optimize.set_defaults(handler=run_optimize)
+    walk = subparsers.add_parser(
+        "walkforward", help="walk-forward optimisation of a Brain",
+        description="Optimise on rolling (or anchored) training windows and trade the chosen "
+        "portfolio on the following test windows; report out-of-sample results.",
+    )  # fmt: skip
+    _common(walk)
+    walk.add_argument(
+        "--train", required=True, help="training window: bars (20000) or a pandas offset (30D)"
+    )
+    walk.add_argument("--test", required=True, help="test window: bars or an offset")
+    walk.add_argument("--step", help="distance between windows (default: the test window)")
+    walk.add_argument("--anchored", action="store_true", help="grow training from the start")
+    walk.set_defaults(handler=run_walkforward)  # fmt: skip
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
+    from ..backtest.engine import parse_bsids
+    from ..brokers.simulated import Commission
+    from ..data.io import read_bars
+    from ..optimize.space import Space, parse_dimension
+    from .backtest import load_brain_class, parse_params
+
+    cls = load_brain_class(args.target)
+    fixed = parse_params(cls, args.param)
+    try:
+        bsids = parse_bsids(args.bsid)
+    except ValueError as exc:
+        raise UsageError(f"--bsid: {exc}") from None
+    if len(bsids) != 1:
+        raise UsageError("--bsid: give one bar series id")
+    if not args.space:
+        raise UsageError("--space: give at least one dimension, e.g. --space fast=5:50")
+    known = cls.parameters()  # type: ignore[attr-defined]
+    dims = {}
+    for text in args.space:
+        try:
+            name, dim = parse_dimension(text, known.get(text.partition("=")[0].strip()))
+        except ValueError as exc:
+            raise UsageError(f"--space {exc}") from None
+        if name not in known:
+            raise UsageError(f"--space: {cls.__name__} has no parameter {name!r} "
+                             f"(known: {', '.join(known) or 'none'})")  # fmt: skip
+        if name in dims:
+            raise UsageError(f"--space: {name} given twice")
+        dims[name] = dim
+    for name, value in (("--samples", args.samples), ("--points", args.points),
+                        ("--max-members", args.max_members)):  # fmt: skip
+        if value < 1:
+            raise UsageError(f"{name}: expected >= 1, got {value}")
+    if args.workers < 0:
+        raise UsageError(f"--workers: expected >= 0, got {args.workers}")
+    if args.output and not args.output.lower().endswith((".parquet", ".pq", ".csv")):
+        raise UsageError(f"-o: expected a .parquet or .csv file, got {args.output!r}")
+    try:
+        data = read_bars(args.data)
+    except FileNotFoundError:
+        raise UsageError(f"--data: no such file: {args.data}") from None
+    except Exception as exc:
+        raise UsageError(f"--data: {args.data}: {exc}") from None
+    options: dict[str, Any] = {
+        "bsid": bsids[0], "samples": args.samples, "grid": args.grid, "points": args.points,
+        "refine": args.refine, "seed": args.seed, "score": args.score, "smooth": args.smooth,
+        "max_correlation": args.max_correlation, "max_members": args.max_members,
+        "candidates": args.candidates, "cash": args.cash, "fill": args.fill,
+        "spread": args.spread, "slippage": args.slippage, "engine": args.engine,
+        "commission": Commission(fraction=args.commission) if args.commission else None,
+        "params": fixed, "workers": args.workers, "batch": args.batch, "host": args.host,
+        "filters": {k: v for k, v in (
+            ("min_trades", args.min_trades), ("min_trades_per_day", args.min_trades_per_day),
+            ("min_active_days", args.min_active_days), ("min_sharpe", args.min_sharpe),
+            ("min_sortino", args.min_sortino), ("max_drawdown", args.max_drawdown),
+        ) if v is not None},
+    }  # fmt: skip
+    return cls, data, Space(dims), options
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _save(result: Any, args: argparse.Namespace) -> None:
+    if args.output:
+        try:
+            result.save(args.output)
+        except (OSError, ImportError) as exc:
+            raise UsageError(f"-o {args.output}: {_first_line(exc)}") from None
+        print(f"every configuration saved to {args.output}")
+    if args.html:
+        try:
+            result.to_html(args.html)
+        except OSError as exc:
+            raise UsageError(f"--html {args.html}: {_first_line(exc)}") from None
+        print(f"report written to {args.html}")
+
+
+def _runner(args: argparse.Namespace, options: dict[str, Any]) -> Any:
+    """Agents when asked for (``--workers N`` or ``--port``), announcing where remote
+    workers can join; None to evaluate in this process."""
+    if not args.workers and args.port is None:
+        return None
+    from ..optimize.agents import AgentRunner
+
+    try:
+        runner = AgentRunner(None, workers=args.workers, batch=args.batch or 16,
+                             host=args.host, port=args.port)  # fmt: skip
+    except (OSError, RuntimeError) as exc:
+        raise UsageError(f"--host/--port: cannot start the agents: {_first_line(exc)}") from None
+    print(f"name server {runner.address}: other machines can join with "
+          f"`osmarkets worker --nameserver {runner.address}`", file=sys.stderr)  # fmt: skip
+    return runner
+
+
+def run_optimize(args: argparse.Namespace) -> int:
+    from ..optimize import explore
+
+    cls, data, space, options = _prepare(args)
+    bar = ProgressBar(label="optimize") if not args.quiet else None
+    runner = _runner(args, options)
+    try:
+        result = explore(cls, data, space, progress=bar, runner=runner, **options)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(_first_line(exc)) from None
+    finally:
+        if bar is not None:
+            bar.finish()
+        if runner is not None:
+            runner.close()
+    print(f"{cls.__name__} on {args.data} ({options['bsid']})")
+    print(result.summary())
+    if result.portfolio is not None and result.portfolio.members:
+        print(result.portfolio.to_pandas().to_string(index=False))
+    _save(result, args)
+    return 0
+
+
+def _length(text: str | None, name: str) -> Any:
+    if text is None:
+        return None
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    import pandas as pd
+
+    try:
+        pd.tseries.frequencies.to_offset(text)
+    except ValueError:
+        raise UsageError(f"{name}: expected a number of bars or an offset like 30D, "
+                         f"got {text!r}") from None  # fmt: skip
+    return text
+
+
+def run_walkforward(args: argparse.Namespace) -> int:
+    from ..optimize import walk_forward
+
+    cls, data, space, options = _prepare(args)
+    train = _length(args.train, "--train")
+    test = _length(args.test, "--test")
+    step = _length(args.step, "--step")
+    bar = ProgressBar(label="window") if not args.quiet else None
+    current = {"window": -1}
+
+    def progress(window: int, windows: int, done: int, total: int) -> None:
+        if bar is None:
+            return
+        if window != current["window"]:
+            current["window"] = window
+            bar.restart(f"window {window + 1}/{windows}")
+        bar(done, total)
+
+    runner = _runner(args, options)
+    try:
+        result = walk_forward(cls, data, space, train=train, test=test, step=step,
+                              anchored=args.anchored, progress=progress, runner=runner,
+                              **options)  # fmt: skip
+    except (ValueError, TypeError) as exc:
+        raise UsageError(_first_line(exc)) from None
+    finally:
+        if bar is not None:
+            bar.finish()
+        if runner is not None:
+            runner.close()
+    print(f"{cls.__name__} on {args.data} ({options['bsid']}), walk-forward")
+    print(result.summary())
+    _save(result, args)
+    return 0

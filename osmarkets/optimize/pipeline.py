@@ -1,0 +1,238 @@
+"""``explore`` and ``build_portfolio``: the Generator -> Backtester -> Portfolio pipeline.
+
+With ``workers=0`` everything runs in this process (notebooks, tests); with ``workers=N`` the
+configurations travel to N Backtester agent processes over osBrain
+(:mod:`osmarkets.optimize.agents`). Either way every evaluated configuration ends up as one
+row of :attr:`ExploreResult.table`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from ..brain import Brain
+from .evaluate import STAT_KEYS, Evaluator, Filters, smooth_scores
+from .portfolio import Portfolio, select_portfolio
+from .results import ExploreResult
+from .space import Config, Space, config_id
+
+Progress = Callable[[int, int], None]
+
+
+class Runner(Protocol):
+    """Evaluates configurations somewhere and returns their rows (any order)."""
+
+    def run(self, configs: Sequence[Config], progress: Progress | None = None) -> list[dict]: ...
+
+    def set_evaluator(self, evaluator: Evaluator) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessRunner:
+    """``workers=0``: evaluate in batches in this process."""
+
+    def __init__(self, evaluator: Evaluator, batch: int = 64) -> None:
+        self.evaluator = evaluator
+        self.batch = max(1, int(batch))
+
+    def run(self, configs: Sequence[Config], progress: Progress | None = None) -> list[dict]:
+        rows: list[dict] = []
+        for start in range(0, len(configs), self.batch):
+            rows.extend(self.evaluator.evaluate(configs[start : start + self.batch]))
+            if progress is not None:
+                progress(len(rows), len(configs))
+        return rows
+
+    def set_evaluator(self, evaluator: Evaluator) -> None:
+        self.evaluator = evaluator
+
+    def close(self) -> None:
+        pass
+
+
+def _rows_to_table(
+    rows: list[dict], names: list[str], round_of: Mapping[str, int]
+) -> pd.DataFrame:
+    records = []
+    for row in rows:
+        record: dict[str, Any] = {"id": row["id"]}
+        record.update({name: row["params"].get(name) for name in names})
+        record.update({key: row["stats"].get(key, math.nan) for key in STAT_KEYS})
+        record["score"] = row["score"]
+        record["passed"] = row["reason"] == ""
+        record["reason"] = row["reason"]
+        record["round"] = round_of.get(row["id"], 0)
+        record["worker"] = row.get("worker", "local")
+        records.append(record)
+    columns = ["id", *names, *STAT_KEYS, "score", "passed", "reason", "round", "worker"]
+    return pd.DataFrame(records, columns=columns)
+
+
+def explore(
+    brain_class: type[Brain],
+    data: Any,
+    space: Space | Mapping[str, Any],
+    *,
+    bsid: Any = None,
+    samples: int = 200,
+    grid: bool = False,
+    points: int = 5,
+    refine: int = 0,
+    refine_samples: int | None = None,
+    seed: int | None = 0,
+    filters: Filters | Mapping[str, Any] | None = None,
+    score: str = "sharpe",
+    smooth: int = 0,
+    portfolio: bool = True,
+    max_correlation: float = 0.7,
+    max_members: int = 10,
+    candidates: int = 50,
+    measure: str = "sharpe",
+    workers: int = 0,
+    batch: int | None = None,
+    host: str = "127.0.0.1",
+    requeue_after: float | None = None,
+    progress: Progress | None = None,
+    runner: Runner | None = None,
+    **settings: Any,
+) -> ExploreResult:
+    """Evaluate configurations of ``space`` for ``brain_class`` on ``data``, filter them and
+    build a portfolio.
+
+    Generation: ``samples`` random configurations (``seed``), or the full grid with
+    ``grid=True`` (floats on ``points`` values); then ``refine`` rounds of ``refine_samples``
+    (default ``samples // 2``) configurations bred from the best so far (see
+    :meth:`Space.refine`). ``filters``: :class:`Filters` or a mapping of its fields.
+    ``score``: the statistic to rank by; ``smooth=k`` ranks by the mean score of each
+    configuration's k nearest neighbours instead (column ``score_smooth``). Portfolio: the
+    ``candidates`` best surviving configurations are offered to :func:`select_portfolio`.
+    ``workers``: 0 in-process, N starts N Backtester agent processes (``batch``
+    configurations per message, ``requeue_after`` seconds before unfinished work is sent
+    again). Other keyword arguments (``cash``, ``fill``, ``spread``, ``slippage``,
+    ``commission``, ``history``, ``engine``, ``params``) go to :class:`Evaluator`.
+    """
+    space = Space.coerce(space)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers: expected an integer >= 0, got {workers!r}")
+    if refine < 0:
+        raise ValueError(f"refine: expected >= 0 rounds, got {refine}")
+    evaluator = Evaluator(brain_class, data, bsid, filters=filters, score=score, **settings)
+    evaluator.check(dict.fromkeys(space.names))
+    configs = space.grid(points) if grid else space.sample(samples, seed)
+    if not configs:
+        raise ValueError("space: no configuration to evaluate (constraint rejects all?)")
+    started = time.perf_counter()
+    own_runner = runner is None
+    if runner is not None:
+        runner.set_evaluator(evaluator)
+    else:
+        if workers == 0:
+            runner = InProcessRunner(evaluator, batch or 64)
+        else:
+            from .agents import AgentRunner
+
+            runner = AgentRunner(evaluator, workers=workers, batch=batch or 16, host=host,
+                                 requeue_after=requeue_after)  # fmt: skip
+    rows: list[dict] = []
+    round_of: dict[str, int] = {}
+    try:
+        for number in range(refine + 1):
+            if number:
+                scored = [(r["params"], r["score"]) for r in rows]
+                configs = space.refine(scored, refine_samples or max(1, samples // 2),
+                                       None if seed is None else seed + number,
+                                       exclude=round_of)  # fmt: skip
+                if not configs:
+                    break
+            for config in configs:
+                round_of.setdefault(config_id(config), number)
+            total = len(rows) + len(configs)
+            done = len(rows)
+
+            def report(n: int, _total: int, done: int = done, total: int = total) -> None:
+                if progress is not None:
+                    progress(done + n, total)
+
+            report(0, len(configs))
+            rows.extend(runner.run(configs, report))
+    finally:
+        if own_runner:
+            runner.close()
+    elapsed = time.perf_counter() - started
+    table = _rows_to_table(rows, space.names, round_of)
+    score_column = "score"
+    if smooth:
+        table["score_smooth"] = smooth_scores(table, space, smooth)
+        score_column = "score_smooth"
+    table["included"] = False
+    result = ExploreResult(
+        table=table,
+        space=space,
+        score_column=score_column,
+        evaluator=evaluator,
+        meta={
+            "brain": brain_class.__name__, "configurations": len(table), "seconds": elapsed,
+            "workers": workers, "engine": "vectorized" if evaluator.vectorized else "event",
+            "score": score, "smooth": smooth, "filters": evaluator.filters,
+        },
+    )  # fmt: skip
+    if portfolio:
+        build_portfolio(result, max_correlation=max_correlation, max_members=max_members,
+                        candidates=candidates, measure=measure)  # fmt: skip
+    return result
+
+
+def build_portfolio(
+    result: ExploreResult,
+    *,
+    max_correlation: float = 0.7,
+    max_members: int = 10,
+    candidates: int = 50,
+    measure: str = "sharpe",
+    evaluator: Evaluator | None = None,
+) -> Portfolio:
+    """Build the portfolio from an exploration: the ``candidates`` best configurations that
+    passed the filters (by the result's score column), their equity curves recomputed on the
+    in-sample data, offered to :func:`select_portfolio`. Sets ``result.portfolio`` and the
+    table's ``included`` column, and returns the portfolio."""
+    evaluator = evaluator or result.evaluator
+    if evaluator is None:
+        raise ValueError("build_portfolio: the result has no evaluator; pass evaluator=")
+    table = result.table
+    column = result.score_column
+    pool = table[table["passed"] & np.isfinite(table[column].to_numpy(dtype=float))]
+    pool = pool.sort_values(column, ascending=False, kind="stable").head(max(0, candidates))
+    names = result.space.names
+    curves: dict[str, pd.Series] = {}
+    params: dict[str, dict[str, Any]] = {}
+    scores: dict[str, float] = {}
+    for row in pool.to_dict("records"):
+        config = {name: _native(row[name]) for name in names}
+        curves[row["id"]] = evaluator.equity(config)
+        params[row["id"]] = config
+        scores[row["id"]] = float(row[column])
+    chosen = select_portfolio(
+        curves, scores=scores, params=params, max_correlation=max_correlation,
+        max_members=max_members, measure=measure, periods_per_year=evaluator.periods_per_year,
+        cash=evaluator.cash, initial=dict.fromkeys(curves, evaluator.cash),
+    )  # fmt: skip
+    if not curves:  # nothing survived: a flat portfolio on the data's time index
+        index = evaluator.frame.index
+        chosen.equity = pd.Series(evaluator.cash, index=index, name="equity", dtype=float)
+    table["included"] = table["id"].isin(chosen.members)
+    result.portfolio = chosen
+    return chosen
+
+
+def _native(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+__all__ = ["InProcessRunner", "Runner", "build_portfolio", "explore"]

@@ -1,0 +1,356 @@
+"""Result objects of the optimiser and of walk-forward, with tables, plots and HTML reports.
+
+Every evaluated configuration stays in :attr:`ExploreResult.table` (parameters, in-sample
+statistics, score, filter verdict, included in the portfolio or not), so how a portfolio was
+chosen, and how much was tried to find it, can be audited afterwards. Tables save to Parquet
+(needs ``pyarrow``) or CSV by file extension. Plots use matplotlib, imported only when a plot
+is asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from .evaluate import Evaluator
+    from .portfolio import Portfolio
+    from .space import Space
+
+
+def save_table(table: pd.DataFrame, path: str | os.PathLike) -> str:
+    """Write ``table`` to ``path``: ``.parquet``/``.pq`` (pyarrow) or ``.csv``."""
+    text = os.fspath(path)
+    lower = text.lower()
+    if lower.endswith((".parquet", ".pq")):
+        try:
+            table.to_parquet(text, index=False)
+        except ImportError as exc:
+            raise ImportError("saving Parquet needs pyarrow: pip install pyarrow") from exc
+    elif lower.endswith(".csv"):
+        table.to_csv(text, index=False)
+    else:
+        raise ValueError(f"path: expected a .parquet or .csv file name, got {text!r}")
+    return text
+
+
+def load_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a table written by :func:`save_table`."""
+    text = os.fspath(path)
+    if text.lower().endswith((".parquet", ".pq")):
+        return pd.read_parquet(text)
+    return pd.read_csv(text)
+
+
+def _pyplot() -> Any:
+    from ..backtest.result import _pyplot as pyplot
+
+    return pyplot()
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    _pyplot().close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _img(fig_factory: Any, alt: str) -> str:
+    try:
+        fig = fig_factory()
+    except ImportError:
+        return "<p>(install matplotlib for the charts)</p>"
+    if fig is None:
+        return ""
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_png(fig)}">'
+
+
+_STYLE = """<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}
+th,td{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}img{max-width:100%}
+</style>"""
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+            f"</title>{_STYLE}</head><body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
+            "</body></html>\n")  # fmt: skip
+
+
+def _kv_table(items: dict[str, Any]) -> str:
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_show(v))}</td></tr>"
+                   for k, v in items.items())  # fmt: skip
+    return f"<table>{rows}</table>"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:,.6g}"
+    return str(value)
+
+
+# -- plots --------------------------------------------------------------------------------------
+
+
+def plot_exploration(
+    table: pd.DataFrame, x: str, y: str | None, score: str = "score", title: str = ""
+) -> Any:
+    """Exploration map: configurations at (x, y), colour = score; configurations that failed
+    the filters are grey crosses, portfolio members are circled."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 6))
+    passed = table[table["passed"]]
+    failed = table[~table["passed"]]
+    ys = (lambda t: t[y]) if y else (lambda t: t[score])
+    if len(failed):
+        ax.scatter(failed[x], ys(failed), marker="x", color="0.6", s=18, label="filtered out")
+    if len(passed):
+        points = ax.scatter(passed[x], ys(passed), c=passed[score], cmap="viridis", s=22,
+                            label="passed")  # fmt: skip
+        fig.colorbar(points, ax=ax, label=score)
+    if "included" in table:
+        chosen = table[table["included"]]
+        if len(chosen):
+            ax.scatter(chosen[x], ys(chosen), facecolors="none", edgecolors="red", s=120,
+                       linewidths=1.5, label="in portfolio")  # fmt: skip
+    ax.set_xlabel(x)
+    ax.set_ylabel(y or score)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title or "exploration map")
+    fig.tight_layout()
+    return fig
+
+
+def plot_portfolio(portfolio: Portfolio) -> Any:
+    """Correlation matrix of the members' returns and the combined equity."""
+    plt = _pyplot()
+    fig, (ax_corr, ax_eq) = plt.subplots(1, 2, figsize=(12, 5))
+    corr = portfolio.correlation
+    if len(corr):
+        image = ax_corr.imshow(corr.to_numpy(), vmin=-1, vmax=1, cmap="coolwarm")
+        labels = [str(c)[:6] for c in corr.columns]
+        ax_corr.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        ax_corr.set_yticks(range(len(labels)), labels, fontsize=7)
+        for (i, j), value in np.ndenumerate(corr.to_numpy()):
+            ax_corr.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6)
+        fig.colorbar(image, ax=ax_corr)
+    ax_corr.set_title("correlation of members' returns")
+    members = portfolio.member_equity
+    if len(members.columns):
+        starts = np.asarray(members.attrs.get("start") or members.iloc[0], dtype=float)
+        normal = members.div(starts, axis=1)
+        for column in normal.columns:
+            ax_eq.plot(normal.index, normal[column].to_numpy(), lw=0.6, alpha=0.6)
+    if len(portfolio.equity):
+        ax_eq.plot(portfolio.equity.index, (portfolio.equity / portfolio.cash).to_numpy(),
+                   color="black", lw=1.5, label="portfolio")  # fmt: skip
+        ax_eq.legend(loc="best")
+    ax_eq.set_title("equity (members and combined, normalised)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_walkforward(windows: pd.DataFrame, equity: pd.Series, measure: str) -> Any:
+    """Stitched out-of-sample equity (window boundaries marked) and in-sample vs
+    out-of-sample scatter of the measure per window."""
+    plt = _pyplot()
+    fig, (ax_eq, ax_sc) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [2, 1]})
+    ax_eq.plot(equity.index, equity.to_numpy(), color="tab:blue", lw=1)
+    for start in windows["test_start"]:
+        ax_eq.axvline(start, color="0.8", lw=0.6)
+    ax_eq.set_title("stitched out-of-sample equity")
+    for label in ax_eq.get_xticklabels():
+        label.set_rotation(30)
+        label.set_horizontalalignment("right")
+    is_col, oos_col = f"is_{measure}", f"oos_{measure}"
+    ax_sc.scatter(windows[is_col], windows[oos_col], color="tab:purple")
+    for number, row in windows.iterrows():
+        ax_sc.annotate(str(number), (row[is_col], row[oos_col]), fontsize=7)
+    finite = pd.concat([windows[is_col], windows[oos_col]]).replace([np.inf, -np.inf], np.nan)
+    finite = finite.dropna()
+    if len(finite):
+        lo, hi = float(finite.min()), float(finite.max())
+        ax_sc.plot([lo, hi], [lo, hi], color="0.5", ls="--", lw=0.8, label="OOS = IS")
+        ax_sc.legend(loc="best", fontsize=8)
+    ax_sc.axhline(0, color="0.8", lw=0.6)
+    ax_sc.set_xlabel(f"in-sample {measure}")
+    ax_sc.set_ylabel(f"out-of-sample {measure}")
+    ax_sc.set_title("in-sample vs out-of-sample")
+    fig.tight_layout()
+    return fig
+
+
+# -- results ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExploreResult:
+    """One exploration: ``table`` (one row per evaluated configuration), the ``portfolio``
+    built from it, the ``space``, and ``meta`` (timing, engine, workers, filters)."""
+
+    table: pd.DataFrame
+    space: Space
+    score_column: str = "score"
+    evaluator: Evaluator | None = None
+    portfolio: Portfolio | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.table
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Every evaluated configuration, to Parquet or CSV."""
+        return save_table(self.table, path)
+
+    def best(self, n: int = 10) -> pd.DataFrame:
+        """The ``n`` best configurations that passed the filters."""
+        passed = self.table[self.table["passed"]]
+        return passed.sort_values(self.score_column, ascending=False, kind="stable").head(n)
+
+    def __repr__(self) -> str:
+        passed = int(self.table["passed"].sum()) if len(self.table) else 0
+        members = len(self.portfolio.members) if self.portfolio is not None else 0
+        return (f"<ExploreResult {len(self.table)} configurations, {passed} passed, "
+                f"{members} in portfolio>")  # fmt: skip
+
+    def summary(self) -> str:
+        """A few lines for a terminal: counts, the best configurations, the portfolio."""
+        lines = [repr(self)]
+        seconds = self.meta.get("seconds")
+        if seconds:
+            rate = len(self.table) / seconds
+            lines.append(f"{seconds:.2f} s, {rate:,.1f} configurations/s")
+        reasons = self.table.loc[~self.table["passed"], "reason"].str.split().str[0]
+        if len(reasons):
+            counts = reasons.value_counts()
+            lines.append("filtered out: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        cols = [*self.space.names, "sharpe", "total_return", "max_drawdown", "trades",
+                self.score_column, "included"]  # fmt: skip
+        best = self.best(10)
+        if len(best):
+            lines.append(best[list(dict.fromkeys(cols))].to_string(index=False))
+        if self.portfolio is not None and self.portfolio.members:
+            p = self.portfolio
+            lines.append(f"portfolio: {len(p.members)} members, {p.measure} {p.value:.4g}")
+        return "\n".join(lines)
+
+    def plot(self, x: str | None = None, y: str | None = None) -> Any:
+        """Exploration map of parameters ``x`` and ``y`` (default: the first two numeric
+        parameters; with one parameter, score against it)."""
+        names = [n for n in self.space.names if pd.api.types.is_numeric_dtype(self.table[n])]
+        names = names or self.space.names
+        x = x or names[0]
+        if y is None and len(names) > 1:
+            y = next(n for n in names if n != x)
+        return plot_exploration(self.table, x, y, self.score_column,
+                                f"{self.meta.get('brain', '')} exploration")  # fmt: skip
+
+    def to_html(self, path: str | os.PathLike) -> str:
+        """One self-contained HTML report: summary, exploration map, portfolio (correlation
+        matrix, combined equity), best configurations."""
+        parts = [_kv_table({k: v for k, v in self.meta.items()}), "<h2>Exploration map</h2>",
+                 _img(self.plot, "exploration map")]  # fmt: skip
+        if self.portfolio is not None:
+            p = self.portfolio
+            parts += [f"<h2>Portfolio ({len(p.members)} members)</h2>",
+                      p.to_pandas().to_html(index=False, border=0),
+                      _kv_table(p.stats) if p.stats else "",
+                      _img(p.plot, "portfolio correlation and equity")]  # fmt: skip
+        parts += ["<h2>Best configurations</h2>", self.best(25).to_html(index=False, border=0)]
+        text = os.fspath(path)
+        with open(text, "w", encoding="utf-8") as handle:
+            handle.write(_page(f"Optimisation of {self.meta.get('brain', '')}", "\n".join(parts)))
+        return text
+
+
+@dataclass
+class WalkForwardResult:
+    """Walk-forward: ``windows`` (one row per window: bounds, members, in-sample and
+    out-of-sample statistics, efficiency), ``equity`` (stitched out-of-sample equity),
+    ``explorations`` (each window's :class:`ExploreResult`), ``efficiency`` (overall
+    walk-forward efficiency) and ``measure``."""
+
+    windows: pd.DataFrame
+    equity: pd.Series
+    explorations: list[ExploreResult]
+    efficiency: float
+    measure: str = "sharpe"
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.windows
+
+    def configurations(self) -> pd.DataFrame:
+        """Every configuration evaluated in every window (column ``window``)."""
+        frames = [e.table.assign(window=k) for k, e in enumerate(self.explorations)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Every configuration of every window, to Parquet or CSV."""
+        return save_table(self.configurations(), path)
+
+    def __repr__(self) -> str:
+        return (f"<WalkForwardResult {len(self.windows)} windows efficiency="
+                f"{self.efficiency:.3g}>")  # fmt: skip
+
+    def summary(self) -> str:
+        cols = [
+            "train_start",
+            "test_start",
+            "test_end",
+            "members",
+            f"is_{self.measure}",
+            f"oos_{self.measure}",
+            "is_annual_return",
+            "oos_annual_return",
+            "efficiency",
+        ]
+        lines = [repr(self), self.windows[cols].to_string()]
+        lines.append(f"out-of-sample: {_kv_line(self.stats)}")
+        return "\n".join(lines)
+
+    def plot(self) -> Any:
+        return plot_walkforward(self.windows, self.equity, self.measure)
+
+    def to_html(self, path: str | os.PathLike) -> str:
+        """One self-contained HTML report: stitched equity, IS vs OOS scatter, the windows and
+        each window's exploration map."""
+        parts = [_kv_table({"windows": len(self.windows), "efficiency": self.efficiency,
+                            **self.stats}),
+                 _img(self.plot, "walk-forward"), "<h2>Windows</h2>",
+                 self.windows.to_html(border=0)]  # fmt: skip
+        for k, exploration in enumerate(self.explorations):
+            parts += [f"<h2>Window {k}: exploration</h2>", _img(exploration.plot, f"window {k}")]
+        text = os.fspath(path)
+        with open(text, "w", encoding="utf-8") as handle:
+            handle.write(_page("Walk-forward", "\n".join(parts)))
+        return text
+
+
+def portfolio_html(portfolio: Portfolio, path: str | os.PathLike) -> str:
+    parts = [portfolio.to_pandas().to_html(index=False, border=0),
+             _kv_table(portfolio.stats) if portfolio.stats else "",
+             _img(portfolio.plot, "portfolio correlation and equity"),
+             "<h2>Decisions</h2>", portfolio.decisions.to_html(index=False, border=0)]  # fmt: skip
+    text = os.fspath(path)
+    with open(text, "w", encoding="utf-8") as handle:
+        handle.write(_page(f"Portfolio ({len(portfolio.members)} members)", "\n".join(parts)))
+    return text
+
+
+def _kv_line(items: dict[str, Any]) -> str:
+    keys = ("total_return", "annual_return", "sharpe", "max_drawdown")
+    return ", ".join(f"{k} {_show(items[k])}" for k in keys if k in items)
+
+
+__all__ = [
+    "ExploreResult", "WalkForwardResult", "load_table", "plot_exploration", "plot_portfolio",
+    "plot_walkforward", "save_table",
+]  # fmt: skip
