@@ -338,3 +338,11 @@ def test_backtest_example_runs(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "final_value" in out and "max_drawdown" in out
     assert "data:image/png;base64," in report.read_text()
+
+
+def test_stats_table_shows_money_with_cents_and_fractions_as_percent():
+    data = make_bars(300, seed=5)
+    result = backtest(SmaCross, data, "X:M1", params={"fast": 3, "slow": 9})
+    lines = dict(line.split(None, 1) for line in result.stats_table().splitlines())
+    assert lines["final_value"].strip() == f"{result.final_value:,.2f}"
+    assert lines["win_rate"].strip().endswith("%")

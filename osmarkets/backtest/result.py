@@ -165,7 +165,7 @@ class Result:
 
     def stats_table(self) -> str:
         """The statistics as aligned ``name  value`` lines (what the CLI prints)."""
-        rows = [(key, _show(value)) for key, value in self.stats.items()]
+        rows = [(key, _show(key, value)) for key, value in self.stats.items()]
         width = max((len(k) for k, _ in rows), default=0)
         return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
 
@@ -213,7 +213,7 @@ class Result:
             encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
             image = f'<img alt="price, equity and drawdown" src="data:image/png;base64,{encoded}">'
         stats_rows = "".join(
-            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_show(v))}</td></tr>"
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_show(str(k), v))}</td></tr>"
             for k, v in self.stats.items()
         )
         trades = self.trades.to_html(index=False, border=0, classes="trades")
@@ -235,10 +235,22 @@ th,td{{padding:2px 10px;text-align:right;border-bottom:1px solid #ddd}}img{{max-
         return path
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.2f}"
-    return str(value)
+_MONEY = {"final_value", "average_trade"}
+_FRACTIONS = {
+    "total_return", "annual_return", "max_drawdown", "win_rate", "exposure",
+    "active_days_fraction",
+}  # fmt: skip
+
+
+def _show(key: str, value: Any) -> str:
+    """Money with cents, fractions as percentages, ratios to four significant digits."""
+    if not isinstance(value, float) or value != value:
+        return str(value)
+    if key in _MONEY:
+        return f"{value:,.2f}"
+    if key in _FRACTIONS:
+        return f"{value * 100:.4g} %"
+    return f"{value:,.4g}"
 
 
 def _pyplot() -> Any:
