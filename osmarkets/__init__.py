@@ -23,15 +23,39 @@ from .data import (
 
 __version__ = "0.1.0"
 
+# Names whose modules import osBrain (or the backtest engine) are loaded on first use, so that
+# ``import osmarkets`` stays light for data work and the pure core never pulls in osBrain.
+# (``osmarkets.backtest`` is the subpackage; its function is ``osmarkets.backtest.backtest``.)
+_LAZY = {
+    "Architecture": "osmarkets.architecture",
+    "SimulatedArchitecture": "osmarkets.architecture",
+    "OandaArchitecture": "osmarkets.architecture",
+    "Result": "osmarkets.backtest",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'osmarkets' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
+    "Architecture",
     "Bar",
     "BarResampler",
     "BarSeries",
     "BarSeriesID",
     "Brain",
     "DataError",
+    "OandaArchitecture",
     "Order",
     "OrderEvent",
+    "Result",
+    "SimulatedArchitecture",
     "Tick",
     "TickAggregator",
     "Timeframe",

@@ -26,3 +26,11 @@ def test_unknown_command_exits_non_zero():
     )
     assert proc.returncode != 0
     assert "invalid choice" in proc.stderr
+
+
+def test_import_osmarkets_does_not_load_osbrain_until_an_architecture_is_used():
+    code = (
+        "import sys, osmarkets; assert 'osbrain' not in sys.modules; "
+        "from osmarkets import SimulatedArchitecture; assert 'osbrain' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
