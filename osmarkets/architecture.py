@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Self
@@ -35,7 +36,7 @@ import pandas as pd
 from osbrain.address import SocketAddress
 from osbrain.nameserver import NameServerProcess
 
-from . import feeds
+from . import feeds, registry
 from .agents import (
     FeederAgent,
     LoggerAgent,
@@ -115,6 +116,13 @@ class Architecture:
     """
 
     lockstep = False
+    #: Agent kinds the Overmind restarts when their process dies or their loop stops. A
+    #: Trader is restarted only where the broker's state survives it (OANDA: the account),
+    #: a Feeder only where a new one can resume where the dead one stopped (OANDA's stream
+    #: backfill). The Router is never restarted: every bar series, its history and sequence
+    #: numbers live in it, and every agent holds its addresses; a dead Router shows in
+    #: status() (``alive`` False) and the architecture must be started again.
+    restartable: tuple[str, ...] = ("brain",)
 
     def __init__(
         self,
@@ -147,6 +155,7 @@ class Architecture:
         self._feeders: list[str] = []
         self.overmind: Overmind | None = None
         self.nameserver: Any = None
+        self._registry_entry: Path | None = None
         self.ipc_dir = Path(osbrain.config["IPC_DIR"]) / f"osm-{secrets.token_hex(4)}"
         self._common: dict[str, Any] = {
             "transport": transport,
@@ -161,6 +170,14 @@ class Architecture:
             if transport == "ipc":
                 self.ipc_dir.mkdir(parents=True, exist_ok=False)
             self.nameserver = self._start_nameserver()
+            if supervise:
+                # Built (and its status feed bound) before the agents, so every agent's config
+                # carries the feed's address: a GUI reads it from the Router's ``osm_cfg``.
+                self.overmind = Overmind(self, interval=heartbeat)
+                where = self.ipc_dir / "overmind-status" if transport == "ipc" else None
+                self._common["status_feed"] = self.overmind.bind_status(
+                    f"ipc://{where}" if where else f"tcp://{host}"
+                )
             if logging:
                 self._spawn("logger", "logger", LoggerAgent, {"osm_log_path": log_path})
                 self._common["logger"] = self._agents["logger"].proxy.addr("sub")
@@ -176,9 +193,9 @@ class Architecture:
                  "broker_factory": broker_factory,
                  "router_market": router.addr("market"), "router_in": router.addr("in")},
             )  # fmt: skip
-            if supervise:
-                self.overmind = Overmind(self, interval=heartbeat)
+            if self.overmind is not None:
                 self.overmind.start()
+            self._register()
         except BaseException:
             self.shutdown()
             raise
@@ -298,6 +315,27 @@ class Architecture:
         proxy.start_feed()
         return proxy
 
+    @property
+    def status_feed(self) -> str | None:
+        """Address of the Overmind's status PUB socket (``('status', seq, rows)`` after each
+        check), or None without supervision."""
+        return self.overmind.status_feed if self.overmind is not None else None
+
+    def add_gui(self, **kwargs: Any) -> Any:
+        """Open the real-time window on this architecture, in its own process (needs
+        ``osmarkets[gui]``); see :func:`osmarkets.gui.add_gui` for the options."""
+        from .gui import add_gui
+
+        return add_gui(self, **kwargs)
+
+    def _register(self) -> None:
+        """Write the name server's address to this user's registry, so ``osmarkets gui``
+        finds this architecture without ``--nameserver`` (removed on shutdown)."""
+        try:
+            self._registry_entry = registry.register(self.nsaddr, type(self).__name__)
+        except OSError as exc:  # a read-only home must not stop a deployment
+            warnings.warn(f"could not register the name server: {exc}", RuntimeWarning, 2)
+
     def status(self) -> pd.DataFrame:
         """A table of every agent: process, heartbeat, message and error counters."""
         overmind = self.overmind or Overmind(self, restart=False)
@@ -315,6 +353,62 @@ class Architecture:
         return [pid for pid in out if pid]
 
     # -- supervision -------------------------------------------------------------------------
+    def _restart_agent(self, name: str, pid: int | None) -> bool:
+        """Restart agent ``name`` if its process is still the one ``pid`` (the Overmind saw
+        it dead or stalled: someone else may have replaced it meanwhile). True if done."""
+        with self._lock:
+            handle = self._agents.get(name)
+            if self._closing or handle is None or handle.kind not in self.restartable:
+                return False
+            if handle.process is None or handle.process.pid != pid:
+                return False
+            if handle.kind == "brain":
+                self._restart_brain(name)
+            elif handle.kind == "trader":
+                self.restart_trader()
+            elif handle.kind == "feeder":
+                self._restart_feeder(name)
+            else:
+                return False
+            return True
+
+    def restart_trader(self) -> Any:
+        raise RuntimeError(f"{type(self).__name__} does not restart its Trader")
+
+    def _bury(self, name: str) -> _Handle:
+        """Kill agent ``name``'s process (if still alive), unregister it, remove its ipc
+        files: the ground cleared for a new process of the same name."""
+        handle = self._agents[name]
+        _kill(handle.process)
+        ns = osbrain.NSProxy(self.nsaddr)
+        try:
+            with contextlib.suppress(Exception):
+                ns.remove(name)
+        finally:
+            ns.release()
+        self._remove_ipc(name)
+        with contextlib.suppress(Exception):
+            handle.proxy._pyroRelease()
+        return handle
+
+    def _restart_feeder(self, name: str) -> Any:
+        """Replace a dead Feeder; it resumes after the last tick the Router received of each
+        symbol (a live feed backfills the gap, see :class:`OandaFeederAgent`)."""
+        with self._lock:
+            if self._closing:
+                return None
+            handle = self._bury(name)
+            cfg = dict(handle.cfg)
+            router = osbrain.Proxy("router", self.nsaddr)
+            try:
+                with contextlib.suppress(Exception):
+                    cfg["resume_after"] = dict(router.last_times())
+            finally:
+                router._pyroRelease()
+            proxy = self._spawn(name, "feeder", handle.cls, cfg)
+            proxy.start_feed()
+            return proxy
+
     def _restart_brain(self, name: str) -> None:
         """Replace a dead or stalled Brain by a fresh process and re-apply its subscriptions
         (it reloads its series from the Router's history)."""
@@ -375,8 +469,11 @@ class Architecture:
             self._closed = True
             if self.overmind is not None:
                 self.overmind.stop()
-                if self.overmind is not threading.current_thread():
+                started = self.overmind.ident is not None
+                if started and self.overmind is not threading.current_thread():
                     self.overmind.join(timeout=5)
+            registry.unregister(self._registry_entry)
+            self._registry_entry = None
             order = sorted(
                 self._agents.values(),
                 key=lambda h: ["feeder", "brain", "trader", "router", "logger"].index(h.kind),
@@ -541,14 +638,21 @@ class SimulatedArchitecture(Architecture):
         ``progress(info)`` is called about every ``every`` seconds with :meth:`progress`.
         """
         router = self["router"]
+        self._check_alive()
         _wait(router.sync, 15.0, "the Brains' subscriptions to reach the Router")
         self._start_feed()
         feeder = self[self._feeders[0]]
         deadline = None if timeout is None else time.monotonic() + timeout
         last_report = 0.0
         while True:
-            info = router.progress()
-            if info["finished"] and self["trader"].idle_now():
+            self._check_alive()
+            try:
+                info = router.progress()
+                done = info["finished"] and self["trader"].idle_now()
+            except Exception:
+                self._check_alive()  # an agent died during the call: say which
+                raise
+            if done:
                 break
             error = feeder.get_attr("feed_error")
             if error:
@@ -563,6 +667,24 @@ class SimulatedArchitecture(Architecture):
             progress(self.progress())
         self._result = None
         return self.result()
+
+    def _check_alive(self) -> None:
+        """Raise if an agent the replay cannot do without has died.
+
+        The simulated broker's state (cash, positions, pending orders) lives in the Trader's
+        process, the lock-step's in the Router's and the replay's position in the Feeder's:
+        none can be restarted without silently changing the result, so the run stops with
+        an error naming the dead agent (a dead Brain is restarted by the Overmind; without
+        supervision it is fatal too)."""
+        fatal = ("router", "trader", "feeder") + (("brain",) if self.overmind is None else ())
+        for handle in list(self._agents.values()):
+            process = handle.process
+            if handle.kind in fatal and process is not None and not process.is_alive():
+                raise RuntimeError(
+                    f"simulation aborted: the {handle.kind} agent {handle.name!r} died "
+                    f"(pid {process.pid}, exit code {process.exitcode}); a simulation cannot "
+                    f"resume without it, start it again"
+                )
 
     def result(self) -> Any:
         """The backtest :class:`~osmarkets.backtest.Result` of the replay so far."""
@@ -583,3 +705,170 @@ class SimulatedArchitecture(Architecture):
         )  # fmt: skip
         self._result = result
         return result
+
+
+class OandaArchitecture(Architecture):
+    """The architecture on an OANDA v20 account (or the bundled sandbox).
+
+    ``account_id``, ``access_token`` (else the ``OANDA_ACCESS_TOKEN`` environment variable),
+    ``environment`` (``'practice'`` or ``'live'``), ``rest_url`` / ``stream_url`` (redirect to
+    the sandbox). The token and account are checked once here, before any process starts: a
+    wrong token raises :class:`~osmarkets.brokers.oanda.OandaAuthError` at once.
+
+    The token never becomes an agent attribute (a proxy can read those): it reaches the
+    Feeder and Trader processes through a file readable only by the user, in a private
+    directory removed at shutdown. With ``environment='live'`` every order is refused (a
+    'rejected' event naming the reason) unless ``confirm_live=True`` or
+    ``OSMARKETS_CONFIRM_LIVE=1``.
+
+    The Trader reconciles with the account when it starts or restarts (positions, pending
+    orders, open trades, the fills it missed, recorded in a state file kept in ``state_dir``
+    across runs if you give one) before it accepts orders. ``client_options``: keyword
+    arguments of the :class:`~osmarkets.brokers.oanda.OandaClient` (timeouts, retries);
+    ``stream_options``: of the :class:`~osmarkets.brokers.oanda.PriceStream` (``backoff``,
+    ``silence_timeout``); ``backfill``: the candles fetched after a stream gap (``'M1'``;
+    ``'S5'`` if you subscribe to seconds bars); ``poll_interval``: how often the Trader reads
+    new account transactions (fills of pending, stop-loss and take-profit orders).
+    """
+
+    # the account keeps the broker's state across a Trader's death (it reconciles on start);
+    # a new Feeder backfills the candles it missed
+    restartable = ("brain", "trader", "feeder")
+
+    def __init__(
+        self,
+        logging: bool = True,
+        account_id: str | None = None,
+        access_token: str | None = None,
+        environment: str = "practice",
+        rest_url: str | None = None,
+        stream_url: str | None = None,
+        *,
+        confirm_live: bool = False,
+        state_dir: str | os.PathLike[str] | None = None,
+        client_options: Mapping[str, Any] | None = None,
+        stream_options: Mapping[str, Any] | None = None,
+        backfill: str = "M1",
+        poll_interval: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        import tempfile
+
+        from .brokers.oanda.client import OandaClient
+        from .brokers.oanda.trading import TOKEN_ENV, make_trading_broker, write_token_file
+        from .data.timeframes import Timeframe
+
+        if not account_id or not isinstance(account_id, str):
+            raise ValueError(f"account_id: expected an OANDA account id, got {account_id!r}")
+        if environment not in ("practice", "live"):
+            raise ValueError(f"environment: expected 'practice' or 'live', got {environment!r}")
+        token = access_token if access_token is not None else os.environ.get(TOKEN_ENV)
+        if not token or not isinstance(token, str):
+            raise ValueError(f"access_token: missing (pass it or set {TOKEN_ENV})")
+        if not Timeframe.parse(backfill).is_intraday:
+            raise ValueError(f"backfill: expected an intraday granularity, got {backfill!r}")
+        if not poll_interval > 0:
+            raise ValueError(f"poll_interval: expected seconds > 0, got {poll_interval!r}")
+        self.account_id = account_id
+        self.environment = environment
+        self.backfill = backfill
+        self.stream_options = dict(stream_options or {})
+        # Fail fast, before any process exists: a wrong token, account or host.
+        self.client = OandaClient(
+            token, account_id, environment, rest_url=rest_url, stream_url=stream_url,
+            confirm_live=confirm_live, **dict(client_options or {}),
+        )  # fmt: skip
+        try:
+            self.client.account_summary()
+        except BaseException:
+            self.client.close()
+            raise
+        self._private: Path | None = Path(tempfile.mkdtemp(prefix="osm-oanda-"))  # mode 0700
+        self._settings = {
+            "account_id": account_id, "environment": environment, "rest_url": rest_url,
+            "stream_url": stream_url, "confirm_live": bool(confirm_live),
+            "token_file": write_token_file(self._private, token),
+            "options": dict(client_options or {}),
+        }  # fmt: skip
+        if state_dir is not None:
+            Path(state_dir).mkdir(parents=True, exist_ok=True)
+            state_path = Path(state_dir) / f"trader-{account_id}.json"
+        else:
+            state_path = self._private / "trader-state.json"
+        broker_settings = dict(self._settings, state_path=str(state_path),
+                               poll_interval=float(poll_interval))  # fmt: skip
+        factory = functools.partial(make_trading_broker, broker_settings)
+        try:
+            super().__init__(logging=logging, broker_factory=factory, **kwargs)
+        except BaseException:
+            self._remove_private()
+            raise
+
+    def _remove_private(self) -> None:
+        private, self._private = getattr(self, "_private", None), None
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop every agent, remove the ipc files and the private token directory."""
+        super().shutdown(timeout)
+        if os.getpid() == getattr(self, "_owner", os.getpid()):
+            self._remove_private()
+
+    def stream(self, symbols: Iterable[str] | None = None, **options: Any) -> Any:
+        """Start a Feeder on OANDA's pricing stream of ``symbols``. ``options``: ``name``,
+        ``backfill`` and ``stream`` (PriceStream keyword arguments), overriding the
+        architecture's."""
+        from .agents.oanda import OandaFeederAgent
+
+        unknown = set(options) - {"name", "backfill", "stream"}
+        if unknown:
+            raise ValueError(f"stream: unknown option(s) {', '.join(sorted(unknown))}")
+        if symbols is None or isinstance(symbols, str):
+            raise ValueError("stream symbols: expected a list of instruments")
+        symbols = [BarSeriesID(s, 1, "Minutes").symbol for s in symbols]
+        if not symbols:
+            raise ValueError("stream symbols: expected at least one instrument")
+        for symbol in symbols:
+            self.client.instrument(symbol)  # ValueError naming an untradeable instrument
+        self["router"].set_base_timeframes(dict.fromkeys(symbols))  # ticks
+        name = options.get("name") or (
+            "feeder" if "feeder" not in self._agents else f"feeder{len(self._feeders)}"
+        )
+        cfg = {
+            "router_in": self["router"].addr("in"), "instruments": symbols,
+            "oanda": self._settings, "backfill": options.get("backfill", self.backfill),
+            "stream": dict(self.stream_options, **dict(options.get("stream") or {})),
+        }  # fmt: skip
+        proxy = self._spawn(name, "feeder", OandaFeederAgent, cfg)
+        self._feeders.append(name)
+        proxy.start_feed()
+        return proxy
+
+    def restart_trader(self) -> Any:
+        """Replace the Trader process (after a crash, or to test recovery): the new one
+        reconnects to every Brain, reconciles with the account (reporting the fills it missed)
+        and then accepts orders. Orders Brains send meanwhile wait in their queues (ipc)."""
+        if self.transport != "ipc":
+            raise RuntimeError("restart_trader: supported with the ipc transport only")
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("restart_trader: the architecture is shutting down")
+            handle = self._agents["trader"]
+            _kill(handle.process)
+            ns = osbrain.NSProxy(self.nsaddr)
+            try:
+                with contextlib.suppress(Exception):
+                    ns.remove("trader")
+            finally:
+                ns.release()
+            self._remove_ipc("trader")
+            with contextlib.suppress(Exception):
+                handle.proxy._pyroRelease()
+            cfg = dict(handle.cfg)
+            cfg["brains"] = {
+                h.name: h.proxy.addr("events") for h in self._agents.values() if h.kind == "brain"
+            }
+            return self._spawn("trader", "trader", handle.cls, cfg)

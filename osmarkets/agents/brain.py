@@ -28,6 +28,7 @@ from ..data.types import Bar, Tick
 from .base import OsmAgent, dumps, loads
 
 HISTORY_TIMEOUT_MS = 10_000
+RESEND_AFTER = 5.0  # seconds without an event before an order is sent again
 
 
 class _AgentContext:
@@ -80,6 +81,12 @@ class BrainAgent(OsmAgent):
         self.osm_tick_gaps = 0
         self.osm_started_user = False
         self.osm_events: deque[OrderEvent] = deque(maxlen=10_000)
+        # Orders sent and not yet acknowledged (no event for their client id yet), with the
+        # time they were last sent: re-sent after ``resend_after`` seconds and whenever a
+        # restarted Trader says hello. The Trader ignores copies of an order it handled.
+        self.osm_unacked: dict[str, tuple[float, tuple]] = {}
+        self.osm_resend_after = float(cfg.get("resend_after", RESEND_AFTER))
+        self.osm_resent = 0
         events = self.osm_bind("PULL", "events", handler=self.osm_on_event)
         self.connect(cfg["trader_orders"], alias="orders")
         self.connect(cfg["router_in"], alias="router")
@@ -224,14 +231,49 @@ class BrainAgent(OsmAgent):
             self.osm_guard("on_start", self.on_start)
 
     # -- orders ----------------------------------------------------------------------------------
+    def before_loop(self) -> None:
+        # Timers must start here, not in osm_setup: they talk to the running main loop.
+        self.each(min(1.0, self.osm_resend_after / 2), "osm_resend_due")
+
     def osm_submit(self, message: tuple) -> None:
         self.osm_orders_sent += 1
-        self.osm_send("orders", message)
+        if message[0] == "order":
+            self.osm_unacked[message[1].client_id] = (time.monotonic(), message)
+            self._osm_send_order(message)
+        else:
+            self.osm_send("orders", message)
+
+    def _osm_send_order(self, message: tuple) -> None:
+        try:
+            # never blocks the loop: with the Trader down and the queue full, the order stays
+            # in osm_unacked and goes out again later
+            self._socket["orders"].send(dumps(message), zmq.NOBLOCK)
+            self.osm_sent += 1
+        except zmq.Again:
+            pass
+
+    def osm_resend_due(self) -> None:
+        """Timer: send again the orders still without an event after ``resend_after``."""
+        if self.osm_unacked:
+            self._osm_resend(time.monotonic() - self.osm_resend_after)
+
+    def _osm_resend(self, older_than: float) -> None:
+        now = time.monotonic()
+        for client_id, (sent, message) in list(self.osm_unacked.items()):
+            if sent <= older_than:
+                self.osm_unacked[client_id] = (now, message)
+                self.osm_resent += 1
+                self._osm_send_order(message)
 
     def osm_on_event(self, data: bytes) -> None:
         self.osm_received += 1
-        message = self.osm_decode(data, ("event",))
+        message = self.osm_decode(data, ("event", "trader_up"))
         if message is None:
+            return
+        if message[0] == "trader_up":  # a restarted Trader: whatever was in flight is lost
+            if self.osm_unacked:
+                self.log_info(f"the Trader restarted: re-sending {len(self.osm_unacked)} orders")
+                self._osm_resend(float("inf"))
             return
         event = message[1]
         if not isinstance(event, OrderEvent):
@@ -239,6 +281,7 @@ class BrainAgent(OsmAgent):
             return
         self.osm_events_received += 1
         self.osm_events.append(event)
+        self.osm_unacked.pop(event.client_id, None)
         if event.kind == "filled":
             held = self.osm_positions.get(event.symbol, 0.0) + event.signed_size
             self.osm_positions[event.symbol] = 0.0 if abs(held) < 1e-9 else held
@@ -251,6 +294,7 @@ class BrainAgent(OsmAgent):
         stats.update(
             bars=self.osm_bars, ticks=self.osm_ticks, orders=self.osm_orders_sent,
             events=self.osm_events_received, gaps=self.osm_gaps, tick_gaps=self.osm_tick_gaps,
+            unacked=len(self.osm_unacked), resent=self.osm_resent,
         )  # fmt: skip
         return stats
 

@@ -4,13 +4,22 @@ It runs as a thread of the process that owns the architecture, because only that
 restart an agent (the agents are its child processes). Every ``interval`` seconds it checks each
 agent: is the process alive, does it answer ``ping``, is its main loop running (an exception
 that escaped a handler stops osBrain's loop while the process stays alive), and reads its
-message and error counters. A Brain whose process died or whose loop stopped is restarted and
-its subscriptions are re-applied, so it reloads its series from the Router's history.
+message and error counters. An agent whose process died or whose loop stopped is restarted if
+the architecture lists its kind in ``restartable``: a Brain (its subscriptions are re-applied,
+so it reloads its series from the Router's history) everywhere; on OANDA also the Trader (it
+reconciles with the account, and the Brains re-send the orders it never acknowledged) and a
+Feeder (it backfills the gap). Any other dead agent is reported in the status rows
+(``alive`` False, ``problem`` saying it is not restarted).
+
+After each check it publishes the status rows, ``('status', seq, rows)``, on a PUB socket
+(:meth:`Overmind.bind_status`), so a GUI reads one cheap feed instead of pinging every agent
+itself. Each message is the whole table: one lost on the way is simply replaced by the next.
 """
 
 from __future__ import annotations
 
 import contextlib
+import pickle
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -33,16 +42,52 @@ class Overmind(threading.Thread):
         self.last: dict[str, dict[str, Any]] = {}
         self._stop_event = threading.Event()
         self._proxies: dict[tuple[str, int], Any] = {}
+        self.status_feed: str | None = None  # where the status rows are published
+        self._status_seq = 0
+        self._status_socket: Any = None
+        self._status_context: Any = None
+
+    def bind_status(self, url: str) -> str:
+        """Bind the status PUB socket at ``url`` (``ipc://path``, or ``tcp://host`` for a
+        random port) before :meth:`start`; return the address observers connect to."""
+        import zmq
+
+        self._status_context = zmq.Context()
+        socket = self._status_context.socket(zmq.PUB)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.SNDHWM, 10)  # only the newest tables matter
+        if url.startswith("tcp://") and url.count(":") == 1:
+            url = f"{url}:{socket.bind_to_random_port(url)}"
+        else:
+            socket.bind(url)
+        self._status_socket = socket
+        self.status_feed = url
+        return url
+
+    def _close_status(self) -> None:
+        if self._status_socket is not None:
+            self._status_socket.close(linger=0)
+            self._status_context.term()
+            self._status_socket = self._status_context = None
 
     def stop(self) -> None:
         self._stop_event.set()
+        if self.ident is None:  # never started: no other thread uses the status socket
+            self._close_status()
 
     def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            try:
-                self.check()
-            except Exception as exc:  # supervision must outlive any one failure
-                self.last["overmind"] = {"name": "overmind", "error": repr(exc)}
+        try:
+            while not self._stop_event.wait(self.interval):
+                try:
+                    rows = self.check()
+                    if self._status_socket is not None and not self._stop_event.is_set():
+                        self._status_seq += 1
+                        data = pickle.dumps(("status", self._status_seq, rows), protocol=5)
+                        self._status_socket.send(data)  # PUB: never blocks
+                except Exception as exc:  # supervision must outlive any one failure
+                    self.last["overmind"] = {"name": "overmind", "error": repr(exc)}
+        finally:
+            self._close_status()  # in this thread, the only one that used the socket
 
     def _proxy(self, name: str, pid: int) -> Any:
         key = (name, pid)
@@ -94,16 +139,20 @@ class Overmind(threading.Thread):
             row["checked"] = time.time()
             dead = not row.get("alive")
             stalled = row.get("alive") and row.get("answers") and not row.get("running")
-            if restart and row.get("kind") == "brain" and (dead or stalled):
-                self._restart(name)
-                row["restarts"] = self.restarts.get(name, 0)
+            if dead or stalled:
+                restartable = row.get("kind") in self.architecture.restartable
+                if restart and restartable:
+                    self._restart(name, row.get("pid"))
+                    row["restarts"] = self.restarts.get(name, 0)
+                elif not restartable:
+                    row.setdefault("problem", "dead, not restarted" if dead else "loop stopped")
             self.last[name] = row
             rows.append(row)
         return rows
 
-    def _restart(self, name: str) -> None:
+    def _restart(self, name: str, pid: int | None) -> None:
         arch = self.architecture
         if arch._closing:
             return
-        self.restarts[name] = self.restarts.get(name, 0) + 1
-        arch._restart_brain(name)
+        if arch._restart_agent(name, pid):
+            self.restarts[name] = self.restarts.get(name, 0) + 1

@@ -5,7 +5,9 @@ Sockets
     ``in`` (PULL): ticks and bars from Feeders, acknowledgements from Brains and the Trader.
     ``pub`` (PUB): completed bars, topic = ``BarSeriesID.key``, message
     ``('bar', bsid, seq, bar, events)``; ticks on topic ``'<symbol> tick|'``.
-    ``history`` (REP): ``('history', brain, bsid, count)`` -> ``('ok', records, seq)``.
+    ``history`` (REP): ``('history', brain, bsid, count)`` -> ``('ok', records, seq)``;
+    with ``brain=None`` the caller is an observer (a GUI): it gets the bars but is not
+    registered as a subscriber, so the lock-step never waits for it.
     ``market`` (PUSH): every tick or bar to the Trader, which fills simulated orders on them.
 
 Lock-step (simulation)
@@ -37,7 +39,7 @@ import zmq
 from ..data.aggregate import BarResampler, TickAggregator
 from ..data.timeframes import BarSeriesID, Timeframe
 from ..data.types import BAR_DTYPE, Bar, Tick
-from .base import OsmAgent
+from .base import OsmAgent, dumps
 
 
 class _Series:
@@ -63,6 +65,7 @@ class RouterAgent(OsmAgent):
         self.series: dict[BarSeriesID, _Series] = {}
         self.by_symbol: dict[str, list[_Series]] = {}
         self.tick_seq: dict[str, int] = {}
+        self.last_time: dict[str, int] = {}  # newest tick or bar time received per symbol
         self.ticks_in = 0
         self.bars_in = 0
         self.bars_out = 0
@@ -84,11 +87,54 @@ class RouterAgent(OsmAgent):
         self._socket["pub"].setsockopt(zmq.SNDHWM, 100_000)
         self.osm_bind("REP", "history", handler=self.on_history)
         self.osm_bind("PUSH", "market")
+        # Sends to the Trader never block (a PUSH with no Trader connected would stall the
+        # Router, and with it every Brain's bars): what cannot go now waits here, in order,
+        # and is sent as soon as the Trader takes it again (on the next send and by a timer).
+        # Past ``market_backlog`` messages the oldest are dropped, logged and counted.
+        self.market_pending: deque[bytes] = deque()
+        self.market_backlog = int(cfg.get("market_backlog", 100_000))
+        self.market_dropped = 0
 
     def before_loop(self) -> None:
         # Timers must start here, not in on_init: they talk to the running main loop.
         if self.lockstep:
             self.each(0.05, "osm_probe")
+        self.each(0.1, "osm_drain_market")
+
+    # -- the Trader's market channel -------------------------------------------------------
+    def _to_market(self, message: tuple) -> None:
+        data = dumps(message)
+        pending = self.market_pending
+        if not pending:  # the common path: one non-blocking send
+            try:
+                self._socket["market"].send(data, zmq.NOBLOCK)
+                self.osm_sent += 1
+                return
+            except zmq.Again:
+                pass
+        if len(pending) >= self.market_backlog:
+            pending.popleft()
+            self.market_dropped += 1
+            if self.market_dropped == 1 or self.market_dropped % 10_000 == 0:
+                self.log_warning(
+                    f"the Trader takes no market data: {self.market_dropped} messages dropped"
+                )
+        pending.append(data)
+        self.osm_drain_market()
+
+    def osm_drain_market(self) -> None:
+        """Send the waiting market messages, in order, until the Trader's queue is full."""
+        pending = self.market_pending
+        if not pending:
+            return
+        socket = self._socket["market"]
+        while pending:
+            try:
+                socket.send(pending[0], zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            pending.popleft()
+            self.osm_sent += 1
 
     def osm_probe(self) -> None:
         if self.unsynced:
@@ -146,7 +192,7 @@ class RouterAgent(OsmAgent):
                     good.append(checked[2])
                     self._distribute(checked, publish_tick=False)
             if good:
-                self.osm_send("market", ("ticks", symbol, good))
+                self._to_market(("ticks", symbol, good))
                 if symbol in self.tick_seq:
                     self.tick_seq[symbol] += 1
                     topic = f"{symbol} tick|"
@@ -166,7 +212,7 @@ class RouterAgent(OsmAgent):
                 self.finished = True
                 return
             self._distribute(message)  # Brains first: they are the latency-critical path
-            self.osm_send("market", message)
+            self._to_market(message)
             return
         self.pending.append(message)
         if self.state == "idle":
@@ -192,7 +238,13 @@ class RouterAgent(OsmAgent):
         if (self.lockstep and not known) or (expected is not None and kind != expected):
             self.osm_bad(f"{kind} for {symbol!r}, whose feed carries {expected or 'nothing'}")
             return None
+        self.last_time[symbol] = payload.time
         return (kind, symbol, payload)
+
+    def last_times(self) -> dict[str, int]:
+        """symbol -> time of the newest tick or bar received: where a restarted Feeder
+        resumes."""
+        return dict(self.last_time)
 
     # -- lock-step -----------------------------------------------------------------------------
     def _advance(self) -> None:
@@ -206,7 +258,7 @@ class RouterAgent(OsmAgent):
             self.step_id += 1
             self.current = message
             self.state = "trader"
-            self.osm_send("market", ("step", self.step_id, message, dict(self.orders_wm)))
+            self._to_market(("step", self.step_id, message, dict(self.orders_wm)))
 
     def _step_done(self) -> None:
         self.state = "idle"
@@ -302,6 +354,11 @@ class RouterAgent(OsmAgent):
         bsid = BarSeriesID.parse(bsid)
         count = int(count)
         series = self._series_for(bsid)
+        if brain is None:
+            # An observer (a GUI) reads the history without subscribing: the lock-step never
+            # waits for it, and it does not appear in subscriptions().
+            bars = list(series.history)[-count:] if count > 0 else []
+            return dumps(("ok", np.array([tuple(b) for b in bars], dtype=BAR_DTYPE), series.seq))
         # A Brain asking again (it restarted, or saw a gap) replaces its earlier request:
         # forget the acknowledgements the Router was waiting for from its previous life.
         self.awaiting = {entry for entry in self.awaiting if entry[0] != brain}
@@ -360,5 +417,7 @@ class RouterAgent(OsmAgent):
 
     def osm_stats(self) -> dict[str, Any]:
         stats = super().osm_stats()
-        stats.update(ticks_in=self.ticks_in, bars_in=self.bars_in, bars_out=self.bars_out)
+        stats.update(ticks_in=self.ticks_in, bars_in=self.bars_in, bars_out=self.bars_out,
+                     market_pending=len(self.market_pending),
+                     market_dropped=self.market_dropped)  # fmt: skip
         return stats

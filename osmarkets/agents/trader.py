@@ -8,6 +8,11 @@ Sockets
     ``market`` (PULL, connected to the Router): ticks and bars the broker fills orders on; in
     lock-step, ``('step', id, message, orders_watermark)``.
     one PUSH per Brain to its ``events`` PULL: the order events (a channel that cannot drop).
+    ``observers`` (PUB): for GUIs and monitors, ``('update', seq, events, account)`` after
+    every broker job that produced order events (accepted, filled, rejected, cancelled) or
+    changed the account (balance, equity, positions). PUB never blocks the Trader: past the
+    high-water mark a slow observer's messages are dropped, it sees the gap in ``seq`` and
+    re-reads :meth:`TraderAgent.observer_snapshot` through the proxy.
 
 The broker is only touched by one worker thread, which talks to the agent's loop over inproc
 sockets: a slow broker (REST calls to OANDA) never blocks the loop, and the seam is the same for
@@ -42,10 +47,25 @@ class TraderAgent(OsmAgent):
         self.equity_points: list[tuple[int, float]] = []
         self.receipts: deque[tuple[str, int]] = deque(maxlen=200_000)
         self.brains: dict[str, str] = {}  # brain -> alias of its events socket
+        # Client ids already handled: a Brain re-sends an order until its first event arrives
+        # (after a timeout, or when this Trader restarted); a copy is never submitted twice.
+        self.handled: dict[str, None] = {}
+        self.handled_cap = int(cfg.get("handled_cap", 1_000_000))
+        self.duplicates = 0
         self.waiting_step: tuple | None = None
         self.in_flight = 0
         self.positions: dict[str, float] = {}
         self.broker_state: dict[str, Any] = {}
+        # observers (GUIs): every order event and the account, on a PUB that never blocks
+        self.observer_seq = 0
+        self.observed: deque[tuple[int, OrderEvent]] = deque(
+            maxlen=int(cfg.get("observer_events", 10_000))
+        )  # (seq of the update that carried it, event), for observer_snapshot
+        self._observed_account: dict[str, Any] | None = None
+        self._observed_packed = b""
+        self.osm_bind("PUB", "observers")
+        # zmq's PUB drops (never blocks) past this many messages queued for one observer
+        self._socket["observers"].setsockopt(zmq.SNDHWM, int(cfg.get("observers_hwm", 10_000)))
         self.osm_bind("PULL", "orders", handler=self.on_orders)
         market = cfg.get("router_market")
         if market is not None:
@@ -66,17 +86,53 @@ class TraderAgent(OsmAgent):
             name=f"{self.name}-broker", daemon=True,
         )  # fmt: skip
         self._worker.start()
+        # A broker that can reconcile (OANDA) first adopts the account's state (positions,
+        # pending orders, missed fills); orders arriving meanwhile are held, not dropped.
+        self.reconciliation: dict[str, Any] = {}
+        self.held_orders: list[tuple[tuple, int]] = []
+        self.reconciled = not hasattr(broker, "reconcile")
+        self.reconciling = False
+        for brain, address in (cfg.get("brains") or {}).items():  # a restarted Trader
+            self._on_order_message(("hello", brain, address), 0)
+            # tell the Brain: it re-sends the orders it has no event for yet
+            self.osm_send(self.brains[brain], ("trader_up", self.osm_pid))
+        if not self.reconciled:
+            self.reconciling = True
+            self._to_worker(("reconcile",))
 
     # -- inputs ----------------------------------------------------------------------------
     def on_orders(self, data: bytes) -> None:
         self.osm_received += 1
         now = time.time_ns()
         message = self.osm_decode(data, ("hello", "order", "cancel"))
-        if message is not None:
+        if message is not None and not self._duplicate(message):
             self.osm_guard(f"trader {message[0]}", self._on_order_message, message, now)
+
+    def _duplicate(self, message: tuple) -> bool:
+        """True for an order whose client id this Trader already handled (a Brain's re-send):
+        it is counted and dropped; its events were or will be sent once."""
+        if message[0] != "order" or len(message) != 2 or not isinstance(message[1], Order):
+            return False
+        client_id = message[1].client_id
+        if client_id in self.handled:
+            self.duplicates += 1
+            return True
+        self._mark_handled(client_id)
+        return False
+
+    def _mark_handled(self, client_id: str) -> None:
+        self.handled[client_id] = None
+        if len(self.handled) > self.handled_cap:
+            del self.handled[next(iter(self.handled))]
 
     def _on_order_message(self, message: tuple, now: int) -> None:
         kind = message[0]
+        if kind != "hello" and not self.reconciled:
+            self.held_orders.append((message, now))
+            if not self.reconciling:  # the last attempt failed: try again
+                self.reconciling = True
+                self._to_worker(("reconcile",))
+            return
         if kind == "hello":
             _, brain, address = message
             alias = f"events:{brain}"
@@ -155,6 +211,73 @@ class TraderAgent(OsmAgent):
             self.osm_errors += 1
             self.osm_last_errors.append(state["error"])
             self.log_error(state["error"])
+        if job[0] == "reconcile":
+            self._on_reconciled(state)
+        self._observe(events, state)  # last: the Brains and the lock-step come first
+
+    def _on_reconciled(self, state: dict[str, Any]) -> None:
+        """Accept orders once reconciled (replaying those held); if reconciliation failed,
+        reject the held orders with the reason (the next order triggers another attempt)."""
+        self.reconciling = False
+        held, self.held_orders = self.held_orders, []
+        if state.get("error"):
+            reason = "trader not reconciled with the account: " + state["error"].split("\n")[0]
+            self.reconciliation = {"error": reason}
+            for message, _ in held:
+                if message[0] == "order":
+                    order = message[1]
+                    event = OrderEvent("rejected", order.client_id, order.symbol, order.side,
+                                       order.size, reason=reason, brain=order.brain)  # fmt: skip
+                else:
+                    event = OrderEvent("rejected", str(message[2]), "", "", 0.0,
+                                       reason=reason, brain=str(message[1]))  # fmt: skip
+                self._to_worker(("echo", [event]))
+            return
+        self.reconciliation = dict(state.get("reconciliation") or {})
+        self.reconciled = True
+        # Orders whose outcome the account already holds (fills this Trader missed while it
+        # was down) are handled: a Brain's re-send of one is not submitted again.
+        settled = {
+            event.client_id for event in self.reconciliation.get("missed_events") or []
+            if getattr(event, "client_id", "")
+        }  # fmt: skip
+        for client_id in settled - self.handled.keys():
+            self._mark_handled(client_id)
+        info = self.reconciliation
+        self.log_info(
+            f"reconciled with the account: positions {info.get('positions')}, "
+            f"{len(info.get('pending_orders') or [])} pending orders, "
+            f"{len(info.get('missed_events') or [])} missed events"
+        )
+        for message, when in held:
+            if message[0] == "order" and getattr(message[1], "client_id", None) in settled:
+                self.duplicates += 1  # a re-send of an order the account already filled
+                continue
+            self.osm_guard("trader held order", self._on_order_message, message, when)
+
+    def _observe(self, events: list[OrderEvent], state: dict[str, Any]) -> None:
+        """Publish ``('update', seq, events, account)`` to the observers when a broker job
+        produced events or changed the account. PUB never waits for a subscriber; an observer
+        that sees a gap in ``seq`` re-reads :meth:`observer_snapshot`."""
+        account = {key: value for key, value in state.items() if key != "error"}
+        packed = dumps(account)  # compared as bytes: a NaN equity equals itself here
+        if not events and packed == self._observed_packed:
+            return
+        self._observed_account, self._observed_packed = account, packed
+        self.observer_seq += 1
+        self.observed.extend((self.observer_seq, event) for event in events)
+        self._socket["observers"].send(dumps(("update", self.observer_seq, events, account)))
+
+    def observer_snapshot(self, events: int = 500) -> dict[str, Any]:
+        """What an observer reads first, and again after a gap in the sequence: ``seq`` (of the
+        last update published), the newest ``events`` order events as ``(seq, event)`` pairs
+        (an observer keeps those after the last update it saw) and the account."""
+        count = max(0, int(events))
+        return {
+            "seq": self.observer_seq,
+            "events": list(self.observed)[-count:] if count else [],
+            "account": dict(self._observed_account or {}),
+        }
 
     def _deliver(self, event: OrderEvent) -> None:
         if event.kind == "filled":
@@ -196,6 +319,7 @@ class TraderAgent(OsmAgent):
             fills=len(self.fills),
             equity=self.broker_state.get("equity"),
             undeliverable=self.undeliverable,
+            duplicates=self.duplicates,
         )
         return stats
 
@@ -214,13 +338,21 @@ def _worker(context: zmq.Context, work_addr: str, results_addr: str, broker: Any
                 return
             events: list[OrderEvent] = []
             error = ""
+            reconciliation: dict[str, Any] = {}
             try:
-                events = _run(broker, job)
+                if job[0] == "reconcile":
+                    report = broker.reconcile()
+                    events = list(getattr(report, "missed_events", None) or [])
+                    reconciliation = report._asdict() if hasattr(report, "_asdict") else {}
+                else:
+                    events = _run(broker, job)
             except Exception as exc:  # a broker bug must not kill the Trader
                 import traceback
 
                 error = f"broker {job[0]} raised {exc!r}:\n{traceback.format_exc()}"
             state: dict[str, Any] = {"error": error, "positions": {}, "equity": float("nan")}
+            if job[0] == "reconcile" and not error:
+                state["reconciliation"] = reconciliation
             if broker is not None:
                 state.update(
                     positions=dict(broker.positions),

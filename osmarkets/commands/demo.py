@@ -35,6 +35,13 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--symbol", default="EUR_USD", help="instrument name (default EUR_USD)")
     parser.add_argument("--cash", type=float, default=100_000.0, help="starting cash")
+    parser.add_argument(
+        "--broker",
+        choices=("simulated", "oanda-sandbox"),
+        default="simulated",
+        help="'oanda-sandbox': the OandaArchitecture against a local OANDA sandbox, whose "
+        "clock runs --speed times real time (default 600)",
+    )
     parser.set_defaults(handler=run_demo)  # fmt: skip
 
 
@@ -56,6 +63,8 @@ def _check(args: argparse.Namespace) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     _check(args)
+    if getattr(args, "broker", "simulated") == "oanda-sandbox":
+        return run_sandbox_demo(args)
     from ..architecture import SimulatedArchitecture
     from ..strategies import SmaCross
 
@@ -95,5 +104,82 @@ def run_demo(args: argparse.Namespace) -> int:
         f"done in {time.monotonic() - started:.1f} s: {len(trades)} fills, "
         f"final value {result.final_value:,.2f} "
         f"({(result.final_value / args.cash - 1) * 100:+.3f} %), all agents stopped"
+    )
+    return 0
+
+
+def run_sandbox_demo(args: argparse.Namespace) -> int:
+    """The OandaArchitecture (OANDA Feeder on the pricing stream, Trader on the v20 REST API)
+    against an in-process :class:`~osmarkets.brokers.oanda.OandaSandbox` whose clock runs
+    ``--speed`` times real time, until the Brain has seen ``--bars`` one-minute bars."""
+    import secrets
+
+    from ..architecture import OandaArchitecture
+    from ..brokers.oanda.sandbox import INSTRUMENT_NAMES, OandaSandbox
+    from ..cli import UsageError
+    from ..data.types import to_ns
+    from ..strategies import SmaCross
+
+    if args.symbol not in INSTRUMENT_NAMES:
+        raise UsageError(f"--symbol: the sandbox knows {', '.join(INSTRUMENT_NAMES)}")
+    factor = args.speed or 600.0
+    base, origin = to_ns("2024-01-02T07:00:00Z"), time.monotonic_ns()
+
+    def clock() -> int:
+        return base + int((time.monotonic_ns() - origin) * factor)
+
+    token = secrets.token_hex(16)  # a throw-away token for the throw-away server
+    started = time.monotonic()
+    print(f"osmarkets demo: SmaCross on {args.symbol} against a local OANDA sandbox "
+          f"(clock x{factor:g}), until {args.bars} one-minute bars")  # fmt: skip
+    tick = max(0.005, min(0.25, 6.0 / factor))  # about ten quotes per simulated minute
+    with (
+        OandaSandbox(
+            token=token,
+            instruments=[args.symbol],
+            seed=args.seed,
+            clock=clock,
+            tick_interval=tick,
+            balance=args.cash,
+        ) as sandbox,  # fmt: skip
+        OandaArchitecture(
+            logging=True,
+            account_id=sandbox.account_id,
+            access_token=token,
+            rest_url=sandbox.rest_url,
+            stream_url=sandbox.stream_url,
+            poll_interval=0.5,
+        ) as system,  # fmt: skip
+    ):
+        print(f"sandbox: {sandbox.rest_url} / {sandbox.stream_url}, account "
+              f"{sandbox.account_id}; agents: {', '.join(system.agents)}", flush=True)  # fmt: skip
+        system.add_brain("sma", base=SmaCross, fast=5, slow=15, size=1000)
+        system["sma"].subscribe((args.symbol, 1, "Minutes"), 100)
+        system.stream([args.symbol])
+        last = 0.0
+        while True:
+            bars = system["sma"].get_attr("osm_bars")
+            error = system["feeder"].get_attr("feed_error")
+            if error:
+                print(f"the Feeder failed: {error}", file=sys.stderr)
+                return 1
+            if bars >= args.bars or time.monotonic() - last >= 2.0:
+                last = time.monotonic()
+                trader = system["trader"].osm_stats()
+                equity = trader.get("equity")
+                print(f"bars {bars:>5}  orders {trader['orders']:>3}  fills {trader['fills']:>3}"
+                      f"  equity {equity if equity is not None else float('nan'):>12,.2f}"
+                      f"  {time.monotonic() - started:5.1f} s", flush=True)  # fmt: skip
+            if bars >= args.bars:
+                break
+            time.sleep(0.1)
+        positions = system["trader"].get_attr("positions")
+        status = system.status()
+        columns = [c for c in ("kind", "pid", "alive", "running", "received", "sent", "errors")
+                   if c in status.columns]  # fmt: skip
+        print(status[columns].to_string())
+    print(
+        f"done in {time.monotonic() - started:.1f} s: positions {positions}, "
+        "all agents and the sandbox stopped"
     )
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from typing import Any
 
 
@@ -17,7 +18,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--nameserver",
         metavar="HOST:PORT",
-        help="name server of the architecture (default: $OSMARKETS_NAMESERVER)",
+        help="name server of the architecture (default: $OSMARKETS_NAMESERVER, else the one "
+        "architecture running on this machine for this user)",
     )
     parser.add_argument(
         "--demo",
@@ -50,13 +52,36 @@ def _check(args: argparse.Namespace) -> str | None:
         if args.nameserver:
             raise UsageError("--nameserver and --demo: give one or the other")
         return None
-    address = args.nameserver or os.environ.get("OSMARKETS_NAMESERVER")
-    if not address:
-        raise UsageError("--nameserver: give HOST:PORT of a running architecture, or --demo")
+    address = args.nameserver or os.environ.get("OSMARKETS_NAMESERVER") or _find_local()
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--nameserver: expected HOST:PORT, got {address!r}")
     return address
+
+
+def _find_local() -> str:
+    """The name server of the one architecture this user runs on this machine (from the
+    registry every Architecture writes; entries of dead processes are cleaned up)."""
+    from ..cli import UsageError
+    from ..registry import registry_dir, running
+
+    found = running()
+    if not found:
+        raise UsageError(
+            f"--nameserver: no running architecture found (in {registry_dir()}); start one "
+            "(e.g. osmarkets demo --speed 60 --bars 3000), give --nameserver HOST:PORT, or --demo"
+        )
+    if len(found) > 1:
+        listed = ", ".join(
+            f"{e['nameserver']} ({e.get('kind', '?')}, pid {e['pid']}, started "
+            f"{time.strftime('%H:%M:%S', time.localtime(e['started']))})"
+            for e in found
+        )
+        raise UsageError(
+            f"--nameserver: {len(found)} architectures are running (newest first), "
+            f"give one with --nameserver: {listed}"
+        )
+    return str(found[0]["nameserver"])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,19 +1,24 @@
 """The GUI's link to a running architecture: a bridge process, and the state it feeds.
 
 The window must never slow the trading path, and a slow window must never build a backlog.
-So all osBrain work runs in a separate *bridge* process (:func:`run_bridge`):
+So all osBrain work runs in a separate *bridge* process (:func:`run_bridge`), which only ever
+*listens* to the architecture:
 
-* it subscribes to the Router's PUB socket (bars on topic ``BarSeriesID.key`` with their
-  sequence number, ticks on ``'<symbol> tick|'``), exactly as a Brain does; PUB never waits for
-  a subscriber, and a lost bar shows as a gap in the sequence and is re-fetched from the
-  Router's history;
-* it asks the Router for history (REQ/REP) when the window opens a chart;
-* it polls the Trader for new fills and the account, and every agent for its status (the same
-  probes as the Overmind), over the name server;
+* market data: it subscribes to the Router's PUB socket (bars on topic ``BarSeriesID.key`` with
+  their sequence number, ticks on ``'<symbol> tick|'``). It reads history as an *observer*
+  (``('history', None, bsid, n)``): it is not a subscriber, so it never appears in the Router's
+  subscriptions and the lock-step of a simulation never waits for it. A lost bar shows as a gap
+  in the sequence and is re-read from the history;
+* orders and account: it subscribes to the Trader's ``observers`` PUB socket, which carries
+  every order event (accepted, filled, rejected, cancelled) and the account after each broker
+  job, numbered; on a gap it re-reads :meth:`~osmarkets.agents.TraderAgent.observer_snapshot`;
+* agents' status: it subscribes to the Overmind's status feed (the table it builds anyway);
 * it forwards everything, batched, to the window over one ZeroMQ PAIR socket.
 
-The window side (:class:`Connection`) drains that socket without blocking, from a Qt timer,
-and :class:`GuiState` applies the messages to the pure models. Nothing here imports Qt.
+PUB sockets never wait for a subscriber, so neither a slow window nor a killed bridge can slow
+or stall the architecture. The window side (:class:`Connection`) drains the PAIR socket without
+blocking, from a Qt timer, and :class:`GuiState` applies the messages to the pure models.
+Nothing here imports Qt.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import shutil
 import tempfile
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,21 +42,13 @@ from ..data.timeframes import BarSeriesID
 from .model import Blotter, CandleModel
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+SNAPSHOT_EVENTS = 10_000  # order events read when connecting (the Trader keeps this many)
 
 
 def _dumps(message: Any) -> bytes:
     return pickle.dumps(message, protocol=_PROTOCOL)
 
 
-# -- in the Trader's process (called through the osBrain proxy) ------------------------------
-def _trader_since(agent: Any, seen: int) -> tuple[list[OrderEvent], dict[str, Any], int]:
-    """Fills after the first ``seen``, the broker's account state, and the fill count: an
-    O(new fills) read, so polling it does not grow with the length of the session."""
-    fills = agent.fills
-    return list(fills[seen:]), dict(agent.broker_state), len(fills)
-
-
-# -- the bridge process ------------------------------------------------------------------------
 def _url(address: Any) -> str:
     return f"{address.transport}://{address.address}"
 
@@ -61,12 +59,10 @@ class _Bridge:
     def __init__(self, nsaddr: str, endpoint: str, parent: int, options: dict[str, Any]):
         import osbrain
 
-        self.osbrain = osbrain
         self.nsaddr = nsaddr
         self.parent = parent
         self.name = f"gui-{os.getpid()}"
-        self.status_every = float(options.get("status_every", 2.0))
-        self.account_every = float(options.get("account_every", 0.5))
+        self.series_every = float(options.get("series_every", 1.0))
         self.ctx = zmq.Context()
         self.pair = self.ctx.socket(zmq.PAIR)
         self.pair.setsockopt(zmq.LINGER, 0)
@@ -75,22 +71,34 @@ class _Bridge:
         self.outbox: list[tuple] = []
         self.router = osbrain.Proxy("router", nsaddr, timeout=10.0)
         self.lockstep = bool(self.router.get_attr("lockstep"))
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.RCVHWM, 100_000)
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.connect(_url(self.router.addr("pub")))
+        self.sub = self._subscriber(_url(self.router.addr("pub")), None)
         self.req_url = _url(self.router.addr("history"))
         self.req = self._new_req()
-        self.push = self.ctx.socket(zmq.PUSH)  # acknowledgements, in lock-step only
-        self.push.setsockopt(zmq.LINGER, 0)
-        self.push.connect(_url(self.router.addr("in")))
         self.watched: dict[BarSeriesID, int] = {}
         self.bar_seq: dict[BarSeriesID, int] = {}
         self.tick_symbols: set[str] = set()
-        self.fills_seen = 0
-        self.proxies: dict[str, Any] = {}
-        self.trader: Any = None
+        # the Trader's observers feed, then a snapshot: an update newer than the snapshot that
+        # was missed while the subscription reached the Trader shows as a gap
+        self.trader = osbrain.Proxy("trader", nsaddr, timeout=5.0)
+        self.trader._pyroTimeout = 5.0
+        self.trader_sub = self._subscriber(_url(self.trader.addr("observers")), b"")
+        self.trader_seq = 0
+        self.trader_gaps = 0
+        self._trader_snapshot(SNAPSHOT_EVENTS)
+        feed = (self.router.get_attr("osm_cfg") or {}).get("status_feed")
+        self.status_sub = self._subscriber(feed, b"") if feed else None
+        if feed is None:
+            self.outbox.append(("status", [{"name": "(no Overmind: no status feed)"}]))
         self.running = True
+
+    def _subscriber(self, url: str, topic: bytes | None) -> zmq.Socket:
+        sub = self.ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.RCVHWM, 100_000)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.connect(url)
+        if topic is not None:
+            sub.setsockopt(zmq.SUBSCRIBE, topic)
+        return sub
 
     def _new_req(self) -> zmq.Socket:
         req = self.ctx.socket(zmq.REQ)
@@ -117,13 +125,14 @@ class _Bridge:
         self.watched[bsid] = int(count)
         self.sub.setsockopt_string(zmq.SUBSCRIBE, bsid.key)
         if bsid.symbol not in self.tick_symbols and not self.lockstep:
-            self._request(("ticks", self.name, bsid.symbol))
+            self._request(("ticks", None, bsid.symbol))
             self.sub.setsockopt_string(zmq.SUBSCRIBE, f"{bsid.symbol} tick|")
             self.tick_symbols.add(bsid.symbol)
         self._history(bsid)
 
     def _history(self, bsid: BarSeriesID) -> None:
-        _, records, seq = self._request(("history", self.name, bsid, self.watched[bsid]))
+        # None: an observer's read, not a subscription (the Router never waits for a GUI)
+        _, records, seq = self._request(("history", None, bsid, self.watched[bsid]))
         self.bar_seq[bsid] = int(seq)
         self.outbox.append(("history", bsid, records, int(seq)))
 
@@ -141,19 +150,15 @@ class _Bridge:
         cut = data.find(b"|") + 1
         message = pickle.loads(memoryview(data)[cut:])
         kind = message[0]
-        if kind == "probe":  # lock-step: the Router waits until our SUB socket is live
-            self.push.send(_dumps(("probe_ack", self.name, BarSeriesID.parse(message[1]).key)))
-        elif kind in ("tick", "ticks"):
+        if kind in ("tick", "ticks"):
             _, symbol, _seq, payload = message
             rows = payload if kind == "ticks" else [payload]
             self.outbox.append(("ticks", symbol, [tuple(row) for row in rows]))
         elif kind == "bar":
-            _, bsid, seq, bar, events = message
+            _, bsid, seq, bar, _events = message
             bsid = BarSeriesID.parse(bsid)
             if bsid not in self.watched:
                 return
-            if events is not None:  # lock-step: acknowledge, or the replay would wait for us
-                self.push.send(_dumps(("ack", self.name, bsid.key, int(seq), 0)))
             last = self.bar_seq.get(bsid, 0)
             if seq <= last:
                 return
@@ -163,45 +168,46 @@ class _Bridge:
                     return
             self.bar_seq[bsid] = int(seq)
             self.outbox.append(("bar", bsid, int(seq), tuple(bar)))
+        # 'probe' (lock-step): meant for the subscribed Brains; an observer ignores it
 
-    # -- polling -------------------------------------------------------------------------------
-    def poll_account(self) -> None:
-        if self.trader is None:
-            self.trader = self.osbrain.Proxy("trader", self.nsaddr, timeout=5.0)
-            self.trader._pyroTimeout = 3.0
-        fills, state, total = self.trader.execute_as_method(_trader_since, self.fills_seen)
-        self.fills_seen = total
-        self.outbox.append(("account", fills, state))
+    # -- orders, account, status ---------------------------------------------------------------
+    def _trader_snapshot(self, count: int) -> None:
+        """Re-read the events after the last update seen, and the account."""
+        snapshot = self.trader.observer_snapshot(count)
+        missed = [event for seq, event in snapshot["events"] if seq > self.trader_seq]
+        self.trader_seq = max(self.trader_seq, int(snapshot["seq"]))
+        self.outbox.append(("account", missed, snapshot["account"]))
+
+    def on_trader(self, data: bytes) -> None:
+        kind, seq, events, account = pickle.loads(data)
+        if kind != "update" or seq <= self.trader_seq:
+            return  # already in the snapshot
+        if seq > self.trader_seq + 1:  # updates dropped on the way: re-read what was missed
+            self.trader_gaps += 1
+            self._trader_snapshot(SNAPSHOT_EVENTS)
+            return
+        self.trader_seq = seq
+        last = self.outbox[-1] if self.outbox else None
+        if last is not None and last[0] == "account":  # one message per batch: newest account
+            self.outbox[-1] = ("account", last[1] + list(events), account)
+        else:
+            self.outbox.append(("account", list(events), account))
+
+    def check_trader(self) -> None:
+        """Catch updates lost where no later one reveals the gap (before our subscription
+        reached the Trader, or at the end of a burst past the high-water mark)."""
+        latest = int(self.trader.get_attr("observer_seq"))
+        for data in self._drain(self.trader_sub):  # what is already here is no gap
+            self.on_trader(data)
+        if latest > self.trader_seq:
+            self.trader_gaps += 1
+            self._trader_snapshot(SNAPSHOT_EVENTS)
+
+    def poll_series(self) -> None:
         subscriptions = self.router.subscriptions()
         keys = {str(b) for rows in subscriptions.values() for b, _ in rows}
         symbols = list(self.router.get_attr("base_timeframes"))
         self.outbox.append(("series", sorted(keys), sorted(symbols)))
-
-    def poll_status(self) -> None:
-        ns = self.osbrain.NSProxy(self.nsaddr)
-        try:
-            names = [n for n in ns.agents() if n != self.name]
-        finally:
-            ns.release()
-        rows = []
-        for name in sorted(names):
-            row: dict[str, Any] = {"name": name, "answers": False, "running": False}
-            try:
-                proxy = self.proxies.get(name)
-                if proxy is None:
-                    proxy = self.osbrain.Proxy(name, self.nsaddr, timeout=2.0)
-                    proxy._pyroTimeout = 2.0
-                    self.proxies[name] = proxy
-                row["answers"] = proxy.unsafe.ping() == "pong"
-                row["running"] = bool(proxy.unsafe.is_running())
-                if row["running"] and name != "logger":
-                    with contextlib.suppress(AttributeError, Exception):
-                        row.update(proxy.unsafe.osm_stats())
-            except Exception as exc:
-                self.proxies.pop(name, None)
-                row["problem"] = f"{type(exc).__name__}: {exc}"[:200]
-            rows.append(row)
-        self.outbox.append(("status", rows))
 
     # -- loop ------------------------------------------------------------------------------------
     def flush(self) -> None:
@@ -215,43 +221,49 @@ class _Bridge:
         except Exception as exc:
             self.outbox.append(("error", f"{what}: {type(exc).__name__}: {exc}"))
 
+    @staticmethod
+    def _drain(socket: zmq.Socket, limit: int = 10_000) -> list[bytes]:
+        out = []
+        for _ in range(limit):  # bounded: keep commands and the other feeds responsive
+            try:
+                out.append(socket.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+        return out
+
     def run(self) -> None:
         poller = zmq.Poller()
-        poller.register(self.sub, zmq.POLLIN)
-        poller.register(self.pair, zmq.POLLIN)
+        for socket in (self.sub, self.pair, self.trader_sub, self.status_sub):
+            if socket is not None:
+                poller.register(socket, zmq.POLLIN)
         self.outbox.append(("hello", self.name, self.lockstep))
-        next_account = next_status = 0.0
+        next_series = 0.0
         while self.running:
             events = dict(poller.poll(50))
             if self.pair in events:
-                while True:
-                    try:
-                        data = self.pair.recv(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
+                for data in self._drain(self.pair):
                     self.guarded("command", self.command, pickle.loads(data))
             if self.sub in events:
-                for _ in range(10_000):  # drain, but keep commands and polls responsive
-                    try:
-                        data = self.sub.recv(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
+                for data in self._drain(self.sub):
                     self.guarded("data", self.on_pub, data)
+            if self.trader_sub in events:
+                for data in self._drain(self.trader_sub):
+                    self.guarded("trader", self.on_trader, data)
+            if self.status_sub is not None and self.status_sub in events:
+                tables = self._drain(self.status_sub)
+                if tables:  # each is the whole table: only the newest matters
+                    self.outbox.append(("status", pickle.loads(tables[-1])[2]))
             now = time.monotonic()
-            if now >= next_account:
-                next_account = now + self.account_every
-                self.guarded("trader", self.poll_account)
-            if now >= next_status:
-                next_status = now + self.status_every
-                self.guarded("status", self.poll_status)
+            if now >= next_series:
+                next_series = now + self.series_every
+                self.guarded("series", self.poll_series)
+                self.guarded("trader", self.check_trader)
             self.flush()
             if os.getppid() != self.parent:
                 break  # the window's process is gone: do not outlive it
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.router.unsubscribe_brain(self.name)  # the Router stops waiting for us
-        for proxy in [self.router, self.trader, *self.proxies.values()]:
+        for proxy in (self.router, self.trader):
             with contextlib.suppress(Exception):
                 proxy._pyroRelease()
         self.ctx.destroy(linger=0)
@@ -369,11 +381,14 @@ class GuiState:
     connected: bool = False
     lockstep: bool = False
     model_options: dict[str, Any] = field(default_factory=dict)
+    fills: deque[OrderEvent] = field(default_factory=lambda: deque(maxlen=10_000))
 
     def model(self, bsid: Any) -> CandleModel:
         bsid = BarSeriesID.parse(bsid)
         if bsid not in self.models:
-            self.models[bsid] = CandleModel(bsid, **self.model_options)
+            model = self.models[bsid] = CandleModel(bsid, **self.model_options)
+            for event in self.fills:  # a chart opened late still shows the earlier trades
+                model.add_fill(event)
         return self.models[bsid]
 
     def apply(self, messages: list[tuple]) -> None:
@@ -398,9 +413,11 @@ class GuiState:
                 _, bsid, records, seq = message
                 self.model(bsid).load(records, seq)
             elif kind == "account":
-                _, fills, state = message
-                for event in fills:
+                _, events, state = message  # every order event, and the broker's account
+                for event in events:
                     self.blotter.add_event(event)
+                    if event.kind == "filled":
+                        self.fills.append(event)
                     for model in self.models.values():
                         model.add_fill(event)
                 if state:

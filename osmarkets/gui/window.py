@@ -95,8 +95,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.orders = _table(["id", "brain", "symbol", "side", "size", "state", "price", "reason"])
         self.positions = _table(["symbol", "units", "average", "realised", "unrealised"])
         self.agents = _table(
-            ["agent", "running", "pid", "received", "sent", "errors", "malformed", "problem"]
-        )
+            ["agent", "kind", "running", "pid", "restarts", "received", "sent", "errors",
+             "malformed", "problem"]
+        )  # fmt: skip
         panels = QtWidgets.QTabWidget()
         panels.addTab(self.positions, "Positions / P&L")
         panels.addTab(self.orders, "Orders")
@@ -259,8 +260,10 @@ class MainWindow(QtWidgets.QMainWindow):
             [
                 [
                     r.get("name"),
+                    r.get("kind"),
                     r.get("running"),
                     r.get("pid"),
+                    r.get("restarts"),
                     r.get("received"),
                     r.get("sent"),
                     r.get("errors"),

@@ -1,0 +1,130 @@
+"""What survives a Trader's or a Feeder's death on OANDA (against the sandbox): orders a Brain
+sends while the Trader is dead are filled exactly once after it comes back, the Router keeps
+publishing meanwhile, and a killed Feeder is restarted and backfills the bars it missed."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from oanda_arch_support import M1, TOKEN, Buyer, fast_clock, pid_alive, wait_for
+
+from osmarkets.architecture import OandaArchitecture
+from osmarkets.brokers.oanda import OandaSandbox
+
+pytestmark = pytest.mark.timeout(120)
+FAST_CLIENT = {"backoff": 0.01, "max_backoff": 0.05, "timeout": (2.0, 5.0)}
+MINUTE = 60_000_000_000
+
+
+@pytest.fixture
+def sandbox():
+    with OandaSandbox(
+        token=TOKEN, instruments=["EUR_USD"], seed=7, heartbeat=0.5, tick_interval=0.05,
+        clock=fast_clock(60.0),
+    ) as sb:  # fmt: skip
+        yield sb
+
+
+@pytest.fixture
+def make(sandbox):
+    made = []
+
+    def build(**kwargs):
+        kwargs.setdefault("client_options", FAST_CLIENT)
+        kwargs.setdefault("poll_interval", 0.2)
+        kwargs.setdefault("heartbeat", 0.2)
+        system = OandaArchitecture(
+            logging=False, account_id=sandbox.account_id, access_token=TOKEN,
+            rest_url=sandbox.rest_url, stream_url=sandbox.stream_url, **kwargs,
+        )  # fmt: skip
+        made.append(system)
+        system.add_brain("rec", base=Buyer, buy_on=10**9)
+        system["rec"].subscribe(M1, 10)
+        system.stream(["EUR_USD"])
+        wait_for(lambda: system["rec"].get_attr("osm_bars") >= 1, what="a first bar")
+        return system
+
+    yield build
+    for system in made:
+        system.shutdown()
+
+
+def _kill(system, name: str) -> int:
+    pid = system._agents[name].process.pid
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid), what=f"the {name}'s death")
+    return pid
+
+
+def _orders(sandbox, client_id: str) -> list[dict]:
+    return [t for t in sandbox.transactions if t["type"] == "MARKET_ORDER"
+            and (t.get("clientExtensions") or {}).get("id") == client_id]  # fmt: skip
+
+
+def _fills(sandbox, client_id: str) -> list[dict]:
+    return [t for t in sandbox.transactions
+            if t["type"] == "ORDER_FILL" and t.get("clientOrderID") == client_id]  # fmt: skip
+
+
+def _filled_events(system, client_id: str) -> list:
+    return [e for e in system["rec"].get_attr("events")
+            if e.kind == "filled" and e.client_id == client_id]  # fmt: skip
+
+
+def _assert_each_filled_once(system, sandbox, ids: list[str]) -> None:
+    for cid in ids:
+        wait_for(lambda cid=cid: _filled_events(system, cid), timeout=30,
+                 what=f"the fill of {cid} at the Brain")  # fmt: skip
+    for cid in ids:
+        assert len(_orders(sandbox, cid)) == 1, cid  # one order per client id at the broker
+        assert len(_fills(sandbox, cid)) == 1, cid
+        assert len(_filled_events(system, cid)) == 1, cid
+    assert system["rec"].osm_stats()["unacked"] == 0
+
+
+def test_orders_sent_while_the_trader_is_dead_fill_once_after_the_overmind_restarts_it(
+    make, sandbox
+) -> None:
+    system = make()
+    first = system["rec"].send_order(side="buy", size=10, symbol="EUR_USD")
+    wait_for(lambda: _filled_events(system, first), what="a fill before the crash")
+    old = _kill(system, "trader")
+    ids = [system["rec"].send_order(side="buy", size=10 + n, symbol="EUR_USD") for n in range(4)]
+    wait_for(lambda: system.overmind.restarts.get("trader", 0) >= 1, timeout=30,
+             what="the Overmind restarting the Trader")  # fmt: skip
+    assert system._agents["trader"].process.pid != old
+    _assert_each_filled_once(system, sandbox, ids)
+    assert system["rec"].position("EUR_USD") == 10 + sum(10 + n for n in range(4))
+    after = system["rec"].send_order(side="sell", size=5, symbol="EUR_USD")
+    _assert_each_filled_once(system, sandbox, [after])
+
+
+def test_router_publishes_while_the_trader_is_dead_and_orders_wait(make, sandbox) -> None:
+    system = make(supervise=False)  # nobody restarts the Trader until we do
+    _kill(system, "trader")
+    ids = [system["rec"].send_order(side="buy", size=20 + n, symbol="EUR_USD") for n in range(3)]
+    bars = system["rec"].get_attr("osm_bars")
+    # one-minute bars complete every second of the sandbox's clock
+    wait_for(lambda: system["rec"].get_attr("osm_bars") >= bars + 3, timeout=30,
+             what="bars while the Trader is dead")  # fmt: skip
+    assert system["rec"].osm_stats()["unacked"] == 3
+    assert not [t for t in sandbox.transactions if t["type"] == "MARKET_ORDER"]
+    system.restart_trader()
+    _assert_each_filled_once(system, sandbox, ids)
+
+
+def test_a_killed_feeder_is_restarted_and_backfills_the_gap(make, sandbox) -> None:
+    system = make()
+    wait_for(lambda: system["rec"].get_attr("osm_bars") >= 3, what="bars before the crash")
+    old = _kill(system, "feeder")
+    wait_for(lambda: system.overmind.restarts.get("feeder", 0) >= 1, timeout=30,
+             what="the Overmind restarting the Feeder")  # fmt: skip
+    before = system["rec"].get_attr("osm_bars")
+    wait_for(lambda: system["rec"].get_attr("osm_bars") >= before + 3, timeout=30,
+             what="bars after the restart")  # fmt: skip
+    times = system["rec"].get_attr("seen")
+    steps = {b - a for a, b in zip(times, times[1:], strict=False)}
+    assert steps == {MINUTE}, sorted(steps)  # no minute missing across the Feeder's death
+    assert system._agents["feeder"].process.pid != old
