@@ -22,6 +22,12 @@ class UsageError(Exception):
     """Bad input from the command line: reported as one line, exit status 2."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name when the message is empty), for
+    a one-line :class:`UsageError`."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="osmarkets",

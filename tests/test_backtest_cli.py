@@ -49,6 +49,16 @@ def test_html_report(bars_csv, tmp_path, capsys):
     assert "base64" in report.read_text()
 
 
+def test_unwritable_html_report_is_one_line_exit_2(bars_csv, tmp_path, capsys):
+    report = tmp_path / "no such folder" / "r.html"
+    argv = ["backtest", f"{EXAMPLE}:SmaCross", "--data", str(bars_csv), "--bsid", "X:M1",
+            "--param", "size=5", "--html", str(report)]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert err.startswith("osmarkets backtest: --html ") and str(report) in err
+    assert len(err.strip().splitlines()) == 1 and not report.exists()
+
+
 @pytest.mark.parametrize(
     ("target", "params", "message"),
     [

@@ -2,7 +2,7 @@ import subprocess
 import sys
 
 import osmarkets
-from osmarkets.cli import main
+from osmarkets.cli import first_line, main
 
 
 def test_version_flag(capsys):
@@ -34,3 +34,8 @@ def test_import_osmarkets_does_not_load_osbrain_until_an_architecture_is_used():
         "from osmarkets import SimulatedArchitecture; assert 'osbrain' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_first_line_of_an_error_message():
+    assert first_line(ValueError("fast: expected > 0\nsecond line")) == "fast: expected > 0"
+    assert first_line(ValueError()) == "ValueError"  # an empty message still says something

@@ -160,3 +160,9 @@ def test_series_pickles():
     again = pickle.loads(pickle.dumps(series))
     assert again.bsid == series.bsid
     assert [tuple(b) for b in again] == [tuple(b) for b in series]
+
+
+def test_extend_names_the_first_bar_out_of_order():
+    bars = np.array([tuple(make_bar(t)) for t in (1, 2, 4, 3)], dtype=BAR_DTYPE)
+    with pytest.raises(ValueError, match=r"time: bar 3 \(\d+\) is not after bar 2"):
+        BarSeries(BSID, 10).extend(bars)

@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import math
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -165,7 +166,7 @@ class Result:
 
     def stats_table(self) -> str:
         """The statistics as aligned ``name  value`` lines (what the CLI prints)."""
-        rows = [(key, _show(key, value)) for key, value in self.stats.items()]
+        rows = [(key, format_stat(key, value)) for key, value in self.stats.items()]
         width = max((len(k) for k, _ in rows), default=0)
         return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
 
@@ -212,10 +213,6 @@ class Result:
             _pyplot().close(fig)
             encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
             image = f'<img alt="price, equity and drawdown" src="data:image/png;base64,{encoded}">'
-        stats_rows = "".join(
-            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_show(str(k), v))}</td></tr>"
-            for k, v in self.stats.items()
-        )
         trades = self.trades.to_html(index=False, border=0, classes="trades")
         title = html.escape(self.name or "backtest")
         params = html.escape(", ".join(f"{k}={v!r}" for k, v in self.params.items()))
@@ -225,7 +222,7 @@ class Result:
 th,td{{padding:2px 10px;text-align:right;border-bottom:1px solid #ddd}}img{{max-width:100%}}
 </style></head><body>
 <h1>{title}</h1><p>{params}</p>
-<h2>Statistics</h2><table>{stats_rows}</table>
+<h2>Statistics</h2>{stats_html(self.stats)}
 <h2>Chart</h2>{image}
 <h2>Trades ({len(self.trades)})</h2>{trades}
 </body></html>
@@ -242,8 +239,10 @@ _FRACTIONS = {
 }  # fmt: skip
 
 
-def _show(key: str, value: Any) -> str:
-    """Money with cents, fractions as percentages, ratios to four significant digits."""
+def format_stat(key: str, value: Any) -> str:
+    """A statistic of :func:`~osmarkets.backtest.stats.summary` for people: money with cents,
+    fractions as percentages, ratios to four significant digits (one format for every report:
+    backtest, optimiser, portfolio, walk-forward)."""
     if not isinstance(value, float) or value != value:
         return str(value)
     if key in _MONEY:
@@ -253,21 +252,28 @@ def _show(key: str, value: Any) -> str:
     return f"{value:,.4g}"
 
 
+def stats_html(items: Mapping[str, Any]) -> str:
+    """``name | value`` rows of an HTML table, values as :func:`format_stat` shows them."""
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(format_stat(str(k), v))}</td></tr>"
+        for k, v in items.items()
+    )
+    return f"<table>{rows}</table>"
+
+
 def _pyplot() -> Any:
     try:
         import matplotlib
 
-        if matplotlib.get_backend().lower() not in (
+        interactive = matplotlib.get_backend().lower() not in (
             "agg",
             "module://matplotlib_inline.backend_inline",
-        ):
-            import os
-
-            if not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND"):
-                matplotlib.use("Agg")
+        )
+        if interactive and not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND"):
+            matplotlib.use("Agg")  # headless: no display to open a window on
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ImportError(
-            "Result.plot() needs matplotlib: pip install matplotlib (or osmarkets[plot])"
+            "plots need matplotlib: pip install matplotlib (or osmarkets[plot])"
         ) from exc
     return plt

@@ -14,7 +14,7 @@ import sys
 import uuid
 from typing import Any
 
-from ..cli import UsageError
+from ..cli import UsageError, first_line
 
 
 def add_parser(subparsers: Any) -> None:
@@ -111,23 +111,45 @@ def _convert(key: str, text: str, default: Any) -> Any:
     return text
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..backtest.engine import backtest, parse_bsids
-    from ..brokers.simulated import Commission
+def parse_bsid_option(values: Any) -> list[Any]:
+    """``--bsid`` value(s) -> bar series ids, or a UsageError naming the option."""
+    from ..backtest.engine import parse_bsids
+
+    try:
+        return parse_bsids(values)
+    except ValueError as exc:
+        raise UsageError(f"--bsid: {exc}") from None
+
+
+def read_data(path: str) -> Any:
+    """``--data`` -> the bars DataFrame, or a UsageError naming the option and the file."""
     from ..data.io import read_bars
+
+    try:
+        return read_bars(path)
+    except FileNotFoundError:
+        raise UsageError(f"--data: no such file: {path}") from None
+    except Exception as exc:
+        raise UsageError(f"--data: {path}: {exc}") from None
+
+
+def write_html(result: Any, path: str) -> None:
+    """``--html``: the result's report to ``path``, or a UsageError naming the option."""
+    try:
+        result.to_html(path)
+    except OSError as exc:
+        raise UsageError(f"--html {path}: {first_line(exc)}") from None
+    print(f"report written to {path}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..backtest.engine import backtest
+    from ..brokers.simulated import Commission
 
     cls = load_brain_class(args.target)
     params = parse_params(cls, args.param)
-    try:
-        bsids = parse_bsids(args.bsid)
-    except ValueError as exc:
-        raise UsageError(f"--bsid: {exc}") from None
-    try:
-        data = read_bars(args.data)
-    except FileNotFoundError:
-        raise UsageError(f"--data: no such file: {args.data}") from None
-    except Exception as exc:
-        raise UsageError(f"--data: {args.data}: {exc}") from None
+    bsids = parse_bsid_option(args.bsid)
+    data = read_data(args.data)
     symbols = {b.symbol for b in bsids}
     frames: Any = data if len(symbols) == 1 else {s: data for s in symbols}
     try:
@@ -138,10 +160,9 @@ def run(args: argparse.Namespace) -> int:
             margin_rate=args.margin_rate,
         )  # fmt: skip
     except ValueError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
+        raise UsageError(first_line(exc)) from None
     print(f"{cls.__name__} on {args.data} ({', '.join(str(b) for b in bsids)})")
     print(result.stats_table())
     if args.html:
-        result.to_html(args.html)
-        print(f"report written to {args.html}")
+        write_html(result, args.html)
     return 0

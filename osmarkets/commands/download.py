@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -74,18 +75,24 @@ class _Progress:
 def run(args: argparse.Namespace) -> int:
     from ..brokers.oanda.client import PRICE_COMPONENTS, OandaClient, oanda_granularity
     from ..brokers.oanda.errors import OandaError
+    from ..data.io import write_csv, write_parquet
 
     try:
         granularity = oanda_granularity(args.granularity)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.price not in PRICE_COMPONENTS:
-        raise UsageError(f"--price: expected one of {', '.join(PRICE_COMPONENTS)}")
+        raise UsageError(
+            f"--price: expected one of {', '.join(PRICE_COMPONENTS)}, got {args.price!r}"
+        )
     output = Path(args.output)
     if output.suffix.lower() not in (".parquet", ".csv"):
         raise UsageError(f"-o: expected a .parquet or .csv file name, got {args.output!r}")
-    if not output.parent.exists():
+    if not output.parent.is_dir():
         raise UsageError(f"-o: directory {output.parent} does not exist")
+    if output.suffix.lower() == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+        # Checked before the download, not after it: nothing fetched is thrown away.
+        raise UsageError("-o: writing .parquet needs pyarrow (pip install pyarrow), or use .csv")
     start = _time(args.start, "--from")
     end = _time(args.end, "--to") if args.end else pd.Timestamp.now(tz="UTC")
     if end <= start:
@@ -103,9 +110,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         client.close()
     progress.done()
-    if output.suffix.lower() == ".parquet":
-        frame.to_parquet(output)
-    else:
-        frame.to_csv(output)
+    writer = write_parquet if output.suffix.lower() == ".parquet" else write_csv
+    try:
+        writer(frame, output)
+    except OSError as exc:
+        raise UsageError(f"-o: cannot write {output}: {exc.strerror or exc}") from None
     print(f"{len(frame)} candles written to {output}", file=sys.stderr)
     return 0

@@ -15,12 +15,14 @@ Bad input is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
-from ..cli import UsageError
+from ..cli import UsageError, first_line
 
 
 class ProgressBar:
@@ -158,18 +160,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
-    from ..backtest.engine import parse_bsids
     from ..brokers.simulated import Commission
-    from ..data.io import read_bars
     from ..optimize.space import Space, parse_dimension
-    from .backtest import load_brain_class, parse_params
+    from .backtest import load_brain_class, parse_bsid_option, parse_params, read_data
 
     cls = load_brain_class(args.target)
     fixed = parse_params(cls, args.param)
-    try:
-        bsids = parse_bsids(args.bsid)
-    except ValueError as exc:
-        raise UsageError(f"--bsid: {exc}") from None
+    bsids = parse_bsid_option(args.bsid)
     if len(bsids) != 1:
         raise UsageError("--bsid: give one bar series id")
     if not args.space:
@@ -195,12 +192,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
         raise UsageError(f"--workers: expected >= 0, got {args.workers}")
     if args.output and not args.output.lower().endswith((".parquet", ".pq", ".csv")):
         raise UsageError(f"-o: expected a .parquet or .csv file, got {args.output!r}")
-    try:
-        data = read_bars(args.data)
-    except FileNotFoundError:
-        raise UsageError(f"--data: no such file: {args.data}") from None
-    except Exception as exc:
-        raise UsageError(f"--data: {args.data}: {exc}") from None
+    data = read_data(args.data)
     options: dict[str, Any] = {
         "bsid": bsids[0], "samples": args.samples, "grid": args.grid, "points": args.points,
         "refine": args.refine, "seed": args.seed, "score": args.score, "smooth": args.smooth,
@@ -218,26 +210,20 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     return cls, data, Space(dims), options
 
 
-def _first_line(exc: Exception) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
-
-
 def _save(result: Any, args: argparse.Namespace) -> None:
+    from .backtest import write_html
+
     if args.output:
         try:
             result.save(args.output)
         except (OSError, ImportError) as exc:
-            raise UsageError(f"-o {args.output}: {_first_line(exc)}") from None
+            raise UsageError(f"-o {args.output}: {first_line(exc)}") from None
         print(f"every configuration saved to {args.output}")
     if args.html:
-        try:
-            result.to_html(args.html)
-        except OSError as exc:
-            raise UsageError(f"--html {args.html}: {_first_line(exc)}") from None
-        print(f"report written to {args.html}")
+        write_html(result, args.html)
 
 
-def _runner(args: argparse.Namespace, options: dict[str, Any]) -> Any:
+def _runner(args: argparse.Namespace) -> Any:
     """Agents when asked for (``--workers N`` or ``--port``), announcing where remote
     workers can join; None to evaluate in this process."""
     if not args.workers and args.port is None:
@@ -248,10 +234,25 @@ def _runner(args: argparse.Namespace, options: dict[str, Any]) -> Any:
         runner = AgentRunner(None, workers=args.workers, batch=args.batch or 16,
                              host=args.host, port=args.port)  # fmt: skip
     except (OSError, RuntimeError) as exc:
-        raise UsageError(f"--host/--port: cannot start the agents: {_first_line(exc)}") from None
+        raise UsageError(f"--host/--port: cannot start the agents: {first_line(exc)}") from None
     print(f"name server {runner.address}: other machines can join with "
           f"`osmarkets worker --nameserver {runner.address}`", file=sys.stderr)  # fmt: skip
     return runner
+
+
+@contextlib.contextmanager
+def _running(bar: ProgressBar | None, runner: Any) -> Iterator[None]:
+    """Around a run: its bad input as a UsageError; the progress line ended and the agents
+    stopped however it ends."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        raise UsageError(first_line(exc)) from None
+    finally:
+        if bar is not None:
+            bar.finish()
+        if runner is not None:
+            runner.close()
 
 
 def run_optimize(args: argparse.Namespace) -> int:
@@ -259,16 +260,9 @@ def run_optimize(args: argparse.Namespace) -> int:
 
     cls, data, space, options = _prepare(args)
     bar = ProgressBar(label="optimize") if not args.quiet else None
-    runner = _runner(args, options)
-    try:
+    runner = _runner(args)
+    with _running(bar, runner):
         result = explore(cls, data, space, progress=bar, runner=runner, **options)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(_first_line(exc)) from None
-    finally:
-        if bar is not None:
-            bar.finish()
-        if runner is not None:
-            runner.close()
     print(f"{cls.__name__} on {args.data} ({options['bsid']})")
     print(result.summary())
     if result.portfolio is not None and result.portfolio.members:
@@ -311,18 +305,11 @@ def run_walkforward(args: argparse.Namespace) -> int:
             bar.restart(f"window {window + 1}/{windows}")
         bar(done, total)
 
-    runner = _runner(args, options)
-    try:
+    runner = _runner(args)
+    with _running(bar, runner):
         result = walk_forward(cls, data, space, train=train, test=test, step=step,
                               anchored=args.anchored, progress=progress, runner=runner,
                               **options)  # fmt: skip
-    except (ValueError, TypeError) as exc:
-        raise UsageError(_first_line(exc)) from None
-    finally:
-        if bar is not None:
-            bar.finish()
-        if runner is not None:
-            runner.close()
     print(f"{cls.__name__} on {args.data} ({options['bsid']}), walk-forward")
     print(result.summary())
     _save(result, args)

@@ -64,6 +64,34 @@ class _Streaming:
     def _bounds(self, time: int) -> tuple[int, int]:
         return period_bounds(time, self.timeframe, self.alignment)
 
+    def _bar(self) -> Bar:
+        raise NotImplementedError
+
+    @property
+    def forming(self) -> Bar | None:
+        """The bar of the current period so far (not yet complete), or None."""
+        return self._bar() if self._end != _BEFORE_ALL else None
+
+    def flush(self) -> Bar | None:
+        """Close the forming bar now (end of data) and return it.
+
+        Later records of the flushed period are refused as going backwards, so no bar is ever
+        emitted twice.
+        """
+        bar = self.forming
+        if bar is not None:
+            self._last = max(self._last, self._end)
+            self._end = _BEFORE_ALL
+        return bar
+
+    def close_until(self, time_ns: int) -> list[Bar]:
+        """Emit the forming bar if its period has ended by ``time_ns`` (a clock, for live
+        feeds where the next record may come late)."""
+        if self._end != _BEFORE_ALL and time_ns >= self._end:
+            bar = self.flush()
+            return [bar] if bar is not None else []
+        return []
+
 
 def _show(time: Any) -> str:
     try:
@@ -151,31 +179,6 @@ class TickAggregator(_Streaming):
             self._start, self._o, self._h, self._l, self._c, float(self._n),
             self._bo, self._bh, self._bl, self._bc, self._ao, self._ah, self._al, self._ac,
         )  # fmt: skip
-
-    @property
-    def forming(self) -> Bar | None:
-        """The bar of the current period so far (not yet complete), or None."""
-        return self._bar() if self._end != _BEFORE_ALL else None
-
-    def flush(self) -> Bar | None:
-        """Close the forming bar now (end of data) and return it.
-
-        Later ticks of the flushed period are refused as going backwards, so no bar is ever
-        emitted twice.
-        """
-        bar = self.forming
-        if bar is not None:
-            self._last = max(self._last, self._end)
-            self._end = _BEFORE_ALL
-        return bar
-
-    def close_until(self, time_ns: int) -> list[Bar]:
-        """Emit the forming bar if its period has ended by ``time_ns`` (a clock, for live
-        feeds where the next tick may come late)."""
-        if self._end != _BEFORE_ALL and time_ns >= self._end:
-            bar = self.flush()
-            return [bar] if bar is not None else []
-        return []
 
 
 class BarResampler(_Streaming):
@@ -275,23 +278,3 @@ class BarResampler(_Streaming):
 
     def _bar(self) -> Bar:
         return Bar(self._start, *self._acc)
-
-    @property
-    def forming(self) -> Bar | None:
-        """The longer bar of the current period so far, or None."""
-        return self._bar() if self._end != _BEFORE_ALL else None
-
-    def flush(self) -> Bar | None:
-        """Close the forming bar now (end of data) and return it."""
-        bar = self.forming
-        if bar is not None:
-            self._last = max(self._last, self._end)
-            self._end = _BEFORE_ALL
-        return bar
-
-    def close_until(self, time_ns: int) -> list[Bar]:
-        """Emit the forming bar if its period has ended by ``time_ns``."""
-        if self._end != _BEFORE_ALL and time_ns >= self._end:
-            bar = self.flush()
-            return [bar] if bar is not None else []
-        return []

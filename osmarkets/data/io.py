@@ -61,6 +61,7 @@ _HEADERLESS = {
     ("ticks", 4): ("bid", "ask", "bid_volume", "ask_volume"),
 }
 _KINDS = ("auto", "bars", "ticks")
+_TICK_COLUMNS = frozenset({"bid", "ask", "price"})
 
 
 def _normal(name: str) -> str:
@@ -173,10 +174,8 @@ def read_csv(
         columns[name] = _parse_numbers(path, raw[position], name, offset)
     frame = pd.DataFrame(columns, index=times)
 
-    is_ticks = kind == "ticks" or (
-        kind == "auto" and ({"bid", "ask", "price"} & set(frame.columns))
-    )
-    if kind == "ticks" and not ({"bid", "ask", "price"} & set(frame.columns)):
+    is_ticks = _is_ticks(kind, frame)
+    if kind == "ticks" and not _TICK_COLUMNS & set(frame.columns):
         if "close" not in frame.columns:
             raise DataError(f"{path}: kind='ticks' needs bid/ask, price or close columns", "")
         frame = frame.rename(columns={"close": "price"}).drop(
@@ -185,6 +184,11 @@ def read_csv(
     if validate:
         _validated(path, frame, "ticks" if is_ticks else "bars", offset)
     return frame
+
+
+def _is_ticks(kind: str, frame: pd.DataFrame) -> bool:
+    """Ticks when asked for, or (``kind='auto'``) when the frame has bid/ask or price columns."""
+    return kind == "ticks" or (kind == "auto" and bool(_TICK_COLUMNS & set(frame.columns)))
 
 
 def _looks_like_time(values: list[Any]) -> bool:
@@ -311,10 +315,7 @@ def read_parquet(path: str | Path, *, kind: str = "auto", validate: bool = True)
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
     frame.index = index.as_unit("ns").rename("time")
     if validate:
-        is_ticks = kind == "ticks" or (
-            kind == "auto" and bool({"bid", "ask", "price"} & set(frame.columns))
-        )
-        _validated(path, frame, "ticks" if is_ticks else "bars", None)
+        _validated(path, frame, "ticks" if _is_ticks(kind, frame) else "bars", None)
     return frame
 
 

@@ -97,10 +97,18 @@ class BarSeries:
         if isinstance(bars, pd.DataFrame):
             bars = frame_to_records(bars)
         if isinstance(bars, np.ndarray) and bars.dtype == BAR_DTYPE:
-            if len(bars) > 1 and np.any(np.diff(bars["time"]) <= 0):
-                raise ValueError(f"{self.bsid}: bar times must be strictly increasing")
+            backwards = np.flatnonzero(np.diff(bars["time"]) <= 0)
+            if len(backwards):
+                row = int(backwards[0]) + 1
+                raise ValueError(
+                    f"{self.bsid}: time: bar {row} ({int(bars['time'][row])}) is not after bar "
+                    f"{row - 1}: bar times must be strictly increasing"
+                )
             if self._len and len(bars) and bars["time"][0] <= self._data["time"][self._head]:
-                raise ValueError(f"{self.bsid}: bars start before the last bar of the series")
+                raise ValueError(
+                    f"{self.bsid}: time: the bars start at {int(bars['time'][0])}, at or before "
+                    f"the last bar of the series ({int(self._data['time'][self._head])})"
+                )
             bars = bars[-self.capacity :]
             count = len(bars)
             keep = min(self._len, self.capacity - count)

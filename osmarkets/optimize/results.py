@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from ..backtest.result import _pyplot, format_stat, stats_html
 
 if TYPE_CHECKING:
     from .evaluate import Evaluator
@@ -50,12 +51,6 @@ def load_table(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(text)
 
 
-def _pyplot() -> Any:
-    from ..backtest.result import _pyplot as pyplot
-
-    return pyplot()
-
-
 def _png(fig: Any) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
@@ -82,18 +77,6 @@ def _page(title: str, body: str) -> str:
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
             f"</title>{_STYLE}</head><body>\n<h1>{html.escape(title)}</h1>\n{body}\n"
             "</body></html>\n")  # fmt: skip
-
-
-def _kv_table(items: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_show(v))}</td></tr>"
-                   for k, v in items.items())  # fmt: skip
-    return f"<table>{rows}</table>"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:,.6g}"
-    return str(value)
 
 
 # -- plots --------------------------------------------------------------------------------------
@@ -255,13 +238,13 @@ class ExploreResult:
     def to_html(self, path: str | os.PathLike) -> str:
         """One self-contained HTML report: summary, exploration map, portfolio (correlation
         matrix, combined equity), best configurations."""
-        parts = [_kv_table({k: v for k, v in self.meta.items()}), "<h2>Exploration map</h2>",
+        parts = [stats_html(self.meta), "<h2>Exploration map</h2>",
                  _img(self.plot, "exploration map")]  # fmt: skip
         if self.portfolio is not None:
             p = self.portfolio
             parts += [f"<h2>Portfolio ({len(p.members)} members)</h2>",
                       p.to_pandas().to_html(index=False, border=0),
-                      _kv_table(p.stats) if p.stats else "",
+                      stats_html(p.stats) if p.stats else "",
                       _img(p.plot, "portfolio correlation and equity")]  # fmt: skip
         parts += ["<h2>Best configurations</h2>", self.best(25).to_html(index=False, border=0)]
         text = os.fspath(path)
@@ -322,7 +305,7 @@ class WalkForwardResult:
     def to_html(self, path: str | os.PathLike) -> str:
         """One self-contained HTML report: stitched equity, IS vs OOS scatter, the windows and
         each window's exploration map."""
-        parts = [_kv_table({"windows": len(self.windows), "efficiency": self.efficiency,
+        parts = [stats_html({"windows": len(self.windows), "efficiency": self.efficiency,
                             **self.stats}),
                  _img(self.plot, "walk-forward"), "<h2>Windows</h2>",
                  self.windows.to_html(border=0)]  # fmt: skip
@@ -336,7 +319,7 @@ class WalkForwardResult:
 
 def portfolio_html(portfolio: Portfolio, path: str | os.PathLike) -> str:
     parts = [portfolio.to_pandas().to_html(index=False, border=0),
-             _kv_table(portfolio.stats) if portfolio.stats else "",
+             stats_html(portfolio.stats) if portfolio.stats else "",
              _img(portfolio.plot, "portfolio correlation and equity"),
              "<h2>Decisions</h2>", portfolio.decisions.to_html(index=False, border=0)]  # fmt: skip
     text = os.fspath(path)
@@ -347,7 +330,7 @@ def portfolio_html(portfolio: Portfolio, path: str | os.PathLike) -> str:
 
 def _kv_line(items: dict[str, Any]) -> str:
     keys = ("total_return", "annual_return", "sharpe", "max_drawdown")
-    return ", ".join(f"{k} {_show(items[k])}" for k in keys if k in items)
+    return ", ".join(f"{k} {format_stat(k, items[k])}" for k in keys if k in items)
 
 
 __all__ = [

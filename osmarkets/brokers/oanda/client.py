@@ -37,7 +37,14 @@ from .errors import (
     OandaServerError,
 )
 from .instruments import Instrument, parse_instruments
-from .parsers import Price, candles_to_frame, format_time, parse_price, parse_time
+from .parsers import (
+    OANDA_GRANULARITIES,
+    Price,
+    candles_to_frame,
+    format_time,
+    parse_price,
+    parse_time,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,29 +54,6 @@ ENVIRONMENTS = {
 }
 MAX_CANDLES = 5000
 PRICE_COMPONENTS = ("M", "B", "A", "BA", "MB", "MA", "MBA")
-OANDA_GRANULARITIES = [
-    "S5",
-    "S10",
-    "S15",
-    "S30",
-    "M1",
-    "M2",
-    "M4",
-    "M5",
-    "M10",
-    "M15",
-    "M30",
-    "H1",
-    "H2",
-    "H3",
-    "H4",
-    "H6",
-    "H8",
-    "H12",
-    "D",
-    "W",
-    "M",
-]
 CONFIRM_LIVE_ENV = "OSMARKETS_CONFIRM_LIVE"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 

@@ -24,6 +24,12 @@ _RFC3339 = re.compile(
     r"(Z|z|[+-]\d{2}:?\d{2})?$"
 )
 _UNIX = re.compile(r"^(\d{1,12})(?:\.(\d{1,9}))?$")
+# The candle granularities OANDA serves: the client refuses others before asking, the sandbox
+# answers them with OANDA's 400.
+OANDA_GRANULARITIES = (
+    "S5", "S10", "S15", "S30", "M1", "M2", "M4", "M5", "M10", "M15", "M30",
+    "H1", "H2", "H3", "H4", "H6", "H8", "H12", "D", "W", "M",
+)  # fmt: skip
 
 
 # -- times ---------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from ...data.timeframes import Alignment, Timeframe, period_starts
-from .parsers import format_time, parse_time
+from .parsers import OANDA_GRANULARITIES, format_time, parse_time
 
 _FX_MAX = "100000000"
 # name: (type, displayName, pipLocation, displayPrecision, marginRate, start price, half spread
@@ -815,7 +815,7 @@ class OandaSandbox:
             tf = Timeframe.parse(q.get("granularity", "S5"))
         except ValueError:
             raise _invalid("granularity") from None
-        if tf.code not in _GRANULARITIES:
+        if tf.code not in OANDA_GRANULARITIES:
             raise _invalid("granularity")
         price = q.get("price", "M")
         if not price or any(c not in "MBA" for c in price) or len(set(price)) != len(price):
@@ -1100,6 +1100,50 @@ class OandaSandbox:
                 mid = Decimal(str((bid + ask) / 2))
                 return Decimal(1) / mid if invert else mid
         return Decimal(1)
+
+    def _close_at_market(
+        self,
+        inst: _Instrument,
+        units: Decimal,
+        rid: str,
+        reason: str,
+        close_trade: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A reduce-only market order (closing a trade or a position) filled at once at the
+        current quote; returns its create transaction and the fill."""
+        create = self._tx(
+            "MARKET_ORDER",
+            rid,
+            instrument=inst.name,
+            units=str(units),
+            timeInForce="FOK",
+            positionFill="REDUCE_ONLY",
+            reason=reason,
+            **fields,
+        )
+        order = {
+            "id": create["id"],
+            "type": "MARKET",
+            "state": "PENDING",
+            "createTime": create["time"],
+            "instrument": inst.name,
+            "units": str(units),
+        }
+        self.orders[order["id"]] = order
+        bid, ask = inst.quote(self.clock())
+        price = Decimal(inst.fmt(ask if units > 0 else bid))
+        result = self._fill(
+            order,
+            inst,
+            units,
+            price,
+            rid,
+            create["id"],
+            reason=f"MARKET_ORDER_{reason}",
+            close_trade=close_trade,
+        )
+        return create, result
 
     def _fill(
         self,
@@ -1558,36 +1602,13 @@ class OandaSandbox:
                     },
                 )
             units = -size if current > 0 else size
-            create = self._tx(
-                "MARKET_ORDER",
-                rid,
-                instrument=inst.name,
-                units=str(units),
-                timeInForce="FOK",
-                positionFill="REDUCE_ONLY",
-                reason="TRADE_CLOSE",
-                tradeClose={"tradeID": trade["id"], "units": str(want)},
-            )
-            order = {
-                "id": create["id"],
-                "type": "MARKET",
-                "state": "PENDING",
-                "createTime": create["time"],
-                "instrument": inst.name,
-                "units": str(units),
-            }
-            self.orders[order["id"]] = order
-            bid, ask = inst.quote(self.clock())
-            price = Decimal(inst.fmt(ask if units > 0 else bid))
-            result = self._fill(
-                order,
+            create, result = self._close_at_market(
                 inst,
                 units,
-                price,
                 rid,
-                create["id"],
-                reason="MARKET_ORDER_TRADE_CLOSE",
+                "TRADE_CLOSE",
                 close_trade=trade,
+                tradeClose={"tradeID": trade["id"], "units": str(want)},
             )
             ids = [t["id"] for t in self.transactions[int(create["id"]) - 1 :]]
             return (
@@ -1769,35 +1790,12 @@ class OandaSandbox:
                     if want == "ALL"
                     else (-Decimal(str(want)) if side == "long" else Decimal(str(want)))
                 )
-                create = self._tx(
-                    "MARKET_ORDER",
-                    rid,
-                    instrument=instrument,
-                    units=str(units),
-                    timeInForce="FOK",
-                    positionFill="REDUCE_ONLY",
-                    reason="POSITION_CLOSEOUT",
-                    **{f"{side}PositionCloseout": {"instrument": instrument, "units": want}},
-                )
-                order = {
-                    "id": create["id"],
-                    "type": "MARKET",
-                    "state": "PENDING",
-                    "createTime": create["time"],
-                    "instrument": instrument,
-                    "units": str(units),
-                }
-                self.orders[order["id"]] = order
-                bid, ask = inst.quote(self.clock())
-                price = Decimal(inst.fmt(ask if units > 0 else bid))
-                result = self._fill(
-                    order,
+                create, result = self._close_at_market(
                     inst,
                     units,
-                    price,
                     rid,
-                    create["id"],
-                    reason="MARKET_ORDER_POSITION_CLOSEOUT",
+                    "POSITION_CLOSEOUT",
+                    **{f"{side}PositionCloseout": {"instrument": instrument, "units": want}},
                 )
                 payload[f"{side}OrderCreateTransaction"] = create
                 payload[f"{side}OrderFillTransaction"] = result["orderFillTransaction"]
@@ -1812,31 +1810,6 @@ class OandaSandbox:
             return 200, payload, headers
 
 
-_GRANULARITIES = frozenset(
-    [
-        "S5",
-        "S10",
-        "S15",
-        "S30",
-        "M1",
-        "M2",
-        "M4",
-        "M5",
-        "M10",
-        "M15",
-        "M30",
-        "H1",
-        "H2",
-        "H3",
-        "H4",
-        "H6",
-        "H8",
-        "H12",
-        "D",
-        "W",
-        "M",
-    ]
-)
 _REJECT_MESSAGES = {
     "PRICE_PRECISION_EXCEEDED": "The price specified contains more precision than is allowed "
     "for the instrument",
