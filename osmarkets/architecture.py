@@ -729,6 +729,11 @@ class OandaArchitecture(Architecture):
     ``silence_timeout``); ``backfill``: the candles fetched after a stream gap (``'M1'``;
     ``'S5'`` if you subscribe to seconds bars); ``poll_interval``: how often the Trader reads
     new account transactions (fills of pending, stop-loss and take-profit orders).
+
+    History on subscribe: the Router downloads, in a worker thread, the completed candles a
+    new subscription asks for and it does not have (``history_timeout``: seconds a
+    subscription waits for them before it goes on with what exists; see
+    :mod:`osmarkets.agents.history`).
     """
 
     # the account keeps the broker's state across a Trader's death (it reconciles on start);
@@ -750,6 +755,7 @@ class OandaArchitecture(Architecture):
         stream_options: Mapping[str, Any] | None = None,
         backfill: str = "M1",
         poll_interval: float = 1.0,
+        history_timeout: float = 60.0,
         **kwargs: Any,
     ) -> None:
         import tempfile
@@ -802,6 +808,13 @@ class OandaArchitecture(Architecture):
             super().__init__(logging=logging, broker_factory=factory, **kwargs)
         except BaseException:
             self._remove_private()
+            raise
+        try:  # history on subscribe: the Router downloads the candles a subscription lacks
+            self["router"].set_history_source(
+                {"kind": "oanda", "settings": self._settings}, float(history_timeout)
+            )
+        except BaseException:
+            self.shutdown()
             raise
 
     def _remove_private(self) -> None:

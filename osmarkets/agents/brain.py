@@ -28,6 +28,7 @@ from ..data.types import Bar, Tick
 from .base import OsmAgent, dumps, loads
 
 HISTORY_TIMEOUT_MS = 10_000
+HISTORY_WAIT = 180.0  # seconds at most for the Router to download missing history
 RESEND_AFTER = 5.0  # seconds without an event before an order is sent again
 
 
@@ -140,12 +141,22 @@ class BrainAgent(OsmAgent):
             self._osm_connect_history()
             raise TimeoutError(f"{self.name}: the Router did not answer {message[0]!r}") from None
         reply = loads(data)
-        if not isinstance(reply, tuple) or reply[0] != "ok":
+        if not isinstance(reply, tuple) or reply[0] not in ("ok", "wait"):
             raise RuntimeError(f"{self.name}: the Router refused {message!r:.100}: {reply!r:.200}")
         return reply
 
     def _osm_load_history(self, bsid: BarSeriesID, count: int) -> None:
-        _, records, seq = self._osm_request(("history", self.name, bsid, count))
+        request = ("history", self.name, bsid, count)
+        reply = self._osm_request(request)
+        # 'wait': the Router is downloading the bars it lacks (agents/history.py); it answers
+        # 'ok' once they are in, or when the download failed or is late (never forever)
+        deadline = time.monotonic() + HISTORY_WAIT
+        while reply[0] == "wait":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: no history for {bsid} in {HISTORY_WAIT:g} s")
+            time.sleep(0.05)
+            reply = self._osm_request(request)
+        _, records, seq = reply
         old = self.osm_series[bsid]
         series = BarSeries(bsid, capacity=old.capacity)
         if len(records):

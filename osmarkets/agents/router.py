@@ -40,6 +40,7 @@ from ..data.aggregate import BarResampler, TickAggregator
 from ..data.timeframes import BarSeriesID, Timeframe
 from ..data.types import BAR_DTYPE, Bar, Tick
 from .base import OsmAgent, dumps
+from .history import RouterHistoryMixin
 
 
 class _Series:
@@ -54,7 +55,7 @@ class _Series:
         self.subscribers: dict[str, int] = {}  # brain -> bars of history it asked for
 
 
-class RouterAgent(OsmAgent):
+class RouterAgent(RouterHistoryMixin, OsmAgent):
     """See the module docstring."""
 
     def osm_setup(self) -> None:
@@ -309,6 +310,8 @@ class RouterAgent(OsmAgent):
                 self._step_done()
 
     def _publish(self, series: _Series, bar: Bar) -> None:
+        if self.history_loader is not None and self.osm_history_duplicate(series, bar):
+            return  # its period came with the downloaded history (see agents/history.py)
         series.seq += 1
         series.history.append(bar)
         self.bars_out += 1
@@ -354,6 +357,8 @@ class RouterAgent(OsmAgent):
         bsid = BarSeriesID.parse(bsid)
         count = int(count)
         series = self._series_for(bsid)
+        if self.history_loader is not None and self.osm_history_wait(series, brain, count):
+            return dumps(("wait", None, series.seq))  # downloading: the Brain asks again
         if brain is None:
             # An observer (a GUI) reads the history without subscribing: the lock-step never
             # waits for it, and it does not appear in subscriptions().
@@ -420,4 +425,5 @@ class RouterAgent(OsmAgent):
         stats.update(ticks_in=self.ticks_in, bars_in=self.bars_in, bars_out=self.bars_out,
                      market_pending=len(self.market_pending),
                      market_dropped=self.market_dropped)  # fmt: skip
+        stats.update(self.osm_history_stats())
         return stats

@@ -1,0 +1,70 @@
+"""What survives an agent's death: the Router keeps publishing while the Trader is dead, a dead
+agent that is not restarted shows in status(), and a simulation whose Trader dies stops at once
+with an error naming it (its broker state died with it)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from arch_brains import Recorder
+from conftest import pid_alive, wait_for
+
+from osmarkets.architecture import Architecture
+
+M1 = ("EUR_USD", 1, "Minutes")
+
+
+def _kill(system, name: str) -> int:
+    pid = system._agents[name].process.pid
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid), what=f"the {name}'s death")
+    return pid
+
+
+def test_router_keeps_publishing_while_the_trader_is_dead(architectures) -> None:
+    # no broker: the Trader only takes market data; a small backlog so it overflows
+    system = architectures(Architecture, logging=False)
+    system._agents["router"].proxy.set_attr(market_backlog=50)
+    system.add_brain("rec", base=Recorder, buy_on=10**9)
+    system["rec"].subscribe(M1, 10)
+    old = _kill(system, "trader")
+    # Endless synthetic quotes, much faster than real time: thousands of ticks for the
+    # dead Trader. A Router whose send blocked would stop publishing after the first ones.
+    system.stream(["EUR_USD"], seed=3, speed=600.0)
+    wait_for(lambda: system["rec"].get_attr("osm_bars") >= 20, timeout=60,
+             what="bars published while the Trader is dead")  # fmt: skip
+    stats = system["router"].osm_stats()
+    assert stats["market_pending"] <= 50
+    assert stats["market_dropped"] > 0  # counted, not silent
+    assert system["router"].progress()["ticks_in"] > 100
+    status = system.status()
+    assert not status.loc["trader", "alive"] and status.loc["trader", "pid"] == old
+    assert "not restarted" in status.loc["trader", "problem"]
+    assert status.loc["router", "alive"] and status.loc["rec", "alive"]
+
+
+def test_simulation_with_a_dead_trader_fails_fast_naming_it(simulated) -> None:
+    system = simulated(symbols=["EUR_USD"], bars=20_000, seed=4)
+    system.add_brain("rec", base=Recorder, buy_on=5)
+    system["rec"].subscribe(M1, 30)
+    killed: list[int] = []
+
+    def progress(info: dict) -> None:
+        if not killed and info["steps"] > 0:
+            killed.append(_kill(system, "trader"))
+
+    with pytest.raises(RuntimeError, match=r"trader agent 'trader' died .*cannot resume"):
+        system.run(timeout=90, progress=progress, every=0.0)
+    assert killed  # it died mid-replay, and run() did not hang until its timeout
+    assert system.overmind is not None and system.overmind.restarts.get("trader", 0) == 0
+
+
+def test_simulation_refuses_to_start_with_a_dead_trader(simulated) -> None:
+    system = simulated(symbols=["EUR_USD"], bars=50, seed=4)
+    system.add_brain("rec", base=Recorder)
+    system["rec"].subscribe(M1, 30)
+    _kill(system, "trader")
+    with pytest.raises(RuntimeError, match="trader agent 'trader' died"):
+        system.run(timeout=60)
