@@ -46,10 +46,10 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..optimize.agents import _split, join
+    from ..optimize.agents import join, split_nameserver
 
     try:
-        _split(args.nameserver)
+        split_nameserver(args.nameserver)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.workers < 1:

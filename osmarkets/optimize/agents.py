@@ -512,7 +512,7 @@ def join(nsaddr: str, *, workers: int = 1, host: str = "127.0.0.1", poll: float 
     """Start ``workers`` Backtester agents here that join the optimisation whose name server is
     at ``nsaddr`` (``HOST:PORT``); return when that optimisation's name server goes away (or
     ``stop`` is set). Returns the number of batches evaluated here."""
-    address = SocketAddress(*_split(nsaddr))
+    address = SocketAddress(*split_nameserver(nsaddr))
     ns = osbrain.NSProxy(address, timeout=10.0)
     generator = ns.proxy(GENERATOR, timeout=10.0)
     addresses = generator.addresses()
@@ -550,7 +550,7 @@ def join(nsaddr: str, *, workers: int = 1, host: str = "127.0.0.1", poll: float 
             ns._pyroRelease()
 
 
-def _split(nsaddr: str) -> tuple[str, int]:
+def split_nameserver(nsaddr: str) -> tuple[str, int]:
     host, sep, port = str(nsaddr).rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ValueError(f"nameserver: expected HOST:PORT, got {nsaddr!r}")
