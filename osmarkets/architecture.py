@@ -649,17 +649,20 @@ class SimulatedArchitecture(Architecture):
             try:
                 info = router.progress()
                 done = info["finished"] and self["trader"].idle_now()
+                error = None if done else feeder.get_attr("feed_error")
+                due = not done and time.monotonic() - last_report >= every
+                if progress is not None and due:
+                    last_report = time.monotonic()
+                    progress(self.progress())
             except Exception:
-                self._check_alive()  # an agent died during the call: say which
+                # An agent that died during a proxy call breaks the call's connection: name
+                # the dead agent rather than surfacing Pyro's connection error.
+                self._check_alive()
                 raise
             if done:
                 break
-            error = feeder.get_attr("feed_error")
             if error:
                 raise RuntimeError(f"the Feeder failed: {error}")
-            if progress is not None and time.monotonic() - last_report >= every:
-                last_report = time.monotonic()
-                progress(self.progress())
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"simulation not finished after {timeout} s: {info}")
             time.sleep(0.01)
@@ -668,7 +671,7 @@ class SimulatedArchitecture(Architecture):
         self._result = None
         return self.result()
 
-    def _check_alive(self) -> None:
+    def _check_alive(self, grace: float = 0.0) -> None:
         """Raise if an agent the replay cannot do without has died.
 
         The simulated broker's state (cash, positions, pending orders) lives in the Trader's
@@ -677,14 +680,19 @@ class SimulatedArchitecture(Architecture):
         an error naming the dead agent (a dead Brain is restarted by the Overmind; without
         supervision it is fatal too)."""
         fatal = ("router", "trader", "feeder") + (("brain",) if self.overmind is None else ())
-        for handle in list(self._agents.values()):
-            process = handle.process
-            if handle.kind in fatal and process is not None and not process.is_alive():
-                raise RuntimeError(
-                    f"simulation aborted: the {handle.kind} agent {handle.name!r} died "
-                    f"(pid {process.pid}, exit code {process.exitcode}); a simulation cannot "
-                    f"resume without it, start it again"
-                )
+        deadline = time.monotonic() + grace
+        while True:
+            for handle in list(self._agents.values()):
+                process = handle.process
+                if handle.kind in fatal and process is not None and not process.is_alive():
+                    raise RuntimeError(
+                        f"simulation aborted: the {handle.kind} agent {handle.name!r} died "
+                        f"(pid {process.pid}, exit code {process.exitcode}); a simulation "
+                        f"cannot resume without it, start it again"
+                    )
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.02)
 
     def result(self) -> Any:
         """The backtest :class:`~osmarkets.backtest.Result` of the replay so far."""
