@@ -33,6 +33,7 @@ from typing import Any, Self
 
 import osbrain
 import pandas as pd
+import Pyro4
 from osbrain.address import SocketAddress
 from osbrain.nameserver import NameServerProcess
 
@@ -75,6 +76,10 @@ class _QuietNameServer(NameServerProcess):
                     os._exit(0)
 
         threading.Thread(target=orphan_guard, daemon=True).start()
+        # osBrain always starts Pyro's UDP broadcast responder, which listens on every
+        # interface by default: keep it on the name server's own address (127.0.0.1 unless
+        # the user chose another).
+        Pyro4.config.NS_BCHOST = self.host
         with open(os.devnull, "w") as devnull:
             sys.stdout = devnull
             super().run()

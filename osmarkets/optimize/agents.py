@@ -48,6 +48,7 @@ from typing import Any
 
 import cloudpickle
 import osbrain
+import Pyro4
 import zmq
 from osbrain.address import SocketAddress
 from osbrain.nameserver import NameServerProcess
@@ -295,6 +296,10 @@ class _QuietNameServer(NameServerProcess):
                     os._exit(0)
 
         threading.Thread(target=orphan_guard, daemon=True).start()
+        # osBrain always starts Pyro's UDP broadcast responder, which listens on every
+        # interface by default: keep it on the name server's own address (127.0.0.1 unless
+        # the user chose another).
+        Pyro4.config.NS_BCHOST = self.host
         with open(os.devnull, "w") as devnull:
             sys.stdout = devnull
             super().run()
