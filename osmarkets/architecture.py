@@ -18,12 +18,10 @@ import atexit
 import contextlib
 import functools
 import os
-import random
 import re
 import secrets
 import shutil
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -33,7 +31,6 @@ from typing import Any, Self
 
 import osbrain
 import pandas as pd
-import Pyro4
 from osbrain.address import SocketAddress
 from osbrain.nameserver import NameServerProcess
 
@@ -47,42 +44,12 @@ from .agents import (
     TraderAgent,
     make_brain_class,
 )
+from .agents.base import start_nameserver
 from .brain import Brain
 from .data.timeframes import BarSeriesID
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,40}$")
 _RESERVED = {"router", "trader", "logger", "feeder", "overmind"}
-
-
-class _QuietNameServer(NameServerProcess):
-    """osBrain's name server without its start-up banner on stdout, which does not outlive
-    the process that owns the architecture."""
-
-    ipc_dir: str | None = None
-
-    def run(self) -> None:
-        parent = os.getppid()
-
-        def orphan_guard() -> None:
-            while True:
-                time.sleep(1.0)
-                if os.getppid() != parent:
-                    # The owner was SIGKILLed and could not shut down. The agents notice too
-                    # and close their sockets (removing their ipc files) within about a second;
-                    # give them time, then remove the architecture's ipc directory.
-                    time.sleep(3.0)
-                    if self.ipc_dir:
-                        shutil.rmtree(self.ipc_dir, ignore_errors=True)
-                    os._exit(0)
-
-        threading.Thread(target=orphan_guard, daemon=True).start()
-        # osBrain always starts Pyro's UDP broadcast responder, which listens on every
-        # interface by default: keep it on the name server's own address (127.0.0.1 unless
-        # the user chose another).
-        Pyro4.config.NS_BCHOST = self.host
-        with open(os.devnull, "w") as devnull:
-            sys.stdout = devnull
-            super().run()
 
 
 class _Handle:
@@ -211,17 +178,8 @@ class Architecture:
         return self.nameserver.addr
 
     def _start_nameserver(self) -> NameServerProcess:
-        last: Exception | None = None
-        for _ in range(20):
-            port = random.randrange(20_000, 40_000)
-            server = _QuietNameServer(SocketAddress(self.host, port))
-            server.ipc_dir = str(self.ipc_dir) if self.transport == "ipc" else None
-            try:
-                server.start()
-                return server
-            except RuntimeError as exc:  # port taken: try another
-                last = exc
-        raise RuntimeError(f"could not start the name server: {last}")
+        ipc_dir = str(self.ipc_dir) if self.transport == "ipc" else None
+        return start_nameserver(self.host, ipc_dir=ipc_dir)
 
     def _spawn(self, name: str, kind: str, cls: type, cfg: dict[str, Any]) -> Any:
         config = dict(self._common)

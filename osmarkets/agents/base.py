@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
+import shutil
+import sys
 import threading
 import time
 import traceback
@@ -20,8 +23,11 @@ from typing import Any
 
 import cloudpickle
 import osbrain
+import Pyro4
 import zmq
+from osbrain.address import SocketAddress
 from osbrain.common import format_method_exception
+from osbrain.nameserver import NameServerProcess
 
 RAW = "raw"
 
@@ -196,8 +202,58 @@ def start_orphan_guard(parent_pid: int | None) -> None:
     threading.Thread(target=guard, name="osmarkets-orphan-guard", daemon=True).start()
 
 
+class QuietNameServer(NameServerProcess):
+    """osBrain's name server without its start-up banner on stdout, whose Pyro broadcast
+    responder stays on the name server's own address, and which does not outlive the process
+    that owns it."""
+
+    ipc_dir: str | None = None
+
+    def run(self) -> None:
+        parent = os.getppid()
+
+        def orphan_guard() -> None:
+            while True:
+                time.sleep(1.0)
+                if os.getppid() != parent:
+                    # The owner was SIGKILLed and could not shut down. The agents notice too
+                    # and close their sockets (removing their ipc files) within about a second;
+                    # give them time, then remove the owner's ipc directory.
+                    if self.ipc_dir:
+                        time.sleep(3.0)
+                        shutil.rmtree(self.ipc_dir, ignore_errors=True)
+                    os._exit(0)
+
+        threading.Thread(target=orphan_guard, daemon=True).start()
+        # osBrain always starts Pyro's UDP broadcast responder, which listens on every
+        # interface by default: keep it on the name server's own address (127.0.0.1 unless
+        # the user chose another).
+        Pyro4.config.NS_BCHOST = self.host
+        with open(os.devnull, "w") as devnull:
+            sys.stdout = devnull
+            super().run()
+
+
+def start_nameserver(
+    host: str, port: int | None = None, ipc_dir: str | None = None
+) -> NameServerProcess:
+    """Start a :class:`QuietNameServer` on ``host``, on ``port`` or a free random one."""
+    last: Exception | None = None
+    for _ in range(1 if port else 20):
+        server = QuietNameServer(SocketAddress(host, port or random.randrange(20_000, 40_000)))
+        server.ipc_dir = ipc_dir
+        try:
+            server.start()
+            return server
+        except RuntimeError as exc:  # port taken: try another
+            last = exc
+    raise RuntimeError(f"could not start the name server on {host}: {last}")
+
+
 def socket_option(agent: osbrain.Agent, alias: str, option: int, value: int) -> None:
     agent._socket[alias].setsockopt(option, value)
 
 
-__all__ = ["OsmAgent", "dumps", "loads", "socket_option", "zmq"]
+__all__ = [
+    "OsmAgent", "QuietNameServer", "dumps", "loads", "socket_option", "start_nameserver", "zmq",
+]  # fmt: skip

@@ -48,12 +48,10 @@ from typing import Any
 
 import cloudpickle
 import osbrain
-import Pyro4
 import zmq
 from osbrain.address import SocketAddress
-from osbrain.nameserver import NameServerProcess
 
-from ..agents.base import OsmAgent
+from ..agents.base import OsmAgent, start_nameserver
 from .evaluate import Evaluator
 from .space import Config
 
@@ -283,44 +281,6 @@ class CollectorAgent(_Agent):
         return rows
 
 
-class _QuietNameServer(NameServerProcess):
-    """osBrain's name server without its banner on stdout, and without outliving its owner."""
-
-    def run(self) -> None:
-        parent = os.getppid()
-
-        def orphan_guard() -> None:
-            while True:
-                time.sleep(1.0)
-                if os.getppid() != parent:
-                    os._exit(0)
-
-        threading.Thread(target=orphan_guard, daemon=True).start()
-        # osBrain always starts Pyro's UDP broadcast responder, which listens on every
-        # interface by default: keep it on the name server's own address (127.0.0.1 unless
-        # the user chose another).
-        Pyro4.config.NS_BCHOST = self.host
-        with open(os.devnull, "w") as devnull:
-            sys.stdout = devnull
-            super().run()
-
-
-def _start_nameserver(host: str, port: int | None = None) -> NameServerProcess:
-    import random
-
-    last: Exception | None = None
-    for _ in range(20):
-        server = _QuietNameServer(SocketAddress(host, port or random.randrange(20_000, 40_000)))
-        try:
-            server.start()
-            return server
-        except RuntimeError as exc:
-            last = exc
-            if port:
-                break
-    raise RuntimeError(f"could not start the name server on {host}: {last}")
-
-
 def _kill(process: Any) -> None:
     if process is None or not getattr(process, "pid", None):
         return
@@ -392,7 +352,7 @@ class AgentRunner:
         self.nameserver: Any = None
         common = {"transport": "tcp", "host": host, "parent_pid": os.getpid()}
         try:
-            self.nameserver = _start_nameserver(host, port)
+            self.nameserver = start_nameserver(host, port)
             self.nsaddr = self.nameserver.addr
             gen_cfg = {**common, "requeue_after": requeue_after, "window": window}
             self._start(GENERATOR, GeneratorAgent, gen_cfg)
