@@ -44,12 +44,14 @@ from .agents import (
     TraderAgent,
     make_brain_class,
 )
-from .agents.base import start_nameserver
+from .agents.auth import DeploymentKeys, install_pyro_key, pyro_key
+from .agents.base import OsmAgentProcess, start_nameserver
 from .brain import Brain
 from .data.timeframes import BarSeriesID
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,40}$")
 _RESERVED = {"router", "trader", "logger", "feeder", "overmind"}
+_PRIVATE_PREFIX = "osm-oanda-"  # OandaArchitecture's token directories, in the temp directory
 
 
 class _Handle:
@@ -95,6 +97,8 @@ class Architecture:
     #: numbers live in it, and every agent holds its addresses; a dead Router shows in
     #: status() (``alive`` False) and the architecture must be started again.
     restartable: tuple[str, ...] = ("brain",)
+    #: Directories (besides the ipc one) the name server removes if the owner is SIGKILLed.
+    _cleanup_dirs: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -129,18 +133,26 @@ class Architecture:
         self.nameserver: Any = None
         self._registry_entry: Path | None = None
         self.ipc_dir = Path(osbrain.config["IPC_DIR"]) / f"osm-{secrets.token_hex(4)}"
+        # This deployment's secrets (agents/auth.py): the Pyro HMAC key of every control call
+        # and the CURVE keys of tcp links. Proxies this process makes get the key by default.
+        self.keys = DeploymentKeys.generate()
+        install_pyro_key(self.keys.pyro)
+        self._brain_auth: dict[str, str] = {}  # brain -> its credential with the Trader
         self._common: dict[str, Any] = {
             "transport": transport,
             "host": host,
             "ipc_dir": str(self.ipc_dir) if transport == "ipc" else None,
             "parent_pid": self._owner,
+            "keys": self.keys,
         }
         atexit.register(self.shutdown)
         if handle_signals and threading.current_thread() is threading.main_thread():
             self._install_signals()
         try:
             if transport == "ipc":
-                self.ipc_dir.mkdir(parents=True, exist_ok=False)
+                # 0700: only this user reaches the ipc sockets
+                self.ipc_dir.mkdir(mode=0o700, parents=True, exist_ok=False)
+                os.chmod(self.ipc_dir, 0o700)
             self.nameserver = self._start_nameserver()
             if supervise:
                 # Built (and its status feed bound) before the agents, so every agent's config
@@ -179,7 +191,9 @@ class Architecture:
 
     def _start_nameserver(self) -> NameServerProcess:
         ipc_dir = str(self.ipc_dir) if self.transport == "ipc" else None
-        return start_nameserver(self.host, ipc_dir=ipc_dir)
+        return start_nameserver(
+            self.host, ipc_dir=ipc_dir, hmac_key=self.keys.pyro, cleanup_dirs=self._cleanup_dirs
+        )
 
     def _spawn(self, name: str, kind: str, cls: type, cfg: dict[str, Any]) -> Any:
         config = dict(self._common)
@@ -187,19 +201,28 @@ class Architecture:
         handle = self._agents.get(name) or _Handle(name, kind, cls, config)
         handle.cfg = config
         attributes: dict[str, Any] = {"osm_cfg": config}
-        process = osbrain.AgentProcess(
+        process = OsmAgentProcess(
             name=name, nsaddr=self.nsaddr, addr=self.host, base=cls,
-            transport=self.transport, attributes=attributes,
+            transport=self.transport, attributes=attributes, pyro_key=self.keys.pyro,
         )  # fmt: skip
         handle.process = process
         with self._lock:
             self._agents[name] = handle
         process.start()
-        proxy = osbrain.Proxy(name, self.nsaddr, timeout=10.0)
+        proxy = self.proxy(name, timeout=10.0)
         proxy.run()
         proxy.wait_for_running(timeout=10.0)
         handle.proxy = proxy
         return proxy
+
+    def proxy(self, name: str, timeout: float = 3.0) -> Any:
+        """A new osBrain proxy to agent ``name``, authenticated with this deployment's key."""
+        with pyro_key(self.keys.pyro):
+            return osbrain.Proxy(name, self.nsaddr, timeout=timeout)
+
+    def _nameserver_proxy(self) -> Any:
+        with pyro_key(self.keys.pyro):
+            return osbrain.NSProxy(self.nsaddr)
 
     def _agent_cfg(self) -> dict[str, Any]:
         router = self._agents["router"].proxy
@@ -224,7 +247,12 @@ class Architecture:
             raise ValueError(f"brain name: {name!r} is already an agent of this architecture")
         cls = make_brain_class(base)
         cfg = self._agent_cfg()
-        cfg.update(params=dict(attrs), incarnation=0)
+        auth = secrets.token_hex(16)
+        # the Trader learns the credential first, so the Brain's hello is accepted
+        self["trader"].register_brain(name, auth)
+        self._brain_auth[name] = auth
+        self._agents["trader"].cfg.setdefault("brain_auth", {})[name] = auth
+        cfg.update(params=dict(attrs), incarnation=0, auth=auth)
         return self._spawn(name, "brain", cls, cfg)
 
     def __getitem__(self, name: str) -> Any:
@@ -295,7 +323,9 @@ class Architecture:
         """Write the name server's address to this user's registry, so ``osmarkets gui``
         finds this architecture without ``--nameserver`` (removed on shutdown)."""
         try:
-            self._registry_entry = registry.register(self.nsaddr, type(self).__name__)
+            self._registry_entry = registry.register(
+                self.nsaddr, type(self).__name__, keys=self.keys.to_json()
+            )
         except OSError as exc:  # a read-only home must not stop a deployment
             warnings.warn(f"could not register the name server: {exc}", RuntimeWarning, 2)
 
@@ -343,7 +373,7 @@ class Architecture:
         files: the ground cleared for a new process of the same name."""
         handle = self._agents[name]
         _kill(handle.process)
-        ns = osbrain.NSProxy(self.nsaddr)
+        ns = self._nameserver_proxy()
         try:
             with contextlib.suppress(Exception):
                 ns.remove(name)
@@ -362,7 +392,7 @@ class Architecture:
                 return None
             handle = self._bury(name)
             cfg = dict(handle.cfg)
-            router = osbrain.Proxy("router", self.nsaddr)
+            router = self.proxy("router")
             try:
                 with contextlib.suppress(Exception):
                     cfg["resume_after"] = dict(router.last_times())
@@ -380,14 +410,14 @@ class Architecture:
                 return
             handle = self._agents[name]
             _kill(handle.process)
-            ns = osbrain.NSProxy(self.nsaddr)
+            ns = self._nameserver_proxy()
             try:
                 with contextlib.suppress(Exception):
                     ns.remove(name)
             finally:
                 ns.release()
             self._remove_ipc(name)
-            router = osbrain.Proxy("router", self.nsaddr)
+            router = self.proxy("router")
             try:
                 subscriptions = router.subscriptions().get(name, [])
             finally:
@@ -482,6 +512,10 @@ class Architecture:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._agents)} agents"
         return f"<{type(self).__name__} {state}>"
+
+
+def _url(address: Any) -> str:
+    return f"{address.transport}://{address.address}"
 
 
 def _ask_shutdown(handle: _Handle) -> None:
@@ -688,9 +722,15 @@ class OandaArchitecture(Architecture):
 
     The token never becomes an agent attribute (a proxy can read those): it reaches the
     Feeder and Trader processes through a file readable only by the user, in a private
-    directory removed at shutdown. With ``environment='live'`` every order is refused (a
-    'rejected' event naming the reason) unless ``confirm_live=True`` or
-    ``OSMARKETS_CONFIRM_LIVE=1``.
+    directory removed at shutdown (or, if this process is SIGKILLed, by the name server's orphan
+    guard, else by the next OandaArchitecture started: the directory records its owner's pid).
+    ``OANDA_ACCESS_TOKEN`` is taken out of the environment, its value erased from the memory
+    ``/proc/<pid>/environ`` shows, before any agent is forked, even when ``access_token`` is
+    given (a later OandaArchitecture of this process still gets it; see
+    :func:`osmarkets.secrecy.scrub_environ`); this process and the agents that read the token
+    do not dump core (:func:`osmarkets.secrecy.disable_core_dumps`). With
+    ``environment='live'`` every order is refused (a 'rejected' event naming the reason) unless
+    ``confirm_live=True`` or ``OSMARKETS_CONFIRM_LIVE=1``.
 
     The Trader reconciles with the account when it starts or restarts (positions, pending
     orders, open trades, the fills it missed, recorded in a state file kept in ``state_dir``
@@ -734,14 +774,19 @@ class OandaArchitecture(Architecture):
         from .brokers.oanda.client import OandaClient
         from .brokers.oanda.trading import TOKEN_ENV, make_trading_broker, write_token_file
         from .data.timeframes import Timeframe
+        from .secrecy import disable_core_dumps, environ_secret, remove_stale_dirs, write_owner
 
         if not account_id or not isinstance(account_id, str):
             raise ValueError(f"account_id: expected an OANDA account id, got {account_id!r}")
         if environment not in ("practice", "live"):
             raise ValueError(f"environment: expected 'practice' or 'live', got {environment!r}")
-        token = access_token if access_token is not None else os.environ.get(TOKEN_ENV)
+        # Out of the environment (and of the memory /proc/<pid>/environ shows) before any
+        # process is forked, even when access_token is given: see osmarkets.secrecy.
+        env_token = environ_secret(TOKEN_ENV)
+        token = access_token if access_token is not None else env_token
         if not token or not isinstance(token, str):
             raise ValueError(f"access_token: missing (pass it or set {TOKEN_ENV})")
+        disable_core_dumps()  # this process holds the token; the forked agents inherit it
         if not Timeframe.parse(backfill).is_intraday:
             raise ValueError(f"backfill: expected an intraday granularity, got {backfill!r}")
         if not poll_interval > 0:
@@ -760,11 +805,20 @@ class OandaArchitecture(Architecture):
         except BaseException:
             self.client.close()
             raise
-        self._private: Path | None = Path(tempfile.mkdtemp(prefix="osm-oanda-"))  # mode 0700
+        # the token directories of owners that died without shutting down (SIGKILL)
+        remove_stale_dirs(tempfile.gettempdir(), _PRIVATE_PREFIX)
+        self._private: Path | None = Path(tempfile.mkdtemp(prefix=_PRIVATE_PREFIX))  # mode 0700
+        self._cleanup_dirs = (str(self._private),)  # the name server's orphan guard removes it
+        try:
+            write_owner(self._private)
+            token_file = write_token_file(self._private, token)
+        except BaseException:
+            self._remove_private()
+            raise
         self._settings = {
             "account_id": account_id, "environment": environment, "rest_url": rest_url,
             "stream_url": stream_url, "confirm_live": bool(confirm_live),
-            "token_file": write_token_file(self._private, token),
+            "token_file": token_file,
             "options": dict(client_options or {}),
         }  # fmt: skip
         if state_dir is not None:
@@ -842,7 +896,7 @@ class OandaArchitecture(Architecture):
                 raise RuntimeError("restart_trader: the architecture is shutting down")
             handle = self._agents["trader"]
             _kill(handle.process)
-            ns = osbrain.NSProxy(self.nsaddr)
+            ns = self._nameserver_proxy()
             try:
                 with contextlib.suppress(Exception):
                     ns.remove("trader")
@@ -853,6 +907,8 @@ class OandaArchitecture(Architecture):
                 handle.proxy._pyroRelease()
             cfg = dict(handle.cfg)
             cfg["brains"] = {
-                h.name: h.proxy.addr("events") for h in self._agents.values() if h.kind == "brain"
-            }
+                h.name: _url(h.proxy.addr("events"))
+                for h in self._agents.values() if h.kind == "brain"
+            }  # fmt: skip
+            cfg["brain_auth"] = dict(self._brain_auth)
             return self._spawn("trader", "trader", handle.cls, cfg)

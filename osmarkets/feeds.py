@@ -86,8 +86,8 @@ def synthetic_ticks(
             mid *= math.exp(per_tick_sigma * steps[k])
             spread = pip * (0.8 + 0.7 * spreads[k] * (1.3 - min(activity, 1.3)) / 1.0)
             spread = min(max(spread, 0.8 * pip), 1.5 * pip)
-            bid = round(mid - spread / 2, 6)
-            ask = round(bid + spread, 6)
+            bid = round(float(mid - spread / 2), 6)
+            ask = round(float(bid + spread), 6)
             yield Tick(now, bid, ask)
             produced += 1
             if count is not None and produced >= count:

@@ -52,9 +52,16 @@ def _alive(pid: int, start: int | None) -> bool:
     return start is None or now is None or now == start
 
 
-def register(nsaddr: Any, kind: str = "Architecture", pid: int | None = None) -> Path:
+def register(
+    nsaddr: Any,
+    kind: str = "Architecture",
+    pid: int | None = None,
+    keys: dict[str, str] | None = None,
+) -> Path:
     """Record that this process (``pid``) runs an architecture whose name server is at
-    ``nsaddr`` (``host:port``). Returns the entry's path, for :func:`unregister`."""
+    ``nsaddr`` (``host:port``), with the deployment's ``keys`` (its Pyro HMAC key and CURVE
+    keys, see :mod:`osmarkets.agents.auth`): the entry is the key file of tools that attach to
+    it, readable by this user only. Returns the entry's path, for :func:`unregister`."""
     pid = os.getpid() if pid is None else int(pid)
     address = str(nsaddr)
     host, _, port = address.rpartition(":")
@@ -71,6 +78,8 @@ def register(nsaddr: Any, kind: str = "Architecture", pid: int | None = None) ->
         "started": time.time(),
         "process_start": _process_start(pid),
     }
+    if keys is not None:
+        entry["keys"] = keys
     path = folder / f"{pid}-{port}"
     temporary = folder / f".{pid}-{port}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -1,16 +1,19 @@
-"""Common plumbing of every osMarkets agent: guarded handlers, counters, raw pickled messages.
+"""Common plumbing of every osMarkets agent: guarded handlers, counters, the safe codec.
 
 osBrain stops an agent's main loop when a handler raises (the process stays alive but deaf),
 and it deserialises a message *before* calling the handler, so one malformed message would kill
 the loop too. Every osMarkets socket therefore uses osBrain's ``raw`` serializer: the handler
-receives bytes, unpickles them itself inside :meth:`OsmAgent._guard`, and any exception, from
-decoding or from user code, is logged with its traceback and counted. The agent keeps running.
+receives bytes and decodes them itself with the socket's schema (:mod:`osmarkets.wire`: data,
+never code); a message that does not decode is dropped, logged and counted, and any exception
+from user code is logged with its traceback and counted. The agent keeps running.
+
+Every agent process holds its deployment's keys (:mod:`osmarkets.agents.auth`): its Pyro daemon
+and proxies authenticate with the HMAC key, and its tcp sockets are CURVE servers or clients.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import shutil
 import sys
@@ -29,15 +32,28 @@ from osbrain.address import SocketAddress
 from osbrain.common import format_method_exception
 from osbrain.nameserver import NameServerProcess
 
+from .. import wire
+from .auth import CurveGate, DeploymentKeys, install_pyro_key, secure_socket
+
 RAW = "raw"
 
 
 def dumps(message: Any) -> bytes:
-    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    """Encode a message for the wire (:func:`osmarkets.wire.encode`)."""
+    return wire.encode(message)
 
 
-def loads(data: bytes | memoryview) -> Any:
-    return pickle.loads(data)
+class OsmAgentProcess(osbrain.AgentProcess):
+    """osBrain's agent process, whose Pyro daemon and proxies carry the deployment's HMAC key
+    from the start (the key travels in this object's memory, never in the environment)."""
+
+    def __init__(self, *args: Any, pyro_key: bytes | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._osm_pyro_key = pyro_key
+
+    def run(self) -> None:
+        install_pyro_key(self._osm_pyro_key)
+        super().run()
 
 
 class OsmAgent(osbrain.Agent):
@@ -50,6 +66,7 @@ class OsmAgent(osbrain.Agent):
     def on_init(self) -> None:
         self.osm_errors = 0  # handler exceptions (user code included)
         self.osm_malformed = 0  # messages that could not be decoded or understood
+        self.osm_dropped: dict[str, int] = {}  # the same, by reason
         self.osm_received = 0
         self.osm_sent = 0
         self.osm_last_errors: deque[str] = deque(maxlen=20)
@@ -57,6 +74,11 @@ class OsmAgent(osbrain.Agent):
         self.osm_pid = os.getpid()
         cfg = getattr(self, "osm_cfg", None) or {}
         self.osm_cfg = cfg
+        keys = cfg.get("keys")
+        self.osm_keys: DeploymentKeys | None = keys if isinstance(keys, DeploymentKeys) else None
+        self.osm_gate: CurveGate | None = None
+        if self.osm_keys is not None and cfg.get("transport") == "tcp":
+            self.osm_gate = CurveGate(self._context, self.osm_keys)
         start_orphan_guard(cfg.get("parent_pid"))
         if cfg.get("logger") is not None:
             self.set_logger(cfg["logger"])
@@ -65,7 +87,35 @@ class OsmAgent(osbrain.Agent):
     def shutdown(self) -> None:
         # Stop the timers first: a timer that fires after the loop ended raises in its thread.
         self.stop_all_timers()
+        if self.osm_gate is not None:
+            self.osm_gate.stop()
         super().shutdown()
+
+    # -- CURVE on every tcp socket osBrain binds or connects (private osBrain 0.6.5 methods) ---
+    def _bind_socket(self, socket: Any, addr: Any = None, transport: Any = None) -> Any:
+        if transport == "tcp" and getattr(self, "osm_keys", None) is not None:
+            assert self.osm_keys is not None
+            secure_socket(socket, "tcp://", self.osm_keys, server=True)
+        return super()._bind_socket(socket, addr=addr, transport=transport)
+
+    def _connect_and_register(
+        self, client_address: Any, alias: Any = None, handler: Any = None, register_as: Any = None
+    ) -> Any:
+        if str(client_address.transport) != "tcp" or getattr(self, "osm_keys", None) is None:
+            return super()._connect_and_register(client_address, alias, handler, register_as)
+        socket = self._context.socket(client_address.kind.zmq())
+        secure_socket(socket, "tcp://", self.osm_keys, server=False)
+        socket.connect(f"tcp://{client_address.address}")
+        self._register(socket, register_as or client_address, alias, handler)
+        return client_address
+
+    def osm_socket(self, kind: int, url: str) -> zmq.Socket:
+        """A plain ZeroMQ socket connected to ``url`` (feed and broker threads), CURVE-secured
+        over tcp."""
+        socket = self._context.socket(kind)
+        secure_socket(socket, url, self.osm_keys, server=False)
+        socket.connect(url)
+        return socket
 
     # -- sockets -----------------------------------------------------------------------------
     def osm_address(self, purpose: str) -> str | None:
@@ -95,25 +145,24 @@ class OsmAgent(osbrain.Agent):
         self.osm_sent += 1
 
     # -- guarded handling ----------------------------------------------------------------------
-    def osm_decode(self, data: Any, expect: tuple[str, ...] | None = None) -> Any:
-        """Unpickle a message: a tuple whose first item is a known kind, else None (counted)."""
+    def osm_decode(self, data: Any, decoder: wire.Decoder) -> Any:
+        """Decode a message with its socket's schema: a ``(kind, ...)`` tuple, else None (the
+        message is dropped, logged and counted)."""
         try:
-            message = loads(data)
-        except Exception as exc:
-            self.osm_bad(f"undecodable message ({type(exc).__name__}: {exc})")
+            return decoder(data)
+        except wire.WireError as exc:
+            self.osm_bad(f"message refused by the codec ({exc})", "codec")
             return None
-        if not isinstance(message, tuple) or not message or not isinstance(message[0], str):
-            self.osm_bad(f"message is not a (kind, ...) tuple: {message!r:.200}")
-            return None
-        if expect is not None and message[0] not in expect:
-            self.osm_bad(f"unexpected message kind {message[0]!r}")
-            return None
-        return message
 
-    def osm_bad(self, what: str) -> None:
+    def osm_bad(self, what: str, reason: str = "malformed") -> None:
+        """Count a dropped message; log the first five of each ``reason`` and then one in a
+        thousand (a flood of garbage must not become a flood of log lines, nor hide the first
+        message of another kind)."""
         self.osm_malformed += 1
-        self.osm_last_errors.append(f"malformed: {what}")
-        self.log_warning(f"dropped {what}")
+        count = self.osm_dropped[reason] = self.osm_dropped.get(reason, 0) + 1
+        self.osm_last_errors.append(f"{reason}: {what:.500}")
+        if count <= 5 or count % 1000 == 0:
+            self.log_warning(f"dropped {what:.500} ({reason} #{count})")
 
     def osm_guard(self, what: str, function: Callable[..., Any], *args: Any) -> Any:
         """Call ``function``; log and count any exception instead of letting it stop the loop."""
@@ -176,6 +225,8 @@ class OsmAgent(osbrain.Agent):
             "sent": self.osm_sent,
             "errors": self.osm_errors,
             "malformed": self.osm_malformed,
+            "dropped": dict(self.osm_dropped),
+            "refused_peers": self.osm_gate.refused if self.osm_gate is not None else 0,
         }
 
     def osm_recent_errors(self) -> list[str]:
@@ -205,11 +256,15 @@ def start_orphan_guard(parent_pid: int | None) -> None:
 class QuietNameServer(NameServerProcess):
     """osBrain's name server without its start-up banner on stdout, whose Pyro broadcast
     responder stays on the name server's own address, and which does not outlive the process
-    that owns it."""
+    that owns it. ``cleanup_dirs``: more directories it removes when the owner dies (the
+    OandaArchitecture's private token directory)."""
 
     ipc_dir: str | None = None
+    cleanup_dirs: tuple[str, ...] = ()
+    hmac_key: bytes | None = None
 
     def run(self) -> None:
+        install_pyro_key(self.hmac_key)
         parent = os.getppid()
 
         def orphan_guard() -> None:
@@ -218,10 +273,12 @@ class QuietNameServer(NameServerProcess):
                 if os.getppid() != parent:
                     # The owner was SIGKILLed and could not shut down. The agents notice too
                     # and close their sockets (removing their ipc files) within about a second;
-                    # give them time, then remove the owner's ipc directory.
-                    if self.ipc_dir:
+                    # give them time, then remove the owner's ipc directory (and token dir).
+                    dirs = [d for d in (self.ipc_dir, *self.cleanup_dirs) if d]
+                    if dirs:
                         time.sleep(3.0)
-                        shutil.rmtree(self.ipc_dir, ignore_errors=True)
+                    for path in dirs:
+                        shutil.rmtree(path, ignore_errors=True)
                     os._exit(0)
 
         threading.Thread(target=orphan_guard, daemon=True).start()
@@ -235,13 +292,21 @@ class QuietNameServer(NameServerProcess):
 
 
 def start_nameserver(
-    host: str, port: int | None = None, ipc_dir: str | None = None
+    host: str,
+    port: int | None = None,
+    ipc_dir: str | None = None,
+    hmac_key: bytes | None = None,
+    cleanup_dirs: tuple[str, ...] = (),
 ) -> NameServerProcess:
-    """Start a :class:`QuietNameServer` on ``host``, on ``port`` or a free random one."""
+    """Start a :class:`QuietNameServer` on ``host``, on ``port`` or a free random one; with
+    ``hmac_key`` it answers only Pyro calls authenticated with it. It removes ``ipc_dir`` and
+    ``cleanup_dirs`` if the owner dies without shutting down."""
     last: Exception | None = None
     for _ in range(1 if port else 20):
         server = QuietNameServer(SocketAddress(host, port or random.randrange(20_000, 40_000)))
         server.ipc_dir = ipc_dir
+        server.hmac_key = hmac_key
+        server.cleanup_dirs = tuple(cleanup_dirs)
         try:
             server.start()
             return server
@@ -255,5 +320,6 @@ def socket_option(agent: osbrain.Agent, alias: str, option: int, value: int) -> 
 
 
 __all__ = [
-    "OsmAgent", "QuietNameServer", "dumps", "loads", "socket_option", "start_nameserver", "zmq",
+    "OsmAgent", "OsmAgentProcess", "QuietNameServer", "dumps", "socket_option",
+    "start_nameserver", "zmq",
 ]  # fmt: skip

@@ -13,6 +13,7 @@ and the agent keeps running.
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 from collections import deque
 from typing import Any
@@ -20,16 +21,21 @@ from typing import Any
 import osbrain
 import zmq
 
+from .. import wire
 from ..brain import Brain
 from ..brokers.base import Order, OrderEvent
 from ..data.series import BarSeries
 from ..data.timeframes import BarSeriesID
-from ..data.types import Bar, Tick
-from .base import OsmAgent, dumps, loads
+from ..data.types import Bar
+from .base import OsmAgent, dumps
 
 HISTORY_TIMEOUT_MS = 10_000
 HISTORY_WAIT = 180.0  # seconds at most for the Router to download missing history
 RESEND_AFTER = 5.0  # seconds without an event before an order is sent again
+
+_PUB = wire.Decoder(wire.BRAIN_PUB)
+_EVENTS = wire.Decoder(wire.BRAIN_EVENTS)
+_REPLY = wire.Decoder(wire.HISTORY_REPLY)
 
 
 class _AgentContext:
@@ -39,10 +45,10 @@ class _AgentContext:
         self.agent = agent
 
     def submit_order(self, brain: Brain, order: Order) -> None:
-        self.agent.osm_submit(("order", order))
+        self.agent.osm_submit(("order", order, self.agent.osm_auth))
 
     def cancel_order(self, brain: Brain, client_id: str) -> None:
-        self.agent.osm_submit(("cancel", self.agent.name, client_id))
+        self.agent.osm_submit(("cancel", self.agent.name, client_id, self.agent.osm_auth))
 
     def position(self, brain: Brain, symbol: str) -> float:
         return self.agent.osm_positions.get(symbol, 0.0)
@@ -66,6 +72,10 @@ class BrainAgent(OsmAgent):
         for key, value in (cfg.get("params") or {}).items():
             setattr(self, key, value)
         Brain.bind(self, _AgentContext(self), self.name)
+        # This Brain's credential: the Trader accepts orders in its name only with it, and
+        # this Brain accepts order events only when they carry it.
+        self.osm_auth = str(cfg.get("auth", ""))
+        self.osm_forged = 0
         incarnation = int(cfg.get("incarnation", 0))
         self._osm_order_counter = itertools.count(incarnation * 1_000_000 + 1)
         self.osm_series: dict[BarSeriesID, BarSeries] = {}
@@ -94,7 +104,8 @@ class BrainAgent(OsmAgent):
         self.connect(cfg["router_pub"], alias="pub", handler={})
         self._osm_router_history = cfg["router_history"]
         self._osm_connect_history()
-        self.osm_send("orders", ("hello", self.name, events))
+        url = f"{events.transport}://{events.address}"
+        self.osm_send("orders", ("hello", self.name, url, self.osm_auth))
 
     def _osm_connect_history(self) -> None:
         if self.has_socket("history"):
@@ -140,10 +151,12 @@ class BrainAgent(OsmAgent):
         except zmq.Again:
             self._osm_connect_history()
             raise TimeoutError(f"{self.name}: the Router did not answer {message[0]!r}") from None
-        reply = loads(data)
-        if not isinstance(reply, tuple) or reply[0] not in ("ok", "wait"):
-            raise RuntimeError(f"{self.name}: the Router refused {message!r:.100}: {reply!r:.200}")
-        return reply
+        try:
+            return _REPLY(data)
+        except wire.WireError as exc:
+            raise RuntimeError(
+                f"{self.name}: the Router refused {message!r:.100}: {exc}"
+            ) from None
 
     def _osm_load_history(self, bsid: BarSeriesID, count: int) -> None:
         request = ("history", self.name, bsid, count)
@@ -156,7 +169,8 @@ class BrainAgent(OsmAgent):
                 raise TimeoutError(f"{self.name}: no history for {bsid} in {HISTORY_WAIT:g} s")
             time.sleep(0.05)
             reply = self._osm_request(request)
-        _, records, seq = reply
+        _, packed, seq = reply
+        records = wire.unpack_bars(packed)
         old = self.osm_series[bsid]
         series = BarSeries(bsid, capacity=old.capacity)
         if len(records):
@@ -168,7 +182,7 @@ class BrainAgent(OsmAgent):
     def osm_on_pub(self, data: bytes) -> None:
         self.osm_received += 1
         cut = data.find(b"|") + 1
-        message = self.osm_decode(memoryview(data)[cut:], ("bar", "probe", "tick", "ticks"))
+        message = self.osm_decode(memoryview(data)[cut:], _PUB)
         if message is not None:
             self.osm_guard("brain data", self._osm_on_pub, message)
 
@@ -186,8 +200,7 @@ class BrainAgent(OsmAgent):
             self.osm_tick_seq[symbol] = seq
             self._osm_start()
             on_tick = self.on_tick
-            for row in payload if kind == "ticks" else (payload,):
-                tick = Tick(*row)
+            for tick in payload if kind == "ticks" else (payload,):
                 self.osm_ticks += 1
                 self.osm_now = int(tick.time)
                 self.osm_guard("on_tick", on_tick, tick)
@@ -197,10 +210,10 @@ class BrainAgent(OsmAgent):
             if bsid not in self.osm_series:
                 return
             if events is not None or self.osm_held:
-                self.osm_held.append((bsid, int(seq), Bar(*bar), events))
+                self.osm_held.append((bsid, seq, bar, events))
                 self._osm_release()
             else:
-                self._osm_bar(bsid, int(seq), Bar(*bar), None)
+                self._osm_bar(bsid, seq, bar, None)
 
     def _osm_release(self) -> None:
         """Handle held bars whose order events have all arrived (lock-step)."""
@@ -278,8 +291,12 @@ class BrainAgent(OsmAgent):
 
     def osm_on_event(self, data: bytes) -> None:
         self.osm_received += 1
-        message = self.osm_decode(data, ("event", "trader_up"))
+        message = self.osm_decode(data, _EVENTS)
         if message is None:
+            return
+        if not secrets.compare_digest(message[-1].encode(), self.osm_auth.encode()):
+            self.osm_forged += 1
+            self.osm_bad(f"{message[0]} without this Brain's credential", "forged")
             return
         if message[0] == "trader_up":  # a restarted Trader: whatever was in flight is lost
             if self.osm_unacked:
@@ -287,8 +304,9 @@ class BrainAgent(OsmAgent):
                 self._osm_resend(float("inf"))
             return
         event = message[1]
-        if not isinstance(event, OrderEvent):
-            self.osm_bad(f"event message without an OrderEvent: {event!r:.200}")
+        if event.brain != self.name:
+            self.osm_forged += 1
+            self.osm_bad(f"event for Brain {event.brain!r} delivered to {self.name!r}", "forged")
             return
         self.osm_events_received += 1
         self.osm_events.append(event)
@@ -305,7 +323,7 @@ class BrainAgent(OsmAgent):
         stats.update(
             bars=self.osm_bars, ticks=self.osm_ticks, orders=self.osm_orders_sent,
             events=self.osm_events_received, gaps=self.osm_gaps, tick_gaps=self.osm_tick_gaps,
-            unacked=len(self.osm_unacked), resent=self.osm_resent,
+            unacked=len(self.osm_unacked), resent=self.osm_resent, forged=self.osm_forged,
         )  # fmt: skip
         return stats
 

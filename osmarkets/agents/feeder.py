@@ -75,11 +75,10 @@ class FeederAgent(OsmAgent):
 
     def _feed(self) -> None:
         cfg = self.osm_cfg
-        push = self._context.socket(zmq.PUSH)
+        push = self.osm_socket(zmq.PUSH, zmq_url(cfg["router_in"]))
         # Deliver everything, however long the Router takes: losing the tail of a replay (and
         # its "end" marker) would leave a lock-stepped simulation waiting forever.
         push.setsockopt(zmq.LINGER, -1)
-        push.connect(zmq_url(cfg["router_in"]))
         speed = float(cfg.get("speed") or 0.0)
         batch = int(cfg.get("batch", 1)) if speed <= 0 else 1
         stamp = bool(cfg.get("stamp_now", False))

@@ -65,9 +65,8 @@ class OandaFeederAgent(OsmAgent):
 
     def _feed(self) -> None:
         cfg = self.osm_cfg
-        push = self._context.socket(zmq.PUSH)
+        push = self.osm_socket(zmq.PUSH, zmq_url(cfg["router_in"]))
         push.setsockopt(zmq.LINGER, 0)
-        push.connect(zmq_url(cfg["router_in"]))
         instruments = list(cfg["instruments"])
         granularity = cfg.get("backfill") or "M1"
         # a restarted Feeder resumes after the newest tick the Router has (see below)

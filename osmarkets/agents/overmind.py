@@ -19,12 +19,14 @@ itself. Each message is the whole table: one lost on the way is simply replaced 
 from __future__ import annotations
 
 import contextlib
-import pickle
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import osbrain
+
+from .. import wire
+from .auth import CurveGate, pyro_key, secure_socket
 
 if TYPE_CHECKING:
     from ..architecture import Architecture
@@ -46,14 +48,20 @@ class Overmind(threading.Thread):
         self._status_seq = 0
         self._status_socket: Any = None
         self._status_context: Any = None
+        self._gate: CurveGate | None = None
 
     def bind_status(self, url: str) -> str:
         """Bind the status PUB socket at ``url`` (``ipc://path``, or ``tcp://host`` for a
-        random port) before :meth:`start`; return the address observers connect to."""
+        random port) before :meth:`start`; return the address observers connect to. Over tcp
+        it is a CURVE server of the deployment: only its key holders can read it."""
         import zmq
 
         self._status_context = zmq.Context()
         socket = self._status_context.socket(zmq.PUB)
+        keys = self.architecture.keys
+        if url.startswith("tcp://"):
+            self._gate = CurveGate(self._status_context, keys)
+            secure_socket(socket, url, keys, server=True)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.SNDHWM, 10)  # only the newest tables matter
         if url.startswith("tcp://") and url.count(":") == 1:
@@ -65,6 +73,9 @@ class Overmind(threading.Thread):
         return url
 
     def _close_status(self) -> None:
+        if self._gate is not None:
+            self._gate.stop()
+            self._gate = None
         if self._status_socket is not None:
             self._status_socket.close(linger=0)
             self._status_context.term()
@@ -82,7 +93,7 @@ class Overmind(threading.Thread):
                     rows = self.check()
                     if self._status_socket is not None and not self._stop_event.is_set():
                         self._status_seq += 1
-                        data = pickle.dumps(("status", self._status_seq, rows), protocol=5)
+                        data = wire.encode(("status", self._status_seq, rows))
                         self._status_socket.send(data)  # PUB: never blocks
                 except Exception as exc:  # supervision must outlive any one failure
                     self.last["overmind"] = {"name": "overmind", "error": repr(exc)}
@@ -95,7 +106,8 @@ class Overmind(threading.Thread):
         if proxy is None:
             for old in [k for k in self._proxies if k[0] == name]:
                 self._release(self._proxies.pop(old))
-            proxy = osbrain.Proxy(name, self.architecture.nsaddr, timeout=2.0)
+            with pyro_key(self.architecture.keys.pyro):
+                proxy = osbrain.Proxy(name, self.architecture.nsaddr, timeout=2.0)
             proxy._pyroTimeout = 3.0
             self._proxies[key] = proxy
         return proxy

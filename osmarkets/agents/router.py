@@ -33,14 +33,17 @@ import time
 from collections import deque
 from typing import Any
 
-import numpy as np
 import zmq
 
+from .. import wire
 from ..data.aggregate import BarResampler, TickAggregator
 from ..data.timeframes import BarSeriesID, Timeframe
-from ..data.types import BAR_DTYPE, Bar, Tick
+from ..data.types import Bar, Tick
 from .base import OsmAgent, dumps
 from .history import RouterHistoryMixin
+
+_IN = wire.Decoder(wire.ROUTER_IN)
+_HISTORY = wire.Decoder(wire.ROUTER_HISTORY)
 
 
 class _Series:
@@ -95,6 +98,19 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         self.market_pending: deque[bytes] = deque()
         self.market_backlog = int(cfg.get("market_backlog", 100_000))
         self.market_dropped = 0
+        # Quote validation (data/quotes.py): rejected ticks and bars are dropped, counted per
+        # reason and logged (the first few of each reason, then every 1000th). Known symbols
+        # are read from base_timeframes at each check. A simulation's times are the data's,
+        # not the wall clock's: no future bound in lock-step unless configured.
+        from ..data.quotes import DEFAULT_MAX_FUTURE_NS, QuoteGuard
+
+        self.quote_guard = QuoteGuard(
+            known_symbols=self.base_timeframes,
+            max_back_ns=int(cfg.get("quote_max_back_ns", 0)),
+            max_future_ns=cfg.get(
+                "quote_max_future_ns", None if self.lockstep else DEFAULT_MAX_FUTURE_NS
+            ),
+        )
 
     def before_loop(self) -> None:
         # Timers must start here, not in on_init: they talk to the running main loop.
@@ -144,20 +160,12 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
     # -- inputs --------------------------------------------------------------------------------
     def on_in(self, data: bytes) -> None:
         self.osm_received += 1
-        message = self.osm_decode(
-            data, ("tick", "ticks", "bar", "end", "ack", "probe_ack", "trader_ack")
-        )
+        message = self.osm_decode(data, _IN)
         if message is not None:
             self.osm_guard(f"router {message[0]}", self._dispatch, message)
 
-    _ARITY = {"tick": 3, "ticks": 3, "bar": 3, "end": 1, "ack": 5, "probe_ack": 3,
-              "trader_ack": 3}  # fmt: skip
-
     def _dispatch(self, message: tuple) -> None:
         kind = message[0]
-        if len(message) != self._ARITY[kind]:
-            self.osm_bad(f"{kind} message with {len(message)} fields")
-            return
         if kind == "ack":
             _, brain, key, seq, orders = message
             self.orders_wm[brain] = max(self.orders_wm.get(brain, 0), int(orders))
@@ -220,25 +228,31 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
             self._advance()
 
     def _checked(self, message: tuple) -> tuple | None:
-        """A well-formed tick or bar for a symbol whose feed carries that kind, else None."""
+        """A valid tick or bar (see :class:`~osmarkets.data.quotes.QuoteGuard`) of a known
+        symbol whose feed carries that kind, else None: dropped, counted per reason, logged."""
         kind, symbol, payload = message
-        try:
-            if not isinstance(symbol, str) or not symbol:
-                raise ValueError("symbol")
-            payload = Tick(*payload) if kind == "tick" else Bar(*payload)
-            if not isinstance(payload.time, int):
-                raise ValueError("time")
-            prices = payload[1:3] if kind == "tick" else payload[1:5]
-            if not all(isinstance(p, float | int) and 0 < p < float("inf") for p in prices):
-                raise ValueError("prices")
-        except (TypeError, ValueError) as exc:
-            self.osm_bad(f"bad {kind} ({exc}): {message!r:.200}")
+        guard = self.quote_guard
+        timeframes = self.base_timeframes
+        guard.known_symbols = timeframes  # read at each check: set_base_timeframes adds some
+        expected = None
+        if isinstance(symbol, str) and symbol in timeframes:
+            expected = "tick" if timeframes[symbol] is None else "bar"
+        if expected is not None and kind != expected:
+            # decided before the guard, which moves its clock when it accepts a record
+            reason: str | None = guard.record(
+                "feed_kind", f"the feed of {symbol!r} carries {expected}s"
+            )
+        else:
+            reason = guard.check(kind, symbol, payload)
+        if reason is not None:
+            self.osm_bad(f"{kind} ({reason}): {guard.last_detail}: {message!r:.200}", reason)
             return None
-        known = symbol in self.base_timeframes
-        expected = ("tick" if self.base_timeframes[symbol] is None else "bar") if known else None
-        if (self.lockstep and not known) or (expected is not None and kind != expected):
-            self.osm_bad(f"{kind} for {symbol!r}, whose feed carries {expected or 'nothing'}")
-            return None
+        if kind == "tick":
+            payload = payload if type(payload) is Tick else Tick(*payload)
+        else:
+            payload = payload if type(payload) is Bar else Bar(*payload)
+        if type(payload.time) is not int:  # a numpy integer
+            payload = payload._replace(time=int(payload.time))
         self.last_time[symbol] = payload.time
         return (kind, symbol, payload)
 
@@ -341,15 +355,13 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
 
     def on_history(self, data: bytes) -> Any:
         self.osm_received += 1
-        message = self.osm_decode(data, ("history", "ticks"))
+        message = self.osm_decode(data, _HISTORY)
         if message is None:
             return b"\x00"  # a REP socket must answer; the requester sees an undecodable reply
         reply = self.osm_guard("router history", self._history, message)
         return reply if reply is not None else b"\x00"
 
     def _history(self, message: tuple) -> bytes:
-        from .base import dumps
-
         if message[0] == "ticks":  # ('ticks', brain, symbol): stream this symbol's ticks
             self.tick_seq.setdefault(str(message[2]), 0)
             return dumps(("ok", None, self.tick_seq[str(message[2])]))
@@ -363,7 +375,7 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
             # An observer (a GUI) reads the history without subscribing: the lock-step never
             # waits for it, and it does not appear in subscriptions().
             bars = list(series.history)[-count:] if count > 0 else []
-            return dumps(("ok", np.array([tuple(b) for b in bars], dtype=BAR_DTYPE), series.seq))
+            return dumps(("ok", wire.pack_bars(bars), series.seq))
         # A Brain asking again (it restarted, or saw a gap) replaces its earlier request:
         # forget the acknowledgements the Router was waiting for from its previous life.
         self.awaiting = {entry for entry in self.awaiting if entry[0] != brain}
@@ -371,10 +383,9 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         if self.lockstep:
             self.unsynced.add((str(brain), series.key))
         bars = list(series.history)[-count:] if count > 0 else []
-        records = np.array([tuple(bar) for bar in bars], dtype=BAR_DTYPE)
         if self.lockstep and self.state == "brains" and not self.awaiting:
             self._step_done()
-        return dumps(("ok", records, series.seq))
+        return dumps(("ok", wire.pack_bars(bars), series.seq))
 
     def set_base_timeframes(self, mapping: dict[str, str | None]) -> None:
         """What each symbol's feed carries: a bar time frame code, or None for ticks. Series
@@ -426,4 +437,6 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
                      market_pending=len(self.market_pending),
                      market_dropped=self.market_dropped)  # fmt: skip
         stats.update(self.osm_history_stats())
+        stats.update(quotes_rejected=self.quote_guard.rejected,
+                     rejected_by_reason=self.quote_guard.counts)  # fmt: skip
         return stats

@@ -2,8 +2,11 @@
 to the Brain that sent the order.
 
 Sockets
-    ``orders`` (PULL): ``('hello', brain, events_address)``, ``('order', Order)``,
-    ``('cancel', brain, client_id)`` from Brains. PUSH/PULL never drops: a full queue blocks
+    ``orders`` (PULL): ``('hello', brain, events_url, auth)``, ``('order', Order, auth)``,
+    ``('cancel', brain, client_id, auth)`` from Brains; ``auth`` is the named Brain's
+    credential (a message without it is refused and counted as ``forged``), and every order is
+    checked again field by field (:func:`~osmarkets.brokers.base.check_order`) before the risk
+    limits: an invalid one is rejected with the reason. PUSH/PULL never drops: a full queue blocks
     the sender instead.
     ``market`` (PULL, connected to the Router): ticks and bars the broker fills orders on; in
     lock-step, ``('step', id, message, orders_watermark)``.
@@ -21,16 +24,28 @@ the simulated broker, which is just fast.
 
 from __future__ import annotations
 
+import os
+import pickle
+import secrets
 import threading
 import time
 from collections import deque
 from typing import Any
 
 import zmq
+from osbrain.address import AgentAddress
 
-from ..brokers.base import Order, OrderEvent
-from .base import OsmAgent, dumps, loads
+from .. import wire
+from ..brokers.base import OrderEvent, check_order
+from .base import OsmAgent, dumps
 from .risk import RiskLimits
+
+_ORDERS = wire.Decoder(wire.TRADER_ORDERS)
+_MARKET = wire.Decoder(wire.TRADER_MARKET)
+
+
+#: What observers see of the account (the reconciliation report stays in the Trader).
+_ACCOUNT_KEYS = ("positions", "equity", "balance")
 
 
 class TraderAgent(OsmAgent):
@@ -47,6 +62,11 @@ class TraderAgent(OsmAgent):
         self.equity_points: list[tuple[int, float]] = []
         self.receipts: deque[tuple[str, int]] = deque(maxlen=200_000)
         self.brains: dict[str, str] = {}  # brain -> alias of its events socket
+        # brain -> its credential (given by the owner over the authenticated control plane):
+        # an order, cancel or hello in a Brain's name is accepted only with it
+        self.brain_auth: dict[str, str] = dict(cfg.get("brain_auth") or {})
+        self.forged = 0  # messages refused for a missing or wrong credential
+        self.invalid_orders = 0  # orders rejected by check_order
         # Client ids already handled: a Brain re-sends an order until its first event arrives
         # (after a timeout, or when this Trader restarted); a copy is never submitted twice.
         self.handled: dict[str, None] = {}
@@ -93,9 +113,12 @@ class TraderAgent(OsmAgent):
         self.reconciled = not hasattr(broker, "reconcile")
         self.reconciling = False
         for brain, address in (cfg.get("brains") or {}).items():  # a restarted Trader
-            self._on_order_message(("hello", brain, address), 0)
+            self._on_order_message(("hello", brain, address, self.brain_auth.get(brain, "")), 0)
             # tell the Brain: it re-sends the orders it has no event for yet
-            self.osm_send(self.brains[brain], ("trader_up", self.osm_pid))
+            if brain in self.brains:
+                self.osm_send(
+                    self.brains[brain], ("trader_up", self.osm_pid, self.brain_auth[brain])
+                )
         if not self.reconciled:
             self.reconciling = True
             self._to_worker(("reconcile",))
@@ -104,14 +127,33 @@ class TraderAgent(OsmAgent):
     def on_orders(self, data: bytes) -> None:
         self.osm_received += 1
         now = time.time_ns()
-        message = self.osm_decode(data, ("hello", "order", "cancel"))
-        if message is not None and not self._duplicate(message):
+        message = self.osm_decode(data, _ORDERS)
+        if message is None or not self._authentic(message):
+            return
+        if not self._duplicate(message):
             self.osm_guard(f"trader {message[0]}", self._on_order_message, message, now)
+
+    def register_brain(self, brain: str, auth: str) -> None:
+        """The owner tells the Trader a Brain's credential before the Brain starts."""
+        self.brain_auth[str(brain)] = str(auth)
+
+    def _authentic(self, message: tuple) -> bool:
+        """True when the message carries the credential of the Brain it names: no Brain (or
+        stranger) can send, cancel or say hello as another. Refusals are counted and logged."""
+        brain = message[1].brain if message[0] == "order" else message[1]
+        expected = self.brain_auth.get(brain)
+        if expected and secrets.compare_digest(message[-1].encode(), expected.encode()):
+            return True
+        self.forged += 1
+        self.osm_bad(
+            f"{message[0]} in the name of Brain {brain!r:.60} without its credential", "forged"
+        )
+        return False
 
     def _duplicate(self, message: tuple) -> bool:
         """True for an order whose client id this Trader already handled (a Brain's re-send):
         it is counted and dropped; its events were or will be sent once."""
-        if message[0] != "order" or len(message) != 2 or not isinstance(message[1], Order):
+        if message[0] != "order":
             return False
         client_id = message[1].client_id
         if client_id in self.handled:
@@ -134,22 +176,33 @@ class TraderAgent(OsmAgent):
                 self._to_worker(("reconcile",))
             return
         if kind == "hello":
-            _, brain, address = message
+            _, brain, address, _auth = message
+            server = self._events_address(str(address))
+            if server is None:
+                self.osm_bad(
+                    f"hello of {brain!r} with a foreign address {address!r:.200}", "forged"
+                )
+                return
             alias = f"events:{brain}"
             if alias in self._socket:
                 self.close(alias, linger=0)
-            self.connect(address, alias=alias)
+            self.connect(server, alias=alias)
             self.brains[str(brain)] = alias
             return
         if kind == "order":
             order = message[1]
-            if not isinstance(order, Order):
-                self.osm_bad(f"order message without an Order: {order!r:.200}")
-                return
             self.orders_received[order.brain] = self.orders_received.get(order.brain, 0) + 1
             self.receipts.append((order.client_id, now))
             held = self.positions.get(order.symbol, 0.0)
-            reason = self.risk.check(order, held)
+            reason = check_order(order)
+            if reason is not None:
+                self.invalid_orders += 1
+                self.osm_bad(
+                    f"order {order.client_id!r:.80} of {order.brain!r}: {reason}", "order"
+                )
+                reason = f"invalid order: {reason}"
+            else:
+                reason = self.risk.check(order, held)
             if reason is not None:
                 event = OrderEvent(
                     "rejected", order.client_id, order.symbol, order.side, order.size,
@@ -159,14 +212,14 @@ class TraderAgent(OsmAgent):
             else:
                 self._to_worker(("submit", order))
         else:
-            _, brain, client_id = message
+            _, brain, client_id, _auth = message
             self.orders_received[brain] = self.orders_received.get(brain, 0) + 1
             self._to_worker(("cancel", str(brain), str(client_id)))
         self._maybe_step()
 
     def on_market(self, data: bytes) -> None:
         self.osm_received += 1
-        message = self.osm_decode(data, ("step", "tick", "ticks", "bar"))
+        message = self.osm_decode(data, _MARKET)
         if message is None:
             return
         if message[0] == "step":
@@ -197,7 +250,7 @@ class TraderAgent(OsmAgent):
 
     def _on_result(self, data: bytes) -> None:
         self.in_flight -= 1
-        job, events, state = loads(data)
+        job, events, state = pickle.loads(data)  # inproc, from this process's own thread
         self.positions = state["positions"]
         self.broker_state = state
         for event in events:
@@ -259,7 +312,7 @@ class TraderAgent(OsmAgent):
         """Publish ``('update', seq, events, account)`` to the observers when a broker job
         produced events or changed the account. PUB never waits for a subscriber; an observer
         that sees a gap in ``seq`` re-reads :meth:`observer_snapshot`."""
-        account = {key: value for key, value in state.items() if key != "error"}
+        account = {key: state[key] for key in _ACCOUNT_KEYS if key in state}
         packed = dumps(account)  # compared as bytes: a NaN equity equals itself here
         if not events and packed == self._observed_packed:
             return
@@ -288,7 +341,18 @@ class TraderAgent(OsmAgent):
             self.log_warning(f"no Brain {event.brain!r} for event {event}")
             return
         self.events_sent[event.brain] = self.events_sent.get(event.brain, 0) + 1
-        self.osm_send(alias, ("event", event))
+        self.osm_send(alias, ("event", event, self.brain_auth.get(event.brain, "")))
+
+    def _events_address(self, url: str) -> AgentAddress | None:
+        """The events socket named in a hello, if it is one of this deployment's: same
+        transport, and for ipc a file in the deployment's own directory."""
+        transport, _, address = url.partition("://")
+        if transport != self.osm_cfg.get("transport", "ipc") or not address:
+            return None
+        ipc_dir = self.osm_cfg.get("ipc_dir")
+        if transport == "ipc" and (not ipc_dir or os.path.dirname(address) != ipc_dir):
+            return None
+        return AgentAddress(transport, address, "PULL", "server", "raw")
 
     # -- control and inspection ----------------------------------------------------------------
     def kill_switch(self, on: bool = True) -> None:
@@ -320,6 +384,8 @@ class TraderAgent(OsmAgent):
             equity=self.broker_state.get("equity"),
             undeliverable=self.undeliverable,
             duplicates=self.duplicates,
+            forged=self.forged,
+            invalid_orders=self.invalid_orders,
         )
         return stats
 
@@ -360,7 +426,7 @@ def _worker(context: zmq.Context, work_addr: str, results_addr: str, broker: Any
                     balance=float(getattr(broker, "balance", float("nan"))),
                 )
             try:
-                push.send(dumps((job, events, state)))
+                push.send(pickle.dumps((job, events, state), protocol=pickle.HIGHEST_PROTOCOL))
             except zmq.ContextTerminated:
                 return
     finally:

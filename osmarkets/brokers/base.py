@@ -8,6 +8,7 @@ records so they pickle cheaply between agents and compare equal in tests.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, NamedTuple, Protocol
 
 SIDES = ("buy", "sell")
@@ -116,6 +117,39 @@ def make_order(
         brain=brain,
         time=time,
     )
+
+
+#: Largest order any Trader passes on, whatever the risk limits: a size above it is a bug or an
+#: attack, never a trade (OANDA's own per-order maximum is 100,000,000 units).
+MAX_ORDER_UNITS = 1e12
+MAX_CLIENT_ID = 128
+_SYMBOL_RE = re.compile(r"^[A-Za-z0-9_.\-/]{1,40}$")
+
+
+def check_order(order: Order) -> str | None:
+    """Why ``order`` (as received from another process) must be refused, or None.
+
+    Every field is checked again, as :func:`make_order` does for the Brain that built it, and
+    nothing is guessed: a negative size is refused, not turned into the other side.
+    """
+    if not isinstance(order.client_id, str) or not 0 < len(order.client_id) <= MAX_CLIENT_ID:
+        return f"order client_id: expected 1 to {MAX_CLIENT_ID} characters"
+    if not isinstance(order.brain, str) or not order.client_id.startswith(f"{order.brain}-"):
+        return f"order client_id: expected '{order.brain}-<n>', got {order.client_id!r:.80}"
+    if isinstance(order.time, bool) or not isinstance(order.time, int) or order.time < 0:
+        return f"order time: expected ns since the epoch, got {order.time!r:.40}"
+    try:
+        make_order(
+            order.client_id, order.side, order.size, order.symbol, order.type, order.price,
+            order.stop_loss, order.take_profit, order.trailing_stop, order.brain, order.time,
+        )  # fmt: skip
+    except ValueError as exc:
+        return str(exc)
+    if order.size > MAX_ORDER_UNITS:
+        return f"order size: {order.size:g} units is above the hard limit of {MAX_ORDER_UNITS:g}"
+    if not _SYMBOL_RE.match(order.symbol):
+        return f"order symbol: expected letters, digits and _.-/ only, got {order.symbol!r:.40}"
+    return None
 
 
 class Broker(Protocol):

@@ -21,7 +21,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--stream-port", type=int, default=None, help="streaming port (default: --port + 1)"
     )
-    parser.add_argument("--token", default=None, help="bearer token to accept (default: random)")
+    tokens = parser.add_mutually_exclusive_group()
+    tokens.add_argument(
+        "--token-file",
+        default=None,
+        metavar="PATH",
+        help="read the bearer token to accept from PATH (its first line)",
+    )
+    tokens.add_argument(
+        "--token",
+        default=None,
+        help="bearer token to accept, visible to every user in `ps`: prefer --token-file "
+        "(default: a random token, printed)",
+    )
     parser.add_argument(
         "--instruments", default="EUR_USD,USD_JPY", help="comma-separated instruments"
     )
@@ -36,6 +48,21 @@ def _port(value: int, name: str) -> int:
     if not 0 <= value <= 65535:
         raise UsageError(f"{name}: expected a port 0..65535, got {value}")
     return value
+
+
+def _token_from_file(path: str) -> str:
+    """The first line of ``path``, stripped; a one-line :class:`UsageError` if it cannot be
+    read or is empty."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            token = fh.readline().strip()
+    except OSError as exc:
+        raise UsageError(f"--token-file: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--token-file: {path} is not text") from None
+    if not token:
+        raise UsageError(f"--token-file: {path} is empty (the token is its first line)")
+    return token
 
 
 def run(
@@ -56,8 +83,10 @@ def run(
         raise UsageError(f"--heartbeat: expected seconds > 0, got {args.heartbeat}")
     if args.token is not None and not args.token.strip():
         raise UsageError("--token: expected a non-empty token")
+    token_file = getattr(args, "token_file", None)
     instruments = [name.strip() for name in args.instruments.split(",") if name.strip()]
-    token = args.token or secrets.token_hex(16)
+    token = (_token_from_file(token_file) if token_file else None) or args.token
+    token = token or secrets.token_hex(16)
     try:
         sandbox = OandaSandbox(
             token=token,
@@ -75,7 +104,10 @@ def run(
         print(f"  rest_url   = {sandbox.rest_url}")
         print(f"  stream_url = {sandbox.stream_url}")
         print(f"  account_id = {sandbox.account_id}")
-        print(f"  token      = {token}")
+        if token_file:  # not printed: whoever reads the output need not see it
+            print(f"  token      = (the first line of {token_file})")
+        else:
+            print(f"  token      = {token}")
         print("Ctrl-C to stop.", flush=True)
         if ready is not None:
             ready.set()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import pickle
 import stat
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import numpy as np
 import pytest
 import zmq
 from conftest import make_bars, pid_alive, wait_for
+
+from osmarkets import wire
 from observer_brains import EveryKind, Holder
 
 from osmarkets import registry
@@ -54,11 +55,15 @@ def _subscriber(ctx: zmq.Context, address: Any, rcvhwm: int = 100_000) -> zmq.So
     return sub
 
 
+_FEEDS = wire.Decoder(wire.OBSERVERS | wire.STATUS)
+_REPLY = wire.Decoder(wire.HISTORY_REPLY)
+
+
 def _drain(sub: zmq.Socket) -> list[tuple]:
     out = []
     while True:
         try:
-            out.append(pickle.loads(sub.recv(zmq.NOBLOCK)))
+            out.append(_FEEDS(sub.recv(zmq.NOBLOCK)))
         except zmq.Again:
             return out
 
@@ -164,8 +169,9 @@ def test_history_for_an_observer_does_not_subscribe(architectures, context) -> N
     address = router.addr("history")
     req.connect(f"{address.transport}://{address.address}")
     for bsid, count in ((M1, 25), (("EUR_USD", 5, "Minutes"), 5)):
-        req.send(pickle.dumps(("history", None, BarSeriesID.parse(bsid), count)))
-        kind, records, seq = pickle.loads(req.recv())
+        req.send(wire.encode(("history", None, BarSeriesID.parse(bsid), count)))
+        kind, packed, seq = _REPLY(req.recv())
+        records = wire.unpack_bars(packed)
         assert kind == "ok"
         if bsid == M1:
             assert seq == 60 and len(records) == 25

@@ -50,6 +50,16 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def proc_environ(pid: int) -> bytes:
+    """``/proc/<pid>/environ``: what any process of the user can read of ``pid``'s environment
+    (b"" when it cannot: the process is not dumpable, its environ owned by root)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return fh.read()
+    except PermissionError:
+        return b""
+
+
 class Buyer(Brain):
     """Records its bars and events; buys ``size`` once on its ``buy_on``-th bar."""
 

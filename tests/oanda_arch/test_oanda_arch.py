@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from oanda_arch_support import M1, TOKEN, Buyer, fast_clock, pid_alive, wait_for
+from oanda_arch_support import M1, TOKEN, Buyer, fast_clock, pid_alive, proc_environ, wait_for
 
 from osmarkets.architecture import OandaArchitecture
 from osmarkets.brokers.oanda import OandaAuthError, OandaClient, OandaSandbox, candles_to_frame
@@ -103,8 +103,7 @@ def test_full_path_token_secrecy_and_clean_shutdown(make, sandbox, tmp_path) -> 
     texts.append(repr(system["trader"].osm_recent_errors()))
     texts.append(repr(system["feeder"].get_attr("feed_error")))
     for pid in system.pids():
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            assert TOKEN.encode() not in fh.read()
+        assert TOKEN.encode() not in proc_environ(pid)
     assert all(TOKEN not in text for text in texts)
 
     pids, ipc_dir = system.pids(), system.ipc_dir

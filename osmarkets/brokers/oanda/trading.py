@@ -30,6 +30,7 @@ from typing import Any
 
 from ...data.timeframes import Timeframe
 from ...data.types import Tick
+from ...secrecy import disable_core_dumps
 from ..base import Order, OrderEvent
 from .broker import OandaBroker, Reconciliation
 from .client import MAX_CANDLES, OandaClient
@@ -52,7 +53,13 @@ def write_token_file(directory: str | os.PathLike[str], token: str) -> str:
 
 
 def read_token(settings: Mapping[str, Any]) -> str:
-    """The token of ``settings['token_file']``, else of ``OANDA_ACCESS_TOKEN``."""
+    """The token of ``settings['token_file']``, else of ``OANDA_ACCESS_TOKEN``.
+
+    The process that calls it holds the token from then on (the Trader's broker factory, the
+    OANDA Feeder, the Router's history downloads): its core dumps are disabled first
+    (:func:`osmarkets.secrecy.disable_core_dumps`; a forked agent inherits that from its owner,
+    one started with *spawn* does not)."""
+    disable_core_dumps()
     path = settings.get("token_file")
     if path:
         try:
