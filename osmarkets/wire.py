@@ -37,7 +37,7 @@ class WireError(ValueError):
     """A message that is not one of the kinds its socket carries, or not well formed."""
 
 
-class Message(msgspec.Struct, array_like=True, tag=True):
+class Message(msgspec.Struct, array_like=True, tag=True, forbid_unknown_fields=True):
     """Base of every message: encoded as ``[kind, field, ...]``."""
 
 
@@ -223,8 +223,9 @@ class Decoder:
             raise WireError(f"message of {len(data)} bytes (at most {MAX_MESSAGE_BYTES})")
         try:
             return _as_tuple(self._decoder.decode(data))
-        except msgspec.MsgspecError as exc:
-            raise WireError(str(exc)) from None
+        except (msgspec.MsgspecError, RecursionError, MemoryError, TypeError) as exc:
+            # RecursionError: nesting past Python's limit (msgspec stops there, safely)
+            raise WireError(f"{type(exc).__name__}: {exc}"[:300]) from None
 
 
 def pack_bars(bars: Any) -> bytes:

@@ -42,6 +42,7 @@ from ..data.types import Bar, Tick
 from .base import OsmAgent, dumps
 from .history import RouterHistoryMixin
 
+MAX_HISTORY_REQUEST = 1_000_000
 _IN = wire.Decoder(wire.ROUTER_IN)
 _HISTORY = wire.Decoder(wire.ROUTER_HISTORY)
 
@@ -367,7 +368,8 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
             return dumps(("ok", None, self.tick_seq[str(message[2])]))
         _, brain, bsid, count = message
         bsid = BarSeriesID.parse(bsid)
-        count = int(count)
+        if not 0 <= count <= MAX_HISTORY_REQUEST:
+            raise ValueError(f"history of {count} bars (0 to {MAX_HISTORY_REQUEST})")
         series = self._series_for(bsid)
         if self.history_loader is not None and self.osm_history_wait(series, brain, count):
             return dumps(("wait", None, series.seq))  # downloading: the Brain asks again

@@ -123,7 +123,7 @@ def make_order(
 #: attack, never a trade (OANDA's own per-order maximum is 100,000,000 units).
 MAX_ORDER_UNITS = 1e12
 MAX_CLIENT_ID = 128
-_SYMBOL_RE = re.compile(r"^[A-Za-z0-9_.\-/]{1,40}$")
+_SYMBOL_RE = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.\-/]{0,39}$")
 
 
 def check_order(order: Order) -> str | None:
@@ -148,7 +148,7 @@ def check_order(order: Order) -> str | None:
     if order.size > MAX_ORDER_UNITS:
         return f"order size: {order.size:g} units is above the hard limit of {MAX_ORDER_UNITS:g}"
     if not _SYMBOL_RE.match(order.symbol):
-        return f"order symbol: expected letters, digits and _.-/ only, got {order.symbol!r:.40}"
+        return f"order symbol: expected an instrument name, got {order.symbol!r:.40}"
     return None
 
 
