@@ -5,8 +5,10 @@ Run: QT_QPA_PLATFORM=offscreen python benchmarks/bench_gui.py [--bars N] [--rate
 
 The real window (:class:`osmarkets.gui.window.MainWindow`, offscreen) is loaded with ``--bars``
 one-minute bars of history (default 100,000) and fed ``--rate`` ticks per second (default 1,000)
-by another process over the same kind of ZeroMQ PAIR socket the bridge uses, each tick stamped
-with the wall clock when it was sent. Measured, for the chart following the newest bar (120
+by another process over the same kind of ZeroMQ PAIR socket the bridge uses, in the same
+MessagePack batches (:func:`osmarkets.gui.bridge.encode_batch`, decoded by
+:class:`~osmarkets.gui.bridge.WindowDecoder`), each tick stamped with the wall clock when it was
+sent. Measured, for the chart following the newest bar (120
 bars in view) and zoomed out to the whole history:
 
 * frames per second actually drawn (the redraw timer asks for 30);
@@ -22,7 +24,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import pickle
 import statistics
 import tempfile
 import time
@@ -39,6 +40,9 @@ def feeder(endpoint: str, rate: float, sent: Any, stop: Any) -> None:
     """Send ``rate`` ticks/s (one message each) until ``stop`` is set."""
     import zmq
 
+    from osmarkets.data.types import Tick
+    from osmarkets.gui.bridge import encode_batch
+
     ctx = zmq.Context()
     pair = ctx.socket(zmq.PAIR)
     pair.connect(endpoint)
@@ -52,8 +56,8 @@ def feeder(endpoint: str, rate: float, sent: Any, stop: Any) -> None:
         if delay > 0:
             time.sleep(delay)
         mid *= 1 + rng.normal(0, 2e-5)
-        row = (time.time_ns(), mid - 5e-5, mid + 5e-5, 0.0, 0.0)
-        pair.send(pickle.dumps(("batch", [("ticks", "EUR_USD", [row])])))
+        row = Tick(time.time_ns(), mid - 5e-5, mid + 5e-5)
+        pair.send(encode_batch([("ticks", "EUR_USD", [row])]))
         n += 1
         sent.value = n
     pair.close(linger=0)
@@ -66,7 +70,10 @@ class PairSource:
     def __init__(self) -> None:
         import zmq
 
+        from osmarkets.gui.bridge import WindowDecoder
+
         self.zmq = zmq
+        self.decoder = WindowDecoder()
         self.ctx = zmq.Context()
         self.dir = tempfile.mkdtemp(prefix="osm-bench-gui-")
         self.endpoint = f"ipc://{self.dir}/feed"
@@ -83,10 +90,11 @@ class PairSource:
                 data = self.pair.recv(self.zmq.NOBLOCK)
             except self.zmq.Again:
                 break
-            batch = pickle.loads(data)[1]
+            batch = self.decoder(data)
             for message in batch:
-                self.consumed += len(message[2])
-                self.newest = message[2][-1][0]
+                if message[0] == "ticks":
+                    self.consumed += len(message[2])
+                    self.newest = message[2][-1][0]
             out.extend(batch)
         return out
 

@@ -68,7 +68,7 @@ def live_run(bars: int, observer: str) -> float:
             sub.connect(f"{address.transport}://{address.address}")
             sub.setsockopt(zmq.SUBSCRIBE, b"")
         elif observer == "gui":
-            connection = Connection(system.nsaddr)
+            connection = Connection(system.nsaddr, keys=system.keys)
             connection.watch(M1, 500)
             _wait(lambda: any(m[0] == "history" for m in connection.drain()), 30)
         started = time.perf_counter()
@@ -89,7 +89,7 @@ def simulated_run(bars: int, gui: bool) -> float:
     with SimulatedArchitecture(None, 100_000, bars=bars, seed=1) as system:
         system.add_brain("sma", base=SmaCross, fast=5, slow=20)
         system["sma"].subscribe(M1, 100)
-        connection = Connection(system.nsaddr) if gui else None
+        connection = Connection(system.nsaddr, keys=system.keys) if gui else None
         if connection is not None:
             connection.watch(M1, 500)
             _wait(lambda: any(m[0] == "history" for m in connection.drain()), 30)

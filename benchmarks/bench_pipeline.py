@@ -6,7 +6,9 @@ Measured in one run and printed side by side:
 2. sustained ticks/s through Feeder -> Router -> Brain (``on_tick``), checking zero loss;
 3. tick-to-order latency, from the Feeder's timestamp to the Trader's receipt of the order the
    Brain sent on that tick (3 hops), compared with 3 x the raw hop;
-4. ``SimulatedArchitecture.run()`` bars/s on ~30,000 one-minute bars (the shared 1-minute
+4. the wire codec (msgspec MessagePack with schema validation, :mod:`osmarkets.wire`) against
+   the pickle it replaced, per message kind, encode + decode;
+5. ``SimulatedArchitecture.run()`` bars/s on ~30,000 one-minute bars (the shared 1-minute
    index future when present, else generated), next to the in-process backtest on the same
    bars, with a check that both give the same fills.
 
@@ -88,6 +90,47 @@ def raw_hop(count: int = 3000) -> tuple[float, float]:
         return quantiles(latencies)
     finally:
         ns.shutdown()
+
+
+def codec_costs(repeats: int = 20_000) -> list[tuple[str, float, float]]:
+    """(message, pickle us, wire us): encode + decode of one message, medians of 5 runs."""
+    import pickle
+
+    from osmarkets import wire
+    from osmarkets.brokers.base import Order
+    from osmarkets.data.timeframes import BarSeriesID
+    from osmarkets.data.types import Bar, Tick
+
+    tick = Tick(1_700_000_000_000_000_000, 1.10001, 1.10011)
+    cases = [
+        ("tick", ("tick", "EUR_USD", tick), wire.Decoder(wire.ROUTER_IN)),
+        ("100-tick batch", ("ticks", "EUR_USD", [tick] * 100), wire.Decoder(wire.ROUTER_IN)),
+        ("bar publication", ("bar", BarSeriesID("EUR_USD", 1, "Minutes"), 7,
+                             Bar(tick.time, 1.1, 1.2, 1.0, 1.15, 3.0), None),
+         wire.Decoder(wire.BRAIN_PUB)),
+        ("order", ("order", Order("b-1", "EUR_USD", "buy", 100.0, brain="b"), "0" * 32),
+         wire.Decoder(wire.TRADER_ORDERS)),
+    ]  # fmt: skip
+    out = []
+    for name, message, decode in cases:
+        count = repeats if name != "100-tick batch" else repeats // 20
+
+        def run_pickle(message: tuple = message, count: int = count) -> float:
+            start = time.perf_counter()
+            for _ in range(count):
+                pickle.loads(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+            return (time.perf_counter() - start) / count * 1e6
+
+        def run_wire(message: tuple = message, decode=decode, count: int = count) -> float:  # type: ignore[no-untyped-def]
+            start = time.perf_counter()
+            for _ in range(count):
+                decode(wire.encode(message))
+            return (time.perf_counter() - start) / count * 1e6
+
+        pickled = statistics.median(run_pickle() for _ in range(5))
+        wired = statistics.median(run_wire() for _ in range(5))
+        out.append((name, pickled, wired))
+    return out
 
 
 def synthetic_tick_frame(n: int) -> pd.DataFrame:
@@ -208,6 +251,10 @@ def main() -> int:
           f"   ({lats[0][2]} orders/run)")  # fmt: skip
     ratio = lat_median / (3 * hop_median)
     print(f"  median / (3 x raw hop)       {ratio:8.2f}   (target <= 3)")
+
+    for name, pickled, wired in codec_costs():
+        print(f"codec {name:<24} pickle {pickled:7.2f} us   wire {wired:7.2f} us   "
+              f"(wire / pickle {wired / pickled:5.2f}, decode validates)")  # fmt: skip
 
     frame, source = minute_bars()
     sims = [simulated_run(frame) for _ in range(args.repeats)]

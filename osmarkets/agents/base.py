@@ -13,6 +13,7 @@ and proxies authenticate with the HMAC key, and its tcp sockets are CURVE server
 
 from __future__ import annotations
 
+import datetime
 import os
 import random
 import shutil
@@ -72,9 +73,12 @@ class OsmAgent(osbrain.Agent):
         self.osm_last_errors: deque[str] = deque(maxlen=20)
         self.osm_started = time.time()
         self.osm_pid = os.getpid()
-        cfg = getattr(self, "osm_cfg", None) or {}
+        # the secrets leave the config, which proxies read (a GUI reads the status feed's
+        # address there): they stay in this process's attributes only
+        cfg = dict(getattr(self, "osm_cfg", None) or {})
+        keys = cfg.pop("keys", None)
+        self.osm_secrets = {key: cfg.pop(key) for key in ("auth", "brain_auth") if key in cfg}
         self.osm_cfg = cfg
-        keys = cfg.get("keys")
         self.osm_keys: DeploymentKeys | None = keys if isinstance(keys, DeploymentKeys) else None
         self.osm_gate: CurveGate | None = None
         if self.osm_keys is not None and cfg.get("transport") == "tcp":
@@ -90,6 +94,15 @@ class OsmAgent(osbrain.Agent):
         if self.osm_gate is not None:
             self.osm_gate.stop()
         super().shutdown()
+
+    def _log_message(self, level: Any, message: str, logger: str = "_logger") -> None:
+        """Log lines travel as text (``LEVEL`` + line) to the Logger's raw socket: osBrain's
+        default pickles them, and the Logger would unpickle whatever reached it."""
+        if self._registered(logger):
+            line = f"[{datetime.datetime.utcnow()}] ({self.name}): {message}"
+            self._socket[logger].send(str(level).encode() + line.encode("utf-8", "replace"))
+        else:
+            super()._log_message(level, message, logger)
 
     # -- CURVE on every tcp socket osBrain binds or connects (private osBrain 0.6.5 methods) ---
     def _bind_socket(self, socket: Any, addr: Any = None, transport: Any = None) -> Any:

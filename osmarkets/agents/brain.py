@@ -74,7 +74,7 @@ class BrainAgent(OsmAgent):
         Brain.bind(self, _AgentContext(self), self.name)
         # This Brain's credential: the Trader accepts orders in its name only with it, and
         # this Brain accepts order events only when they carry it.
-        self.osm_auth = str(cfg.get("auth", ""))
+        self.osm_auth = str(self.osm_secrets.get("auth", ""))
         self.osm_forged = 0
         incarnation = int(cfg.get("incarnation", 0))
         self._osm_order_counter = itertools.count(incarnation * 1_000_000 + 1)

@@ -1,59 +1,66 @@
-"""The Logger agent: osBrain's Logger with a bounded memory and an optional log file."""
+"""The Logger agent: every agent's log lines, in a bounded memory and an optional log file.
+
+osBrain's own Logger unpickles what reaches its SUB socket, so anyone who can connect to it could
+run code in it. This one receives plain UTF-8 text (``topic + line``, topics ``INFO``,
+``WARNING``, ``ERROR``, ``DEBUG``) on a raw socket, CURVE-secured over tcp like every other
+:class:`~osmarkets.agents.base.OsmAgent` socket; anything else is dropped and counted.
+"""
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from typing import Any
 
-import osbrain
+from .base import OsmAgent
 
-from .base import start_orphan_guard
+LEVELS = ("INFO", "WARNING", "ERROR", "DEBUG")
+MAX_LINE = 64 * 1024  # characters kept of one log line
 
 
-class LoggerAgent(osbrain.Logger):
-    """Receives every agent's log lines (PUB/SUB, topics INFO, WARNING, ERROR, DEBUG).
+class LoggerAgent(OsmAgent):
+    """Attributes set at start: ``osm_cfg`` with ``osm_log_path`` (append every line to this
+    file), the architecture's transport, ipc directory and owner process."""
 
-    Attributes set at start: ``osm_log_path`` (append every line to this file),
-    ``osm_cfg`` (the architecture's transport, ipc directory and owner process).
-    """
-
-    osm_cfg: dict[str, Any]
-
-    def on_init(self) -> None:
+    def osm_setup(self) -> None:
         limit = 10_000
         self.log_history: deque[str] = deque(maxlen=limit)
         self.log_history_info: deque[str] = deque(maxlen=limit)
         self.log_history_warning: deque[str] = deque(maxlen=limit)
         self.log_history_error: deque[str] = deque(maxlen=limit)
         self.log_history_debug: deque[str] = deque(maxlen=limit)
-        cfg = getattr(self, "osm_cfg", None) or {}
-        self.osm_cfg = cfg
-        start_orphan_guard(cfg.get("parent_pid"))
-        path = cfg.get("osm_log_path")
+        path = self.osm_cfg.get("osm_log_path")
         self._osm_file = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
-        handlers = dict.fromkeys(("INFO", "WARNING", "ERROR", "DEBUG"), self.log_handler)
-        addr = None
-        if cfg.get("transport", "ipc") == "ipc" and cfg.get("ipc_dir"):
-            addr = os.path.join(cfg["ipc_dir"], f"{self.name}-sub")  # removed with the rest
-        elif cfg.get("transport") == "tcp":
-            addr = cfg.get("host", "127.0.0.1")
-        self.bind("SUB", "sub", handlers, addr=addr, transport=cfg.get("transport"))
+        self.osm_bind("SUB", "sub", handler=dict.fromkeys(LEVELS, self.osm_on_line))
 
     def shutdown(self) -> None:
-        self.stop_all_timers()  # a timer firing after the loop ended raises in its thread
+        if self._osm_file is not None:
+            self._osm_file.close()
         super().shutdown()
 
-    def log_handler(self, message: str, topic: bytes) -> None:
+    def osm_on_line(self, data: bytes) -> None:
+        self.osm_received += 1
+        topic = next((level for level in LEVELS if data.startswith(level.encode())), None)
         try:
-            super().log_handler(message, topic)
-            if self._osm_file is not None:
-                self._osm_file.write(f"{topic.decode()} {message}\n")
-                self._osm_file.flush()
-        except Exception:  # a logging failure must not stop the logger's loop
-            pass
+            if topic is None:
+                raise ValueError("no level")
+            line = bytes(data[len(topic) :]).decode("utf-8")[:MAX_LINE]
+        except ValueError:
+            self.osm_bad(f"log message that is not a level and UTF-8 text: {data[:80]!r}", "log")
+            return
+        self.osm_guard("logger", self.log_handler, line, topic)
+
+    def log_handler(self, message: str, topic: str) -> None:
+        getattr(self, f"log_history_{topic.lower()}").append(message)
+        self.log_history.append(message)
+        if self._osm_file is not None:
+            self._osm_file.write(f"{topic} {message}\n")
+            self._osm_file.flush()
 
     def recent(self, level: str = "", count: int = 50) -> list[str]:
         """The last ``count`` lines (of one level, if given)."""
         source = getattr(self, f"log_history_{level.lower()}", None) if level else None
         return list(source if source is not None else self.log_history)[-count:]
+
+    def _log_message(self, level: Any, message: str, logger: str = "_logger") -> None:
+        """The Logger's own lines go straight to its memory."""
+        self.log_handler(str(message), str(level))

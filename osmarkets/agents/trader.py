@@ -64,7 +64,7 @@ class TraderAgent(OsmAgent):
         self.brains: dict[str, str] = {}  # brain -> alias of its events socket
         # brain -> its credential (given by the owner over the authenticated control plane):
         # an order, cancel or hello in a Brain's name is accepted only with it
-        self.brain_auth: dict[str, str] = dict(cfg.get("brain_auth") or {})
+        self.brain_auth: dict[str, str] = dict(self.osm_secrets.get("brain_auth") or {})
         self.forged = 0  # messages refused for a missing or wrong credential
         self.invalid_orders = 0  # orders rejected by check_order
         # Client ids already handled: a Brain re-sends an order until its first event arrives

@@ -10,6 +10,13 @@
 
 A progress bar (configurations done, rate, ETA) goes to stderr, the summary table to stdout.
 Bad input is one line on stderr and exit status 2.
+
+Other machines join with ``osmarkets worker --nameserver HOST:PORT --key-file PATH``: start the
+optimisation with ``--host`` (an address they reach), ``--port`` and ``--key-file PATH``, where
+it writes its keys (mode 0600; generated for each run) for you to copy to the workers over a
+secure channel. Only holders of the keys can call the optimisation (Pyro HMAC) or connect to its
+sockets (CURVE), and only they receive the Brain class (a cloudpickle, see
+:mod:`osmarkets.optimize.agents`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -124,12 +132,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("--batch", type=int, default=None, help="configurations per message to a worker")
     add("--host", default="127.0.0.1",
         help="address the name server and sockets bind to (remote workers need a reachable "
-             "one; pickle travels over it: trusted networks only)")  # fmt: skip
+             "one; only holders of --key-file can call it or connect)")  # fmt: skip
     add(
         "--port",
         type=int,
         default=None,
-        help="fix the name server's port (so `osmarkets worker` on other machines can join)",
+        help="fix the name server's port (so `osmarkets worker` on other machines can join; "
+        "needs --key-file)",
+    )
+    add(
+        "--key-file",
+        metavar="PATH",
+        help="write this run's keys here (mode 0600) for `osmarkets worker --key-file PATH` on "
+        "other machines; copy the file there over a secure channel (scp). Whoever holds it can "
+        "join, send results and receive the Brain class (a cloudpickle) and data",
     )
     add("-o", "--output", help="save every configuration here (.parquet or .csv)")
     add("--html", help="write an HTML report with the plots here")
@@ -224,19 +240,33 @@ def _save(result: Any, args: argparse.Namespace) -> None:
 
 
 def _runner(args: argparse.Namespace) -> Any:
-    """Agents when asked for (``--workers N`` or ``--port``), announcing where remote
-    workers can join; None to evaluate in this process."""
-    if not args.workers and args.port is None:
+    """Agents when asked for (``--workers N``, ``--port`` or ``--key-file``), announcing where
+    remote workers can join; None to evaluate in this process."""
+    if not args.workers and args.port is None and not args.key_file:
         return None
+    if args.port is not None and not args.key_file:
+        raise UsageError("--port: remote workers need this run's keys: add --key-file PATH")
     from ..optimize.agents import AgentRunner
 
+    if args.key_file:
+        key_dir = os.path.dirname(os.path.abspath(args.key_file))
+        if not os.path.isdir(key_dir):
+            raise UsageError(f"--key-file {args.key_file}: no such directory {key_dir}")
     try:
         runner = AgentRunner(None, workers=args.workers, batch=args.batch or 16,
                              host=args.host, port=args.port)  # fmt: skip
     except (OSError, RuntimeError) as exc:
         raise UsageError(f"--host/--port: cannot start the agents: {first_line(exc)}") from None
-    print(f"name server {runner.address}: other machines can join with "
-          f"`osmarkets worker --nameserver {runner.address}`", file=sys.stderr)  # fmt: skip
+    if args.key_file:
+        try:
+            runner.write_key_file(args.key_file)
+        except OSError as exc:
+            runner.close()
+            raise UsageError(f"--key-file {args.key_file}: {exc.strerror or exc}") from None
+        print(f"name server {runner.address}: other machines can join with `osmarkets worker "
+              f"--nameserver {runner.address} --key-file PATH`, PATH a copy of "
+              f"{args.key_file} (mode 0600; copy it over a secure channel)",
+              file=sys.stderr)  # fmt: skip
     return runner
 
 

@@ -9,9 +9,12 @@ import multiprocessing
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.timeframes import BarSeriesID
+
+if TYPE_CHECKING:
+    from ..agents.auth import DeploymentKeys
 
 
 def qt_error() -> str | None:
@@ -37,15 +40,25 @@ def application() -> Any:
     return app
 
 
-def open_window(nsaddr: Any, *, series: Any = None, history: int = 500, fps: float = 30.0) -> Any:
+def open_window(
+    nsaddr: Any,
+    *,
+    keys: DeploymentKeys | None = None,
+    series: Any = None,
+    history: int = 500,
+    fps: float = 30.0,
+) -> Any:
     """Connect to the architecture whose name server is at ``nsaddr`` and show the window
-    (the caller runs the Qt event loop). ``series``: the bar series to open first."""
+    (the caller runs the Qt event loop). ``keys``: the deployment's
+    (:class:`~osmarkets.agents.auth.DeploymentKeys`: ``system.keys``, or
+    :func:`~osmarkets.agents.auth.read_key_file` of its registry entry or key file).
+    ``series``: the bar series to open first."""
     from .bridge import Connection
     from .window import MainWindow
 
     application()
     window = MainWindow(
-        Connection(nsaddr), history=history, fps=fps, title=f"osMarkets - {nsaddr}"
+        Connection(nsaddr, keys=keys), history=history, fps=fps, title=f"osMarkets - {nsaddr}"
     )
     if series is not None:
         window.open_series(BarSeriesID.parse(series))
@@ -54,14 +67,21 @@ def open_window(nsaddr: Any, *, series: Any = None, history: int = 500, fps: flo
 
 
 def run_gui(
-    nsaddr: Any, *, series: Any = None, history: int = 500, fps: float = 30.0, report: Any = None
+    nsaddr: Any,
+    *,
+    keys: DeploymentKeys | None = None,
+    series: Any = None,
+    history: int = 500,
+    fps: float = 30.0,
+    report: Any = None,
 ) -> int:
-    """Show the window until it is closed (or this process gets SIGTERM). ``report``: a
-    multiprocessing connection told ``{'pid', 'bridge', 'candles'}`` once data flows."""
+    """Show the window until it is closed (or this process gets SIGTERM). ``keys``: the
+    deployment's (see :func:`open_window`). ``report``: a multiprocessing connection told
+    ``{'pid', 'bridge', 'candles'}`` once data flows."""
     from pyqtgraph.Qt import QtCore
 
     app = application()
-    window = open_window(nsaddr, series=series, history=history, fps=fps)
+    window = open_window(nsaddr, keys=keys, series=series, history=history, fps=fps)
     stop = {"asked": False}
 
     def on_term(signum: int, frame: Any) -> None:
@@ -99,23 +119,32 @@ def run_gui(
     return 0
 
 
-def _gui_main(nsaddr: str, options: dict[str, Any], report: Any) -> None:
+def _gui_main(
+    nsaddr: str, options: dict[str, Any], report: Any, keys: DeploymentKeys | None
+) -> None:
     os.environ.setdefault(
         "QT_QPA_PLATFORM", options.pop("platform", None) or os.environ.get("QT_QPA_PLATFORM", "")
     )
     if not os.environ["QT_QPA_PLATFORM"]:
         del os.environ["QT_QPA_PLATFORM"]
-    run_gui(nsaddr, report=report, **options)
+    run_gui(nsaddr, keys=keys, report=report, **options)
 
 
 class GuiProcess:
-    """The window running in its own process (from :func:`add_gui`)."""
+    """The window running in its own process (from :func:`add_gui`). ``keys``: the
+    deployment's, handed to the process as an argument of multiprocessing's 'spawn' (never
+    through its environment or command line)."""
 
-    def __init__(self, nsaddr: str, options: dict[str, Any]) -> None:
+    def __init__(
+        self, nsaddr: str, options: dict[str, Any], keys: DeploymentKeys | None = None
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self._reader, writer = context.Pipe(duplex=False)
         self.process = context.Process(
-            target=_gui_main, args=(nsaddr, options, writer), name="osmarkets-gui", daemon=False
+            target=_gui_main,
+            args=(nsaddr, options, writer, keys),
+            name="osmarkets-gui",
+            daemon=False,
         )
         self.process.start()
         writer.close()
@@ -171,13 +200,14 @@ def add_gui(
     platform: str | None = None,
 ) -> GuiProcess:
     """Open the GUI on ``system`` (an :class:`~osmarkets.architecture.Architecture`) in its
-    own process. Closing the window ends that process only; the architecture keeps running.
-    ``platform``: a Qt platform plugin (``'offscreen'`` for headless use)."""
+    own process, with the deployment's keys (``system.keys``). Closing the window ends that
+    process only; the architecture keeps running. ``platform``: a Qt platform plugin
+    (``'offscreen'`` for headless use)."""
     error = qt_error()
     if error is not None:
         raise RuntimeError(error)
     options = {"series": series, "history": history, "fps": fps, "platform": platform}
-    return GuiProcess(str(system.nsaddr), options)
+    return GuiProcess(str(system.nsaddr), options, system.keys)
 
 
 def demo_architecture(
@@ -188,7 +218,9 @@ def demo_architecture(
     cash: float = 100_000.0,
 ) -> Any:
     """A live-paced deployment worth watching: synthetic quotes at ``speed`` times real time,
-    the example SmaCross Brain, a Trader on the simulated broker. The caller shuts it down."""
+    the example SmaCross Brain, a Trader on the simulated broker. The caller shuts it down.
+    Its keys are ``system.keys``: ``run_gui(system.nsaddr, keys=system.keys)`` (or
+    ``add_gui(system)``) opens a window on it."""
     from ..architecture import Architecture
     from ..brokers.simulated import SimulatedBroker
     from ..strategies import SmaCross

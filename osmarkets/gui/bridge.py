@@ -19,6 +19,14 @@ PUB sockets never wait for a subscriber, so neither a slow window nor a killed b
 or stall the architecture. The window side (:class:`Connection`) drains the PAIR socket without
 blocking, from a Qt timer, and :class:`GuiState` applies the messages to the pure models.
 Nothing here imports Qt.
+
+No pickle: the bridge decodes the architecture's feeds with their :mod:`osmarkets.wire`
+schemas, and the PAIR link has its own (below): MessagePack decoded straight into the typed
+records it declares, so a message can only ever build data. Anything that does not decode is
+counted and shown as an error, never run. The bridge holds the deployment's keys
+(:class:`~osmarkets.agents.auth.DeploymentKeys`, handed over as an argument of the 'spawn'
+process, never through the environment or a command line): its Pyro proxies carry the HMAC key
+and its tcp ZeroMQ sockets are CURVE clients.
 """
 
 from __future__ import annotations
@@ -26,49 +34,228 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import pickle
 import shutil
 import tempfile
 import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 import zmq
 
+from .. import wire
 from ..brokers.base import OrderEvent
 from ..data.timeframes import BarSeriesID
+from ..data.types import Bar, Tick
 from .model import Blotter, CandleModel
 
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
+if TYPE_CHECKING:
+    from ..agents.auth import DeploymentKeys
+
 SNAPSHOT_EVENTS = 10_000  # order events read when connecting (the Trader keeps this many)
+REPORTED_REFUSALS = 20  # undecodable messages of a feed reported one by one (then every 1000th)
 
 
-def _dumps(message: Any) -> bytes:
-    return pickle.dumps(message, protocol=_PROTOCOL)
+# -- the PAIR link's schema -----------------------------------------------------------------------
+# Written as plain tuples (``wire.encode``), read back as these records: ``[kind, field, ...]``.
+class PairMessage(msgspec.Struct, array_like=True, tag=True):
+    """Base of every message between the window and its bridge."""
+
+
+# bridge -> window: a batch of items
+class BarItem(PairMessage, tag="bar"):
+    """A completed bar of a watched series, with the Router's sequence number."""
+
+    bsid: wire.BsidTuple
+    seq: int
+    bar: Bar
+
+
+class TicksItem(PairMessage, tag="ticks"):
+    symbol: str
+    ticks: list[Tick]
+
+
+class HistoryItem(PairMessage, tag="history"):
+    """The Router's history of a series: ``records`` are BAR_DTYPE bytes (``wire.pack_bars``)."""
+
+    bsid: wire.BsidTuple
+    records: bytes
+    seq: int
+
+
+class AccountItem(PairMessage, tag="account"):
+    """Order events (oldest first) and the broker's account (empty: unchanged)."""
+
+    events: list[OrderEvent]
+    account: dict[str, Any]
+
+
+class SeriesItem(PairMessage, tag="series"):
+    series: list[str]
+    symbols: list[str]
+
+
+class StatusItem(PairMessage, tag="status"):
+    rows: list[dict[str, Any]]
+
+
+class HelloItem(PairMessage, tag="hello"):
+    name: str
+    lockstep: bool
+
+
+class ErrorItem(PairMessage, tag="error"):
+    text: str
+
+
+PairItem = (
+    BarItem | TicksItem | HistoryItem | AccountItem | SeriesItem | StatusItem | HelloItem
+    | ErrorItem
+)  # fmt: skip
+
+
+class Batch(PairMessage, tag="batch"):
+    items: list[PairItem]
+
+
+class _LooseBatch(PairMessage, tag="batch"):
+    """A batch whose items are decoded one by one (to keep the good ones of a bad batch)."""
+
+    items: list[msgspec.Raw]
+
+
+# window -> bridge: commands
+class Watch(PairMessage, tag="watch"):
+    """Send the last ``count`` bars of ``bsid``, then its every new bar and tick."""
+
+    bsid: wire.BsidTuple
+    count: int
+
+
+class Stop(PairMessage, tag="stop"):
+    pass
+
+
+#: What each end of the PAIR socket accepts.
+TO_WINDOW = Batch
+TO_BRIDGE = Watch | Stop
 
 
 def _url(address: Any) -> str:
     return f"{address.transport}://{address.address}"
 
 
+class WindowDecoder:
+    """The window's side of the PAIR link: a batch's bytes to the tuples :meth:`GuiState.apply`
+    takes, with :class:`~osmarkets.data.timeframes.BarSeriesID` objects, ``BAR_DTYPE`` arrays
+    and :class:`~osmarkets.brokers.base.OrderEvent` records. Whatever does not decode becomes
+    an ``('error', text)`` item and is counted in :attr:`undecodable`; it never raises."""
+
+    def __init__(self) -> None:
+        self._batch = msgspec.msgpack.Decoder(Batch)
+        self._loose = msgspec.msgpack.Decoder(_LooseBatch)
+        self._item = msgspec.msgpack.Decoder(PairItem)
+        self._bsids: dict[tuple, BarSeriesID] = {}
+        self.undecodable = 0
+
+    def __call__(self, data: bytes | memoryview) -> list[tuple]:
+        try:
+            items: list[Any] = self._batch.decode(data).items
+        except msgspec.MsgspecError:
+            items = self._salvage(data)
+        return [self._convert(item) for item in items]
+
+    def _refused(self, what: str, exc: Exception) -> tuple:
+        self.undecodable += 1
+        return ("error", f"undecodable {what} from the bridge: {exc}")
+
+    def _salvage(self, data: bytes | memoryview) -> list[Any]:
+        """Each item of a batch that did not decode as a whole: the good ones, and errors."""
+        try:
+            raw = self._loose.decode(data).items
+        except msgspec.MsgspecError as exc:
+            return [self._refused("message", exc)]
+        items: list[Any] = []
+        for part in raw:
+            try:
+                items.append(self._item.decode(part))
+            except msgspec.MsgspecError as exc:
+                items.append(self._refused("item", exc))
+        return items
+
+    def _bsid(self, value: tuple) -> BarSeriesID:
+        bsid = self._bsids.get(value)
+        if bsid is None:
+            bsid = BarSeriesID(*value)  # validated: a bad symbol or time frame raises
+            if len(self._bsids) < 10_000:
+                self._bsids[value] = bsid
+        return bsid
+
+    def _convert(self, item: Any) -> tuple:
+        try:
+            kind = type(item)
+            if kind is tuple:  # already an error
+                return item
+            if kind is BarItem:
+                return ("bar", self._bsid(item.bsid), item.seq, item.bar)
+            if kind is TicksItem:
+                return ("ticks", item.symbol, item.ticks)
+            if kind is HistoryItem:
+                records = wire.unpack_bars(item.records)
+                return ("history", self._bsid(item.bsid), records, item.seq)
+            if kind is AccountItem:
+                return ("account", item.events, item.account)
+            if kind is SeriesItem:
+                return ("series", item.series, item.symbols)
+            if kind is StatusItem:
+                return ("status", item.rows)
+            if kind is HelloItem:
+                return ("hello", item.name, item.lockstep)
+            if kind is ErrorItem:
+                return ("error", item.text)
+            raise TypeError(f"unexpected {kind.__name__}")
+        except Exception as exc:  # a bad bar series id, bar records of a wrong length
+            tag = getattr(getattr(item, "__struct_config__", None), "tag", "?")
+            return self._refused(f"{tag!r} item", exc)
+
+
 class _Bridge:
     """Runs in the bridge process; see the module docstring."""
 
-    def __init__(self, nsaddr: str, endpoint: str, parent: int, options: dict[str, Any]):
+    def __init__(
+        self,
+        nsaddr: str,
+        ctx: zmq.Context,
+        pair: zmq.Socket,
+        parent: int,
+        options: dict[str, Any],
+        keys: DeploymentKeys | None,
+    ) -> None:
         import osbrain
+
+        from ..agents.auth import install_pyro_key
 
         self.nsaddr = nsaddr
         self.parent = parent
+        self.keys = keys
         self.name = f"gui-{os.getpid()}"
         self.series_every = float(options.get("series_every", 1.0))
-        self.ctx = zmq.Context()
-        self.pair = self.ctx.socket(zmq.PAIR)
-        self.pair.setsockopt(zmq.LINGER, 0)
-        self.pair.setsockopt(zmq.SNDTIMEO, 2_000)
-        self.pair.connect(endpoint)
+        self.ctx = ctx
+        self.pair = pair  # connected to the window: the only peer its PAIR socket accepts
+        self.router: Any = None
+        self.trader: Any = None
         self.outbox: list[tuple] = []
+        self.refused: dict[str, int] = {}  # undecodable messages, per feed
+        self.commands = wire.Decoder(TO_BRIDGE)
+        self.pub_decoder = wire.Decoder(wire.BRAIN_PUB)
+        self.reply_decoder = wire.Decoder(wire.HISTORY_REPLY)
+        self.trader_decoder = wire.Decoder(wire.OBSERVERS)
+        self.status_decoder = wire.Decoder(wire.STATUS)
+        if keys is not None:
+            install_pyro_key(keys.pyro)  # before the first proxy: every proxy carries it
         self.router = osbrain.Proxy("router", nsaddr, timeout=10.0)
         self.lockstep = bool(self.router.get_attr("lockstep"))
         self.sub = self._subscriber(_url(self.router.addr("pub")), None)
@@ -95,6 +282,8 @@ class _Bridge:
         sub = self.ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.RCVHWM, 100_000)
         sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
+        _secure(sub, url, self.keys)
         sub.connect(url)
         if topic is not None:
             sub.setsockopt(zmq.SUBSCRIBE, topic)
@@ -104,20 +293,32 @@ class _Bridge:
         req = self.ctx.socket(zmq.REQ)
         req.setsockopt(zmq.LINGER, 0)
         req.setsockopt(zmq.RCVTIMEO, 10_000)
+        req.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
+        _secure(req, self.req_url, self.keys)
         req.connect(self.req_url)
         return req
 
     def _request(self, message: tuple) -> tuple:
-        self.req.send(_dumps(message))
+        self.req.send(wire.encode(message))
         try:
-            reply = pickle.loads(self.req.recv())
+            data = self.req.recv()
         except zmq.Again:
             self.req.close()
             self.req = self._new_req()
             raise TimeoutError(f"the Router did not answer {message[0]!r}") from None
-        if not isinstance(reply, tuple) or reply[0] != "ok":
+        try:
+            reply = self.reply_decoder(data)
+        except wire.WireError as exc:
+            raise RuntimeError(f"the Router refused {message!r:.100} ({exc})") from None
+        if reply[0] != "ok":
             raise RuntimeError(f"the Router refused {message!r:.100}: {reply!r:.200}")
         return reply
+
+    def _refuse(self, feed: str, exc: Exception) -> None:
+        """Count a message that did not decode; report the first ones, then every 1000th."""
+        count = self.refused[feed] = self.refused.get(feed, 0) + 1
+        if count <= REPORTED_REFUSALS or count % 1000 == 0:
+            self.outbox.append(("error", f"{feed}: undecodable message #{count} dropped: {exc}"))
 
     # -- commands from the window -----------------------------------------------------------
     def watch(self, bsid: Any, count: int) -> None:
@@ -125,49 +326,55 @@ class _Bridge:
         self.watched[bsid] = int(count)
         self.sub.setsockopt_string(zmq.SUBSCRIBE, bsid.key)
         if bsid.symbol not in self.tick_symbols and not self.lockstep:
-            self._request(("ticks", None, bsid.symbol))
+            self._request(("ticks", self.name, bsid.symbol))
             self.sub.setsockopt_string(zmq.SUBSCRIBE, f"{bsid.symbol} tick|")
             self.tick_symbols.add(bsid.symbol)
         self._history(bsid)
 
     def _history(self, bsid: BarSeriesID) -> None:
         # None: an observer's read, not a subscription (the Router never waits for a GUI)
-        _, records, seq = self._request(("history", None, bsid, self.watched[bsid]))
+        _, records, seq = self._request(("history", None, tuple(bsid), self.watched[bsid]))
         self.bar_seq[bsid] = int(seq)
-        self.outbox.append(("history", bsid, records, int(seq)))
+        self.outbox.append(("history", tuple(bsid), records or b"", int(seq)))
 
-    def command(self, message: tuple) -> None:
-        kind = message[0]
-        if kind == "watch":
+    def command(self, data: bytes) -> None:
+        try:
+            message = self.commands(data)
+        except wire.WireError as exc:
+            self._refuse("command", exc)
+            return
+        if message[0] == "watch":
             self.watch(message[1], message[2])
-        elif kind == "stop":
+        else:  # 'stop'
             self.running = False
-        else:
-            self.outbox.append(("error", f"unknown command {kind!r}"))
 
     # -- market data ---------------------------------------------------------------------------
     def on_pub(self, data: bytes) -> None:
         cut = data.find(b"|") + 1
-        message = pickle.loads(memoryview(data)[cut:])
+        try:
+            message = self.pub_decoder(memoryview(data)[cut:])
+        except wire.WireError as exc:
+            self._refuse("data", exc)
+            return
         kind = message[0]
-        if kind in ("tick", "ticks"):
-            _, symbol, _seq, payload = message
-            rows = payload if kind == "ticks" else [payload]
-            self.outbox.append(("ticks", symbol, [tuple(row) for row in rows]))
+        if kind == "tick":
+            self.outbox.append(("ticks", message[1], [message[3]]))
+        elif kind == "ticks":
+            self.outbox.append(("ticks", message[1], message[3]))
         elif kind == "bar":
+            # a BarSeriesID equals (and hashes like) its plain tuple: no parsing per bar
             _, bsid, seq, bar, _events = message
-            bsid = BarSeriesID.parse(bsid)
             if bsid not in self.watched:
                 return
             last = self.bar_seq.get(bsid, 0)
             if seq <= last:
                 return
             if seq > last + 1:  # bars were lost (high-water mark): reload from the Router
-                self._history(bsid)
+                self._history(BarSeriesID.parse(bsid))
                 if self.bar_seq[bsid] >= seq:
                     return
-            self.bar_seq[bsid] = int(seq)
-            self.outbox.append(("bar", bsid, int(seq), tuple(bar)))
+            self.bar_seq[bsid] = seq
+            self.outbox.append(("bar", bsid, seq, bar))
         # 'probe' (lock-step): meant for the subscribed Brains; an observer ignores it
 
     # -- orders, account, status ---------------------------------------------------------------
@@ -176,11 +383,15 @@ class _Bridge:
         snapshot = self.trader.observer_snapshot(count)
         missed = [event for seq, event in snapshot["events"] if seq > self.trader_seq]
         self.trader_seq = max(self.trader_seq, int(snapshot["seq"]))
-        self.outbox.append(("account", missed, snapshot["account"]))
+        self.outbox.append(("account", missed, dict(snapshot["account"])))
 
     def on_trader(self, data: bytes) -> None:
-        kind, seq, events, account = pickle.loads(data)
-        if kind != "update" or seq <= self.trader_seq:
+        try:
+            _, seq, events, account = self.trader_decoder(data)
+        except wire.WireError as exc:
+            self._refuse("trader", exc)
+            return
+        if seq <= self.trader_seq:
             return  # already in the snapshot
         if seq > self.trader_seq + 1:  # updates dropped on the way: re-read what was missed
             self.trader_gaps += 1
@@ -189,9 +400,20 @@ class _Bridge:
         self.trader_seq = seq
         last = self.outbox[-1] if self.outbox else None
         if last is not None and last[0] == "account":  # one message per batch: newest account
-            self.outbox[-1] = ("account", last[1] + list(events), account)
+            self.outbox[-1] = ("account", last[1] + events, account)
         else:
-            self.outbox.append(("account", list(events), account))
+            self.outbox.append(("account", events, account))
+
+    def on_status(self, tables: list[bytes]) -> None:
+        """Each table is the whole table: only the newest that decodes matters."""
+        for data in reversed(tables):
+            try:
+                _, _seq, rows = self.status_decoder(data)
+            except wire.WireError as exc:
+                self._refuse("status", exc)
+                continue
+            self.outbox.append(("status", rows))
+            return
 
     def check_trader(self) -> None:
         """Catch updates lost where no later one reveals the gap (before our subscription
@@ -206,14 +428,14 @@ class _Bridge:
     def poll_series(self) -> None:
         subscriptions = self.router.subscriptions()
         keys = {str(b) for rows in subscriptions.values() for b, _ in rows}
-        symbols = list(self.router.get_attr("base_timeframes"))
+        symbols = [str(symbol) for symbol in self.router.get_attr("base_timeframes")]
         self.outbox.append(("series", sorted(keys), sorted(symbols)))
 
     # -- loop ------------------------------------------------------------------------------------
     def flush(self) -> None:
         if self.outbox:
             batch, self.outbox = self.outbox, []
-            self.pair.send(_dumps(("batch", batch)))
+            self.pair.send(encode_batch(batch))
 
     def guarded(self, what: str, function: Any, *args: Any) -> None:
         try:
@@ -242,7 +464,7 @@ class _Bridge:
             events = dict(poller.poll(50))
             if self.pair in events:
                 for data in self._drain(self.pair):
-                    self.guarded("command", self.command, pickle.loads(data))
+                    self.guarded("command", self.command, data)
             if self.sub in events:
                 for data in self._drain(self.sub):
                     self.guarded("data", self.on_pub, data)
@@ -251,8 +473,8 @@ class _Bridge:
                     self.guarded("trader", self.on_trader, data)
             if self.status_sub is not None and self.status_sub in events:
                 tables = self._drain(self.status_sub)
-                if tables:  # each is the whole table: only the newest matters
-                    self.outbox.append(("status", pickle.loads(tables[-1])[2]))
+                if tables:
+                    self.guarded("status", self.on_status, tables)
             now = time.monotonic()
             if now >= next_series:
                 next_series = now + self.series_every
@@ -264,41 +486,82 @@ class _Bridge:
 
     def close(self) -> None:
         for proxy in (self.router, self.trader):
-            with contextlib.suppress(Exception):
-                proxy._pyroRelease()
-        self.ctx.destroy(linger=0)
+            if proxy is not None:
+                with contextlib.suppress(Exception):
+                    proxy._pyroRelease()
 
 
-def run_bridge(nsaddr: str, endpoint: str, parent: int, options: dict[str, Any]) -> None:
-    """Entry point of the bridge process."""
+def encode_batch(items: list[tuple]) -> bytes:
+    """``('batch', items)`` for the window; an item that cannot be encoded is replaced by an
+    ``('error', ...)`` item naming it (the others still go)."""
+    try:
+        return wire.encode(("batch", items))
+    except Exception:
+        kept: list[tuple] = []
+        for item in items:
+            try:
+                wire.encode(item)
+                kept.append(item)
+            except Exception as exc:
+                kept.append(("error", f"cannot forward a {item[0]!r} message: {exc}"))
+        return wire.encode(("batch", kept))
+
+
+def _secure(
+    socket: zmq.Socket, url: str, keys: DeploymentKeys | None, server: bool = False
+) -> None:
+    """CURVE for a tcp ``url`` (ipc needs none; importing the agents costs half a second)."""
+    if keys is not None and url.startswith("tcp://"):
+        from ..agents.auth import secure_socket
+
+        secure_socket(socket, url, keys, server=server)
+
+
+def run_bridge(
+    nsaddr: str,
+    endpoint: str,
+    parent: int,
+    options: dict[str, Any],
+    keys: DeploymentKeys | None = None,
+) -> None:
+    """Entry point of the bridge process. ``keys``: the deployment's (an argument of the spawned
+    process: never in its environment or command line)."""
+    ctx = zmq.Context()
+    pair = ctx.socket(zmq.PAIR)
+    pair.setsockopt(zmq.LINGER, 0)
+    pair.setsockopt(zmq.SNDTIMEO, 2_000)
+    _secure(pair, endpoint, keys)
+    pair.connect(endpoint)
     bridge = None
     try:
-        bridge = _Bridge(nsaddr, endpoint, parent, options)
+        bridge = _Bridge(nsaddr, ctx, pair, parent, options, keys)
         bridge.run()
     except Exception:
+        text = traceback.format_exc()
+        if keys is None:
+            text += "(no deployment keys were given: Connection(nsaddr, keys=system.keys))\n"
         with contextlib.suppress(Exception):
-            ctx: zmq.Context = zmq.Context.instance()
-            pair = ctx.socket(zmq.PAIR)
-            pair.setsockopt(zmq.LINGER, 1_000)
-            pair.connect(endpoint)
-            pair.send(_dumps(("batch", [("error", traceback.format_exc())])))
-            pair.close()
+            pair.setsockopt(zmq.LINGER, 2_000)  # the window must see why
+            pair.send(encode_batch([("error", text)]))
     finally:
         if bridge is not None:
             bridge.close()
+        ctx.destroy()  # each socket's own linger: none but the error's
 
 
 # -- the window's side ----------------------------------------------------------------------------
 class Connection:
     """Starts the bridge process for the architecture whose name server is at ``nsaddr``
-    (``'host:port'`` or an osBrain SocketAddress) and exchanges messages with it.
+    (``'host:port'`` or an osBrain SocketAddress) and exchanges messages with it. ``keys``: the
+    deployment's :class:`~osmarkets.agents.auth.DeploymentKeys` (``system.keys``, or read from
+    its key file with :func:`~osmarkets.agents.auth.read_key_file`).
 
     :meth:`drain` never blocks: it returns whatever arrived since the last call.
     """
 
-    def __init__(self, nsaddr: Any, **options: Any) -> None:
+    def __init__(self, nsaddr: Any, keys: DeploymentKeys | None = None, **options: Any) -> None:
         self.nsaddr = str(nsaddr)
-        self.dir = tempfile.mkdtemp(prefix="osm-gui-")
+        self.dir = tempfile.mkdtemp(prefix="osm-gui-")  # mode 0700: only this user reaches it
         self.endpoint = f"ipc://{self.dir}/bridge" if os.name == "posix" else ""
         self.ctx = zmq.Context()
         self.pair = self.ctx.socket(zmq.PAIR)
@@ -307,36 +570,45 @@ class Connection:
         if self.endpoint:
             self.pair.bind(self.endpoint)
         else:
+            _secure(self.pair, "tcp://127.0.0.1", keys, server=True)
             port = self.pair.bind_to_random_port("tcp://127.0.0.1")
             self.endpoint = f"tcp://127.0.0.1:{port}"
-        # spawn, not fork: the window's process may already run Qt threads
+        self.decoder = WindowDecoder()
+        # spawn, not fork: the window's process may already run Qt threads; the keys travel
+        # pickled through the pipe that starts the child
         context = multiprocessing.get_context("spawn")
         self.process = context.Process(
             target=run_bridge,
-            args=(self.nsaddr, self.endpoint, os.getpid(), options),
+            args=(self.nsaddr, self.endpoint, os.getpid(), options, keys),
             name="osmarkets-gui-bridge",
             daemon=True,
         )
         self.process.start()
         self.closed = False
-        self.pending: list[tuple] = []
+        self.pending: list[bytes] = []
+
+    @property
+    def undecodable(self) -> int:
+        """Messages (or items) from the bridge that did not decode (each shown as an error)."""
+        return self.decoder.undecodable
 
     def send(self, message: tuple) -> None:
-        """Queue a command; it leaves as soon as the bridge is connected (never blocks)."""
-        self.pending.append(message)
+        """Queue a command (``('watch', bsid, count)`` or ``('stop',)``); it leaves as soon as
+        the bridge is connected (never blocks)."""
+        self.pending.append(wire.encode(message))
         self._flush()
 
     def _flush(self) -> None:
         while self.pending:
             try:
-                self.pair.send(_dumps(self.pending[0]), zmq.NOBLOCK)
+                self.pair.send(self.pending[0], zmq.NOBLOCK)
             except zmq.Again:
                 return
             self.pending.pop(0)
 
     def watch(self, bsid: Any, count: int = 500) -> None:
         """Ask for a series: its last ``count`` bars first, then every new bar and tick."""
-        self.send(("watch", BarSeriesID.parse(bsid), int(count)))
+        self.send(("watch", tuple(BarSeriesID.parse(bsid)), int(count)))
 
     def drain(self, limit: int = 100_000) -> list[tuple]:
         self._flush()
@@ -346,8 +618,7 @@ class Connection:
                 data = self.pair.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            kind, batch = pickle.loads(data)
-            out.extend(batch)
+            out.extend(self.decoder(data))
         return out
 
     def close(self, timeout: float = 5.0) -> None:
@@ -392,43 +663,55 @@ class GuiState:
         return self.models[bsid]
 
     def apply(self, messages: list[tuple]) -> None:
+        """Apply the bridge's messages (from :meth:`Connection.drain`) to the models; a message
+        that cannot be applied (a history whose times go backwards...) becomes an error."""
         for message in messages:
             self.messages += 1
-            kind = message[0]
-            if kind == "bar":
-                _, bsid, seq, bar = message
-                model = self.models.get(bsid)
-                if model is not None:
-                    model.add_bar(bar, seq)
-                    self.last_price[bsid.symbol] = float(bar[4])
-            elif kind == "ticks":
-                _, symbol, rows = message
+            try:
+                self._apply(message)
+            except Exception as exc:
+                kind = message[0] if message else "?"
+                self._error(f"{kind}: {type(exc).__name__}: {exc}")
+
+    def _error(self, text: str) -> None:
+        self.errors.append(text)
+        del self.errors[:-50]
+
+    def _apply(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "bar":
+            _, bsid, seq, bar = message
+            model = self.models.get(bsid)
+            if model is not None:
+                model.add_bar(bar, seq)
+                self.last_price[bsid.symbol] = float(bar[4])
+        elif kind == "ticks":
+            _, symbol, rows = message
+            for model in self.models.values():
+                if model.bsid.symbol == symbol:
+                    for row in rows:
+                        model.add_tick(row)
+            if rows:
+                self.last_price[symbol] = (rows[-1][1] + rows[-1][2]) / 2
+        elif kind == "history":
+            _, bsid, records, seq = message
+            self.model(bsid).load(records, seq)
+        elif kind == "account":
+            _, events, state = message  # every order event, and the broker's account
+            for event in events:
+                self.blotter.add_event(event)
+                if event.kind == "filled":
+                    self.fills.append(event)
                 for model in self.models.values():
-                    if model.bsid.symbol == symbol:
-                        for row in rows:
-                            model.add_tick(row)
-                if rows:
-                    self.last_price[symbol] = (rows[-1][1] + rows[-1][2]) / 2
-            elif kind == "history":
-                _, bsid, records, seq = message
-                self.model(bsid).load(records, seq)
-            elif kind == "account":
-                _, events, state = message  # every order event, and the broker's account
-                for event in events:
-                    self.blotter.add_event(event)
-                    if event.kind == "filled":
-                        self.fills.append(event)
-                    for model in self.models.values():
-                        model.add_fill(event)
-                if state:
-                    self.blotter.account = state
-                    self.blotter.dirty = True
-            elif kind == "series":
-                self.series, self.symbols = list(message[1]), list(message[2])
-            elif kind == "status":
-                self.status = list(message[1])
-            elif kind == "hello":
-                self.connected, self.lockstep = True, bool(message[2])
-            elif kind == "error":
-                self.errors.append(str(message[1]))
-                del self.errors[:-50]
+                    model.add_fill(event)
+            if state:
+                self.blotter.account = state
+                self.blotter.dirty = True
+        elif kind == "series":
+            self.series, self.symbols = list(message[1]), list(message[2])
+        elif kind == "status":
+            self.status = list(message[1])
+        elif kind == "hello":
+            self.connected, self.lockstep = True, bool(message[2])
+        elif kind == "error":
+            self._error(str(message[1]))

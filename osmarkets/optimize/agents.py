@@ -9,9 +9,9 @@
 
 - The **Generator** holds the queue of configuration batches of the current *job* (one data
   set and its settings) and PUSHes them (PUSH/PULL: load balanced, never dropped like PUB/SUB)
-  with at most ``window`` batches in flight. It answers job requests (REQ/REP) with the pickled
-  :class:`~osmarkets.optimize.evaluate.Evaluator` spec, so a Backtester that joins late, or from
-  another machine, fetches what it needs.
+  with at most ``window`` batches in flight. It answers job requests (REQ/REP) with the
+  cloudpickled :class:`~osmarkets.optimize.evaluate.Evaluator` spec, so a Backtester that joins
+  late, or from another machine, fetches what it needs.
 - A **Backtester** evaluates each batch it pulls and PUSHes the rows to the Collector.
 - The **Collector** (the Portfolio agent) keeps the rows by configuration id, so a
   configuration evaluated twice is counted once, and tells the Generator which batches are
@@ -26,9 +26,32 @@ Every handler is wrapped (osBrain stops an agent's loop when a handler raises), 
 to ``host`` (127.0.0.1 unless told otherwise) over tcp, so there are no ipc files, and the name
 server and every local agent are shut down in :meth:`AgentRunner.close`.
 
-Trust model: batches, rows and the job (your Brain class, by value, and the data) travel as
-pickles. Unpickling runs code, so only let workers you trust join: bind to 127.0.0.1 (the
-default) unless every machine on the network you bind to is yours.
+Security (:mod:`osmarkets.agents.auth`): each :class:`AgentRunner` generates the keys of its
+optimisation (:class:`~osmarkets.agents.auth.DeploymentKeys`) when it starts.
+
+- *Control plane* (Pyro: the driver's calls, the name server, ``osmarkets worker`` joining):
+  every daemon, the name server's included, checks the HMAC of each message against the
+  optimisation's key before deserialising it, so a process without the key cannot call
+  anything (it gets a Pyro ``CommunicationError``/``SecurityError`` naming the HMAC).
+- *Data plane* (ZeroMQ over tcp): every socket is CURVE (encrypted; a bound socket is a CURVE
+  server whose ZAP handler admits only the optimisation's public key and counts the peers it
+  refused, ``osm_stats()['refused_peers']``). Batches of configurations, job requests, done
+  messages and result rows are schema'd MessagePack (:mod:`osmarkets.optimize.messages`):
+  a message that does not decode is dropped, logged and counted (``osm_stats()['malformed']``),
+  and the agent keeps running. Nothing on these sockets is unpickled, except:
+- *the job spec* (your Brain class, by value, the data and the settings): code has to travel
+  for a worker to run your class, so it is a cloudpickle. It travels only on the Generator's
+  REQ/REP ``job`` socket, in reply to a Backtester's request, over the CURVE-authenticated
+  connection: only to peers holding the optimisation's secret key, and a Backtester unpickles
+  only what a server holding that key sent.
+
+Remote workers (``osmarkets worker --key-file PATH``) therefore need the key file
+(:meth:`AgentRunner.write_key_file`, ``osmarkets optimize --key-file PATH``, mode 0600): whoever
+holds it can join the optimisation, send it results and receive your Brain class and data, and
+the optimisation sends a worker code that the worker runs. Copy it only to machines you trust,
+over a secure channel (scp). The Pyro control plane is authenticated, not encrypted: on an
+untrusted network, its calls (configurations, addresses) can be read; the job spec and the
+rows travel only over the encrypted CURVE links.
 """
 
 from __future__ import annotations
@@ -36,7 +59,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import pickle
 import signal
 import sys
 import threading
@@ -44,14 +66,20 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import osbrain
+import Pyro4
+import Pyro4.errors
 import zmq
 from osbrain.address import SocketAddress
 
-from ..agents.base import OsmAgent, start_nameserver
+from .. import wire
+from ..agents.auth import DeploymentKeys, pyro_key, write_key_file
+from ..agents.base import OsmAgent, OsmAgentProcess, start_nameserver
+from . import messages
 from .evaluate import Evaluator
 from .space import Config
 
@@ -60,13 +88,15 @@ COLLECTOR = "osm-opt-collector"
 FIRST_TIMEOUT = 60.0  # seconds before re-queueing when no batch has completed yet
 MIN_TIMEOUT = 1.0
 
-
-def _dumps(message: Any) -> bytes:
-    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+_BATCH = wire.Decoder(messages.BACKTESTER_CONFIGS)
+_JOB_REQUEST = wire.Decoder(messages.GENERATOR_JOB)
+_DONE = wire.Decoder(messages.GENERATOR_DONE)
+_RESULTS = wire.Decoder(messages.COLLECTOR_RESULTS)
+_JOB_SPEC = messages.JobSpecDecoder()
 
 
 def _connect_raw(agent: osbrain.Agent, server: Any, alias: str, handler: Any) -> Any:
-    """Connect with the raw serializer: handlers get bytes and unpickle them in a guard."""
+    """Connect with the raw serializer: handlers get bytes and decode them in a guard."""
     from osbrain.address import AgentAddress
 
     if isinstance(server, AgentAddress) and server.serializer != "raw":
@@ -80,6 +110,12 @@ class _Agent(OsmAgent):
         with contextlib.suppress(Exception):
             self.stop_all_timers()
         super().shutdown()
+
+    def osm_bind_limited(self, kind: str, alias: str, handler: Any = None) -> Any:
+        """Bind ``alias``; ZeroMQ drops a peer that sends a message over the codec's limit."""
+        address = self.osm_bind(kind, alias, handler=handler)
+        self._socket[alias].setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
+        return address
 
 
 class GeneratorAgent(_Agent):
@@ -95,10 +131,10 @@ class GeneratorAgent(_Agent):
         self.requeued = 0
         self.requeue_after = self.osm_cfg.get("requeue_after")
         self.window = int(self.osm_cfg.get("window") or 0)
-        self.osm_bind("PUSH", "configs")
+        self.osm_bind_limited("PUSH", "configs")
         self._socket["configs"].setsockopt(zmq.SNDHWM, 4)
-        self.osm_bind("PULL", "done", handler=GeneratorAgent.on_done)
-        self.osm_bind("REP", "job", handler=GeneratorAgent.on_job)
+        self.osm_bind_limited("PULL", "done", handler=GeneratorAgent.on_done)
+        self.osm_bind_limited("REP", "job", handler=GeneratorAgent.on_job)
 
     def before_loop(self) -> None:
         super().before_loop()
@@ -129,24 +165,33 @@ class GeneratorAgent(_Agent):
         self.osm_guard("done", self._done, data)
 
     def _done(self, data: bytes) -> None:
-        message = self.osm_decode(data, ("done",))
+        message = self.osm_decode(data, _DONE)
         if message is None:
             return
+        self.osm_received += 1
         _, job, number, elapsed = message
         key = (job, number)
+        if key not in self.inflight and job not in self.jobs:
+            return  # a late acknowledgement of an older job
         self.inflight.pop(key, None)
         self.finished.add(key)
         self.slowest = max(self.slowest, float(elapsed))
         self.pump()
 
     def on_job(self, data: bytes) -> bytes:
-        try:
-            job, worker = pickle.loads(data)
-            self.workers.add(str(worker))
-            return self.jobs.get(job, b"")
-        except Exception as exc:
-            self.osm_bad(f"job request ({type(exc).__name__}: {exc})")
-            return b""
+        """REP ``job``: the spec of the requested job (a cloudpickle, to CURVE-authenticated
+        peers only: the socket admits no other), or ``None`` for an unknown job. Every request
+        gets a reply (REQ/REP is lock-step)."""
+        reply = self.osm_guard("job request", self._job_reply, data)
+        return reply if reply is not None else wire.encode(("job", -1, None))
+
+    def _job_reply(self, data: bytes) -> bytes:
+        message = self.osm_decode(data, _JOB_REQUEST)
+        if message is None:
+            return wire.encode(("job", -1, None))
+        _, job, worker = message
+        self.workers.add(worker[:200])
+        return wire.encode(("job", job, self.jobs.get(job)))
 
     def check(self) -> None:
         """Timer: re-queue batches in flight for too long (a dead or vanished Backtester)."""
@@ -177,7 +222,7 @@ class GeneratorAgent(_Agent):
                 self.queue.popleft()
                 continue
             try:
-                socket.send(_dumps(("batch", job, number, configs)), zmq.NOBLOCK)
+                socket.send(messages.encode_batch(job, number, configs), zmq.NOBLOCK)
             except zmq.Again:
                 return  # no Backtester connected yet, or all busy: try again later
             self.queue.popleft()
@@ -206,7 +251,7 @@ class BacktesterAgent(_Agent):
         self.osm_guard("batch", self._batch, data)
 
     def _batch(self, data: bytes) -> None:
-        message = self.osm_decode(data, ("batch",))
+        message = self.osm_decode(data, _BATCH)
         if message is None:
             return
         _, job, number, configs = message
@@ -219,20 +264,28 @@ class BacktesterAgent(_Agent):
             rows = self.evaluator.evaluate(configs)
             for row in rows:
                 row["worker"] = self.name
-            reply: tuple = ("rows", job, number, rows, time.perf_counter() - started)
+            reply = messages.encode_rows(job, number, rows, time.perf_counter() - started)
         except Exception:
-            reply = ("error", job, number, self.name, traceback.format_exc())
-        self._socket["results"].send(_dumps(reply))
+            text = traceback.format_exc()
+            reply = wire.encode(("error", job, number, self.name, text[-20_000:]))
+        self._socket["results"].send(reply)
         self.batches += 1
         self.osm_sent += 1
 
     def _fetch(self, job: int) -> None:
+        """The job's spec from the Generator's REQ/REP ``job`` socket. It is the one cloudpickle
+        of the pipeline (the Brain class travels by value): this socket is a CURVE client that
+        verified the server holds the optimisation's secret key."""
         socket = self._socket["job"]
-        socket.send(_dumps((job, self.name)))
-        blob = socket.recv()
-        if not blob:
+        socket.send(wire.encode(("job_request", job, self.name)))
+        try:
+            got, spec = _JOB_SPEC(socket.recv())
+        except wire.WireError as exc:
+            self.osm_bad(f"job reply ({exc})")
+            raise RuntimeError(f"job {job}: malformed reply from the generator") from None
+        if got != job or spec is None:
             raise RuntimeError(f"job {job} is not available from the generator")
-        self.evaluator = Evaluator.from_spec(cloudpickle.loads(blob))
+        self.evaluator = Evaluator.from_spec(cloudpickle.loads(spec))
         self.job_id = job
 
 
@@ -243,14 +296,14 @@ class CollectorAgent(_Agent):
         self.rows: dict[int, dict[str, dict]] = {}
         self.errors: list[str] = []
         self.duplicates = 0
-        self.osm_bind("PULL", "results", handler=CollectorAgent.on_rows)
+        self.osm_bind_limited("PULL", "results", handler=CollectorAgent.on_rows)
         self.connect(self.osm_cfg["done"], alias="done")
 
     def on_rows(self, data: bytes) -> None:
         self.osm_guard("rows", self._rows, data)
 
     def _rows(self, data: bytes) -> None:
-        message = self.osm_decode(data, ("rows", "error"))
+        message = self.osm_decode(data, _RESULTS)
         if message is None:
             return
         self.osm_received += 1
@@ -261,11 +314,11 @@ class CollectorAgent(_Agent):
         _, job, number, rows, elapsed = message
         store = self.rows.setdefault(job, {})
         for row in rows:
-            if row["id"] in store:
+            if row.id in store:
                 self.duplicates += 1
             else:
-                store[row["id"]] = row
-        self._socket["done"].send(_dumps(("done", job, number, elapsed)))
+                store[row.id] = row.to_dict()
+        self._socket["done"].send(wire.encode(("done", job, number, elapsed)))
 
     def connect(self, server: Any, alias: str, handler: Any = None) -> Any:
         return _connect_raw(self, server, alias, handler)
@@ -306,15 +359,35 @@ def _pickle_by_value_if_needed(cls: type) -> None:
         cloudpickle.register_pickle_by_value(module)
 
 
-def start_agent(name: str, cls: type, nsaddr: Any, host: str, cfg: dict[str, Any]) -> Any:
-    """Start one agent process; returns (process, proxy)."""
-    process = osbrain.AgentProcess(name=name, nsaddr=nsaddr, addr=host, base=cls,
-                                   transport="tcp", attributes={"osm_cfg": cfg})  # fmt: skip
+def start_agent(
+    name: str, cls: type, nsaddr: Any, host: str, cfg: dict[str, Any], keys: DeploymentKeys
+) -> Any:
+    """Start one agent process holding the optimisation's ``keys`` (its Pyro daemon and
+    proxies authenticate with the HMAC key; its tcp sockets are CURVE); returns (process,
+    proxy), the proxy authenticated with the key too."""
+    cfg = {**cfg, "keys": keys, "transport": "tcp"}
+    process = OsmAgentProcess(name=name, nsaddr=nsaddr, addr=host, base=cls, transport="tcp",
+                              attributes={"osm_cfg": cfg}, pyro_key=keys.pyro)  # fmt: skip
     process.start()
-    proxy = osbrain.Proxy(name, nsaddr, timeout=20.0)
+    with pyro_key(keys.pyro):
+        proxy = osbrain.Proxy(name, nsaddr, timeout=20.0)
     proxy.run()
     proxy.wait_for_running(timeout=20.0)
     return process, proxy
+
+
+def save_keys(path: str | os.PathLike[str], keys: DeploymentKeys) -> Path:
+    """Write ``keys`` to ``path`` for ``osmarkets worker --key-file``: a new file of mode 0600
+    replaces whatever was there (an existing file readable by others is not reused)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    try:
+        write_key_file(temporary, keys)
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+    return path
 
 
 class AgentRunner:
@@ -325,7 +398,9 @@ class AgentRunner:
     (random if None; fix it so remote workers know where to join). ``evaluator``: the first
     job (or give it later with :meth:`set_evaluator`; ``explore(runner=...)`` does).
     ``stall_timeout``: raise when no configuration completes for that long (no worker
-    alive)."""
+    alive). ``key_file``: write this optimisation's keys there (mode 0600, also later with
+    :meth:`write_key_file`) for remote workers (``osmarkets worker --key-file``); the keys
+    (:attr:`keys`) are generated here, one set per runner."""
 
     def __init__(
         self,
@@ -338,9 +413,11 @@ class AgentRunner:
         requeue_after: float | None = None,
         window: int | None = None,
         stall_timeout: float = 600.0,
+        key_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError(f"workers: expected >= 0, got {workers}")
+        self.keys = DeploymentKeys.generate()
         self.batch = max(1, int(batch))
         self.host = host
         self.stall_timeout = stall_timeout
@@ -352,7 +429,9 @@ class AgentRunner:
         self.nameserver: Any = None
         common = {"transport": "tcp", "host": host, "parent_pid": os.getpid()}
         try:
-            self.nameserver = start_nameserver(host, port)
+            if key_file is not None:
+                self.write_key_file(key_file)
+            self.nameserver = start_nameserver(host, port, hmac_key=self.keys.pyro)
             self.nsaddr = self.nameserver.addr
             gen_cfg = {**common, "requeue_after": requeue_after, "window": window}
             self._start(GENERATOR, GeneratorAgent, gen_cfg)
@@ -370,7 +449,7 @@ class AgentRunner:
             raise
 
     def _start(self, name: str, cls: type, cfg: dict[str, Any]) -> Any:
-        process, proxy = start_agent(name, cls, self.nsaddr, self.host, cfg)
+        process, proxy = start_agent(name, cls, self.nsaddr, self.host, cfg, self.keys)
         self.processes[name] = process
         self.proxies[name] = proxy
         return proxy
@@ -384,6 +463,17 @@ class AgentRunner:
     def address(self) -> str:
         """``HOST:PORT`` of the name server, for ``osmarkets worker --nameserver``."""
         return f"{self.nsaddr.host}:{self.nsaddr.port}"
+
+    def write_key_file(self, path: str | os.PathLike[str]) -> Path:
+        """Write this optimisation's keys to ``path`` (mode 0600) for ``osmarkets worker
+        --key-file``. Whoever holds them can join, receive your Brain class and data, and send
+        results: copy the file only to machines you trust, over a secure channel."""
+        return save_keys(path, self.keys)
+
+    def proxy(self, name: str, timeout: float = 10.0) -> Any:
+        """A new proxy to agent ``name``, authenticated with this optimisation's key."""
+        with pyro_key(self.keys.pyro):
+            return osbrain.Proxy(name, self.nsaddr, timeout=timeout)
 
     def worker_pids(self) -> list[int]:
         return [p.pid for n, p in self.processes.items() if "backtester" in n]
@@ -407,6 +497,7 @@ class AgentRunner:
 
         if self._job == 0:
             raise RuntimeError("AgentRunner.run: no job yet (call set_evaluator first)")
+        messages.check_configs(configs)
         job = self._job
         wanted = {config_id(c) for c in configs}
         batches = [(next(self._batches), list(configs[i : i + self.batch]))
@@ -472,21 +563,58 @@ class AgentRunner:
             self.close()
 
 
-def join(nsaddr: str, *, workers: int = 1, host: str = "127.0.0.1", poll: float = 1.0,
-         stop: threading.Event | None = None) -> int:  # fmt: skip
+class KeyRefused(PermissionError):
+    """The optimisation's name server refused our Pyro HMAC key (not its keys)."""
+
+
+def check_nameserver(address: SocketAddress, keys: DeploymentKeys, timeout: float = 10.0) -> None:
+    """Ping the name server at ``address`` with ``keys``: :class:`KeyRefused` when it refuses
+    the HMAC key, :class:`TimeoutError` when nothing answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        probe = Pyro4.core.Proxy(f"PYRO:{Pyro4.constants.NAMESERVER_NAME}@"
+                                 f"{address.host}:{address.port}")  # fmt: skip
+        probe._pyroHmacKey = keys.pyro
+        probe._pyroTimeout = max(1.0, min(5.0, timeout))
+        try:
+            probe.ping()
+            return
+        except Pyro4.errors.CommunicationError as exc:
+            if "hmac" in str(exc).lower():
+                raise KeyRefused(
+                    f"the name server at {address.host}:{address.port} refused the key "
+                    f"({exc}): the key file is not this optimisation's"
+                ) from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no name server answers at {address.host}:{address.port} "
+                                   f"({exc})") from None  # fmt: skip
+            time.sleep(0.2)
+        finally:
+            probe._pyroRelease()
+
+
+def join(nsaddr: str, *, keys: DeploymentKeys, workers: int = 1, host: str = "127.0.0.1",
+         poll: float = 1.0, stop: threading.Event | None = None) -> int:  # fmt: skip
     """Start ``workers`` Backtester agents here that join the optimisation whose name server is
-    at ``nsaddr`` (``HOST:PORT``); return when that optimisation's name server goes away (or
-    ``stop`` is set). Returns the number of batches evaluated here."""
+    at ``nsaddr`` (``HOST:PORT``) and whose ``keys`` these are (``osmarkets worker
+    --key-file``); return when that optimisation's name server goes away (or ``stop`` is set).
+    Returns the number of batches evaluated here. Raises :class:`KeyRefused` when the keys are
+    not that optimisation's."""
+    if not isinstance(keys, DeploymentKeys):
+        raise TypeError("join: keys: expected the optimisation's DeploymentKeys")
     address = SocketAddress(*split_nameserver(nsaddr))
-    ns = osbrain.NSProxy(address, timeout=10.0)
-    generator = ns.proxy(GENERATOR, timeout=10.0)
+    check_nameserver(address, keys)
+    with pyro_key(keys.pyro):
+        ns = osbrain.NSProxy(address, timeout=10.0)
+        generator = ns.proxy(GENERATOR, timeout=10.0)
     addresses = generator.addresses()
+    generator._pyroRelease()
     processes, proxies = [], []
     try:
         for number in range(workers):
             name = f"osm-opt-backtester-{os.uname().nodename}-{os.getpid()}-{number}"
             cfg = {"transport": "tcp", "host": host, "parent_pid": os.getpid(), **addresses}
-            process, proxy = start_agent(name, BacktesterAgent, address, host, cfg)
+            process, proxy = start_agent(name, BacktesterAgent, address, host, cfg, keys)
             processes.append(process)
             proxies.append(proxy)
         while not (stop is not None and stop.is_set()):
@@ -523,5 +651,6 @@ def split_nameserver(nsaddr: str) -> tuple[str, int]:
 
 
 __all__ = [
-    "AgentRunner", "BacktesterAgent", "CollectorAgent", "GeneratorAgent", "join", "start_agent",
+    "AgentRunner", "BacktesterAgent", "CollectorAgent", "GeneratorAgent", "KeyRefused",
+    "check_nameserver", "join", "save_keys", "start_agent",
 ]  # fmt: skip

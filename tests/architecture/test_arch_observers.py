@@ -17,11 +17,9 @@ import numpy as np
 import pytest
 import zmq
 from conftest import make_bars, pid_alive, wait_for
-
-from osmarkets import wire
 from observer_brains import EveryKind, Holder
 
-from osmarkets import registry
+from osmarkets import registry, wire
 from osmarkets.agents.base import socket_option
 from osmarkets.brokers.simulated import SimulatedBroker
 from osmarkets.data import BarSeriesID

@@ -174,7 +174,9 @@ def test_hostile_input_on_every_socket(deployment) -> None:
         for what, data in inputs:
             before = _counted(system, name)
             _push(context, address, data)
-            wait_for(lambda n=name, b=before: _counted(system, n) > b, 20, f"{name} to count {what}")
+            wait_for(
+                lambda n=name, b=before: _counted(system, n) > b, 20, f"{name} to count {what}"
+            )
             sent += 1
     # the history REP socket answers every request, refused ones with b"\x00"
     req = context.socket(zmq.REQ)
@@ -183,7 +185,10 @@ def test_hostile_input_on_every_socket(deployment) -> None:
     history = [
         ("garbage", bytes(range(200))),
         ("pickle whose __reduce__ writes a file", pickle.dumps(_WritesFile(marker))),
-        ("unknown unit", msgspec.msgpack.encode(["history", "rec", ["EUR_USD", 1, "Lightyears"], 5])),
+        (
+            "unknown unit",
+            msgspec.msgpack.encode(["history", "rec", ["EUR_USD", 1, "Lightyears"], 5]),
+        ),
         ("negative count", wire.encode(("history", "rec", ("EUR_USD", 1, "Minutes"), -5))),
         ("oversized", b"\x00" * (wire.MAX_MESSAGE_BYTES + 1)),
     ]
@@ -258,3 +263,27 @@ def test_hostile_proxy_calls_are_refused_or_counted(deployment) -> None:
     with pytest.raises(Pyro4.errors.PyroError, match="hmac"):
         ns.list()
     assert system["trader"].is_running() and not marker.exists()
+
+
+def test_the_logger_takes_text_only(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    log_path = tmp_path / "osm.log"
+    with Architecture(logging=True, log_path=str(log_path), heartbeat=0.2) as system:
+        system.add_brain("rec", base=Recorder)
+        logger = system["logger"]
+        system["rec"].log_warning("a line from the Brain")
+        wait_for(lambda: any("a line from the Brain" in line for line in logger.recent("WARNING")),
+                 what="the Brain's warning at the Logger")  # fmt: skip
+        context = zmq.Context()
+        try:
+            pub = context.socket(zmq.PUB)
+            pub.connect(_url(logger.addr("sub")))
+            inputs = [b"INFO" + pickle.dumps(_WritesFile(marker)), b"ERROR\xff\xfe\x00",
+                      b"WARNING" + b"\x80" * 10]  # fmt: skip
+            # a PUB drops what it sends before the subscription arrived: repeat until counted
+            wait_for(lambda: [pub.send(data) for data in inputs]
+                     and logger.osm_stats()["malformed"] >= 2, what="the Logger counting")  # fmt: skip
+        finally:
+            context.destroy(linger=0)
+        assert logger.is_running() and not marker.exists()
+    assert "a line from the Brain" in log_path.read_text()

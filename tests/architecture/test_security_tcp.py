@@ -75,8 +75,9 @@ def test_wrong_curve_key_is_refused_counted_and_trading_goes_on(architectures, t
             push.connect(url)
             push.send(pickle.dumps(_WritesFile(marker)), zmq.NOBLOCK)
             wait_for(
-                lambda a=agent, b=before: system[a].osm_stats()["refused_peers"]
-                > b["refused_peers"],
+                lambda a=agent, b=before: (
+                    system[a].osm_stats()["refused_peers"] > b["refused_peers"]
+                ),
                 what=f"{name} to refuse the wrong key",
             )
             # a peer without CURVE at all: nothing reaches the handler either
@@ -213,3 +214,13 @@ def test_another_user_cannot_call_or_message_the_agents(architectures, tmp_path)
         assert system["trader"].is_running() and ipc["trader"].is_running()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_security_example_runs() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "security_example.py"
+    proc = subprocess.run([sys.executable, str(example)], capture_output=True, text=True,
+                          timeout=150)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "refused (" in proc.stdout and "hmac" in proc.stdout
+    assert "peers refused by the Trader: 1" in proc.stdout
+    assert "1 fill(s)" in proc.stdout

@@ -73,7 +73,7 @@ def fills(trades: pd.DataFrame) -> list[tuple]:
 
 def attach(system: Any, state: GuiState, count: int = 100) -> Connection:
     """A bridge watching M1, with its history loaded into ``state``."""
-    connection = Connection(system.nsaddr)
+    connection = Connection(system.nsaddr, keys=system.keys)
     connection.watch(M1, count)
     wait_for(lambda: state.apply(connection.drain()) or M1 in state.models, what="the history")
     return connection
@@ -177,3 +177,36 @@ def test_the_gui_shows_every_kind_of_order_event_and_the_status_feed() -> None:
         assert state.blotter.account["positions"] == {"EUR_USD": 100.0}
         assert state.errors == []
         assert list(system["router"].subscriptions()) == ["every"]
+
+
+def test_over_tcp_the_bridge_is_a_curve_client_and_needs_the_keys() -> None:
+    broker = functools.partial(SimulatedBroker, 100_000)
+    with Architecture(transport="tcp", broker_factory=broker) as system:
+        system.add_brain("sma", base=SmaCross, **PARAMS)
+        system["sma"].subscribe(M1, 100)
+        system.stream(["EUR_USD"], speed=300, seed=1)
+        assert str(system["router"].addr("pub").transport) == "tcp"
+        assert str(system.status_feed).startswith("tcp://")
+        state = GuiState()
+        connection = Connection(system.nsaddr, keys=system.keys)
+        connection.watch(M1, 100)
+        try:
+            wait_for(
+                lambda: (
+                    state.apply(connection.drain())
+                    or (M1 in state.models and state.models[M1].ticks > 0 and state.status)
+                ),
+                what="history, ticks and status over CURVE",
+            )
+        finally:
+            connection.close()
+        assert state.connected and state.errors == [] and connection.undecodable == 0
+        # without the keys the name server does not answer; the window is told why
+        state = GuiState()
+        stranger = Connection(system.nsaddr)
+        try:
+            wait_for(lambda: state.apply(stranger.drain()) or state.errors, what="the error")
+        finally:
+            stranger.close()
+        assert not state.connected and "no deployment keys" in state.errors[0]
+        assert list(system["router"].subscriptions()) == ["sma"]

@@ -78,7 +78,7 @@ def app() -> Any:
 def test_window_charts_the_routers_bars_and_ticks(system: Any, app: Any, tmp_path: Path) -> None:
     from osmarkets.gui.app import open_window
 
-    window = open_window(system.nsaddr, series="EUR_USD:M1", history=500)
+    window = open_window(system.nsaddr, keys=system.keys, series="EUR_USD:M1", history=500)
     try:
         chart = wait_for(window.current_chart, what="the chart", app=app)
         model = chart.model

@@ -66,9 +66,11 @@ def test_remote_worker_command_joins_and_leaves(tmp_path):
     configs = [{"lag": k} for k in range(1, 41)]
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(root)])}
-    runner = AgentRunner(evaluator, workers=0, batch=4)
+    key_file = tmp_path / "keys"
+    runner = AgentRunner(evaluator, workers=0, batch=4, key_file=key_file)
     worker = None
     try:
+        assert key_file.stat().st_mode & 0o777 == 0o600
         address = f"{runner.nsaddr.host}:{runner.nsaddr.port}"
         worker = subprocess.Popen(
             [
@@ -78,6 +80,8 @@ def test_remote_worker_command_joins_and_leaves(tmp_path):
                 "worker",
                 "--nameserver",
                 address,
+                "--key-file",
+                str(key_file),
                 "--workers",
                 "1",
             ],
