@@ -287,3 +287,48 @@ def test_the_logger_takes_text_only(tmp_path) -> None:
             context.destroy(linger=0)
         assert logger.is_running() and not marker.exists()
     assert "a line from the Brain" in log_path.read_text()
+
+
+# The owner's lifecycle and configuration calls: legitimate with any argument they accept.
+_OWNER_ONLY = {"shutdown", "stop_feed", "kill_switch", "register_brain", "unsubscribe_brain",
+               "start_feed", "osm_setup", "before_loop", "on_init"}  # fmt: skip
+
+
+def _public_methods(cls: type) -> list[str]:
+    """Methods osMarkets defines on an agent class (osBrain's own are osBrain's concern)."""
+    names = set()
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("osmarkets"):
+            continue
+        for name, value in vars(klass).items():
+            if callable(value) and not name.startswith("_") and name not in _OWNER_ONLY:
+                names.add(name)
+    return sorted(names)
+
+
+def test_every_public_proxy_method_survives_garbage(deployment) -> None:
+    """Every method an authenticated caller can reach through a proxy, called with arguments of
+    the wrong type: it raises to the caller or ignores them; the agent keeps running and
+    nothing reaches the broker."""
+    from osmarkets.agents import RouterAgent, TraderAgent
+    from osmarkets.agents.brain import make_brain_class
+
+    system, marker, _ = deployment
+    garbage = [("\x00" * 10_000,), (None, None), (-1, {"a": [1.5]})]
+    called = 0
+    for name, cls in (("router", RouterAgent), ("trader", TraderAgent),
+                      ("rec", make_brain_class(Recorder))):  # fmt: skip
+        proxy = system[name]
+        for method in _public_methods(cls):
+            for args in garbage:
+                try:
+                    proxy._pyroTimeout = 10.0
+                    getattr(proxy, method)(*args)
+                except Exception:
+                    pass
+                called += 1
+            assert proxy.is_running(), f"{name}.{method} stopped the loop"
+    assert called >= 60
+    assert system.status()["running"].all() and not marker.exists()
+    fills = system["trader"].record()["fills"]
+    assert all(fill.client_id.endswith("-950000") for fill in fills)
