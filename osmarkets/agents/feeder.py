@@ -43,9 +43,17 @@ def source_events(source: dict[str, Any]) -> Iterator[feeds.Event]:
             ticks = feeds.synthetic_minutes(symbol, bars=int(bars), seed=seed + n, **options)
         else:
             ticks = feeds.synthetic_ticks(symbol, seed=seed + n, **options)
-        streams.append((tick.time, n, ("tick", symbol, tick)) for tick in ticks)
+        streams.append(_labelled(symbol, n, ticks))
     for _, _, event in heapq.merge(*streams):
         yield event
+
+
+def _labelled(symbol: str, n: int, ticks: Iterator[Any]) -> Iterator[tuple]:
+    """``(time, n, ('tick', symbol, tick))`` for a merge by time. A function, not a generator
+    expression in the loop above: those bind ``symbol`` late, and every tick of every stream
+    was labelled with the last symbol."""
+    for tick in ticks:
+        yield (tick.time, n, ("tick", symbol, tick))
 
 
 class FeederAgent(OsmAgent):

@@ -146,3 +146,21 @@ def test_demo_bad_input_is_one_line(argv, match) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert match in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_synthetic_feed_labels_each_symbol_with_its_own_ticks() -> None:
+    from osmarkets.agents.feeder import source_events
+
+    source = {"kind": "synthetic", "symbols": ["EUR_USD", "USD_JPY"], "seed": 2, "bars": 30}
+    events = list(source_events(source))
+    by_symbol: dict[str, list] = {}
+    for kind, symbol, tick in events:
+        assert kind == "tick"
+        by_symbol.setdefault(symbol, []).append(tick)
+    assert set(by_symbol) == {"EUR_USD", "USD_JPY"}
+    # each symbol's ticks are that symbol's own stream (yen prices near 150, euro near 1.1)
+    assert all(t.bid < 10 for t in by_symbol["EUR_USD"])
+    assert all(t.bid > 10 for t in by_symbol["USD_JPY"])
+    assert by_symbol["EUR_USD"] == list(feeds.synthetic_minutes("EUR_USD", bars=30, seed=2))
+    times = [tick.time for _, _, tick in events]
+    assert times == sorted(times)
