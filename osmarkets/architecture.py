@@ -133,6 +133,8 @@ class Architecture:
         self.nameserver: Any = None
         self._registry_entry: Path | None = None
         self.ipc_dir = Path(osbrain.config["IPC_DIR"]) / f"osm-{secrets.token_hex(4)}"
+        # in every client id ('<brain>-<run>-<n>'): unique across runs on one broker account
+        self.run_id = secrets.token_hex(4)
         # This deployment's secrets (agents/auth.py): the Pyro HMAC key of every control call
         # and the CURVE keys of tcp links. Proxies this process makes get the key by default.
         self.keys = DeploymentKeys.generate()
@@ -252,7 +254,7 @@ class Architecture:
         self["trader"].register_brain(name, auth)
         self._brain_auth[name] = auth
         self._agents["trader"].cfg.setdefault("brain_auth", {})[name] = auth
-        cfg.update(params=dict(attrs), incarnation=0, auth=auth)
+        cfg.update(params=dict(attrs), incarnation=0, auth=auth, run_id=self.run_id)
         return self._spawn(name, "brain", cls, cfg)
 
     def __getitem__(self, name: str) -> Any:
@@ -653,8 +655,9 @@ class SimulatedArchitecture(Architecture):
                     progress(self.progress())
             except Exception:
                 # An agent that died during a proxy call breaks the call's connection: name
-                # the dead agent rather than surfacing Pyro's connection error.
-                self._check_alive()
+                # the dead agent rather than surfacing Pyro's connection error (the process
+                # may be reaped a moment after its sockets closed: wait for it a little).
+                self._check_alive(grace=3.0)
                 raise
             if done:
                 break

@@ -40,6 +40,10 @@ class Brain:
     name: str = "brain"
     _osm_context: BrainContext | None = None
     _osm_order_counter: Any = None
+    #: Set by the runner of a deployment (the architecture's run id): client ids are then
+    #: ``'<name>-<run>-<n>'``, unique across runs on one broker account; ``'<name>-<n>'``
+    #: without one (backtests).
+    _osm_run_id: str = ""
 
     # -- hooks -------------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -73,7 +77,8 @@ class Brain:
         context = self._require_context()
         if self._osm_order_counter is None:
             self._osm_order_counter = itertools.count(1)
-        client_id = f"{self.name}-{next(self._osm_order_counter)}"
+        run = f"{self._osm_run_id}-" if self._osm_run_id else ""
+        client_id = f"{self.name}-{run}{next(self._osm_order_counter)}"
         order = make_order(
             client_id, side, size, symbol, type, price, stop_loss, take_profit, trailing_stop,
             brain=self.name, time=context.now(self),

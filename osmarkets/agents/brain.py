@@ -78,6 +78,10 @@ class BrainAgent(OsmAgent):
         self.osm_forged = 0
         incarnation = int(cfg.get("incarnation", 0))
         self._osm_order_counter = itertools.count(incarnation * 1_000_000 + 1)
+        # client ids '<brain>-<run>-<n>': the run id of the architecture start (kept by a
+        # restarted Brain, whose counter starts at its incarnation's offset), so a second run
+        # on the same account never reuses the first run's ids
+        self._osm_run_id = str(cfg.get("run_id") or "")
         self.osm_series: dict[BarSeriesID, BarSeries] = {}
         self.osm_seq: dict[BarSeriesID, int] = {}
         self.osm_tick_seq: dict[str, int] = {}

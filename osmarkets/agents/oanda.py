@@ -2,26 +2,30 @@
 
 The stream reader (:class:`~osmarkets.brokers.oanda.PriceStream`) runs in the Feeder's thread
 with its own PUSH socket, so the agent's loop stays free for the proxy and the Overmind. It
-reconnects with backoff when the stream ends, fails or goes silent, and after each
-reconnection pushes the candles completed meanwhile as synthetic quotes
-(:func:`~osmarkets.brokers.oanda.trading.backfill_ticks`), before any new price, so the
-Router's bars stay complete. Non-tradeable prices (a halted market, a closed session) are not
-bars' material: they are skipped and counted. The access token is read from a file readable
-only by the user (see :func:`~osmarkets.brokers.oanda.trading.client_from_settings`), never
-kept as an attribute.
+reconnects with backoff when the stream ends, fails or goes silent (the wait is reset after any
+connection that delivered a price), and after each reconnection, and when a restarted Feeder
+starts, pushes the candles completed meanwhile as synthetic quotes
+(:func:`~osmarkets.brokers.oanda.stream.backfill_gap`), before any new price, so the Router's
+bars stay complete. Backfilled bars travel as ordinary ticks (the wire has no mark for them):
+the Feeder counts them (``osm_stats()['backfilled']``), logs each gap, and keeps the periods it
+backfilled (:meth:`OandaFeederAgent.backfilled_periods`). Non-tradeable prices (a halted market,
+a closed session) are not bars' material: they are skipped and counted. The access token is read
+from a file readable only by the user (see
+:func:`~osmarkets.brokers.oanda.trading.client_from_settings`), never kept as an attribute.
 """
 
 from __future__ import annotations
 
 import threading
 import traceback
+from collections import deque
 from typing import Any
 
 import zmq
 
-from ..brokers.oanda.parsers import Price
-from ..brokers.oanda.stream import PriceStream
-from ..brokers.oanda.trading import backfill_ticks, client_from_settings
+from ..brokers.oanda.parsers import Price, format_time
+from ..brokers.oanda.stream import Backfill, PriceStream, backfill_gap
+from ..brokers.oanda.trading import client_from_settings
 from ..data.types import Tick
 from .base import OsmAgent, dumps
 from .feeder import zmq_url
@@ -40,9 +44,16 @@ class OandaFeederAgent(OsmAgent):
         self.nontradeable = 0  # prices flagged non-tradeable, skipped
         self.stale = 0  # prices not newer than the last one pushed (a reconnection snapshot)
         self.reconnects = 0
-        self.backfilled_bars = 0
-        self.backfilled_ticks = 0
+        self.backfill_gaps = 0  # gaps looked at (each reconnection, a restart), per symbol
+        self.backfilled_bars = 0  # candles pushed as four quotes each: one bar each
+        self.backfilled_ticks = 0  # synthetic quotes pushed (bars' and completions')
+        self.backfill_completed = 0  # bars cut by a gap, completed with their candle
         self.backfill_errors = 0
+        #: the last 100 gaps backfilled: symbol, since, first/last bar open time, bars, ...
+        self.backfill_log: deque[dict[str, Any]] = deque(maxlen=100)
+        #: seconds waited before each of the last 100 reconnections (``backoff`` at most
+        #: while every connection delivers prices)
+        self.reconnect_waits: deque[float] = deque(maxlen=100)
         self.connected = False
         self._feed_stop = threading.Event()
         self._feed_thread: threading.Thread | None = None
@@ -92,23 +103,30 @@ class OandaFeederAgent(OsmAgent):
                 return
             send(price.instrument, price.tick)
 
-        def backfill(last_seen: dict[str, int]) -> None:
-            self.reconnects += 1
+        def backfill(last_seen: dict[str, int], reconnected: bool = True) -> None:
+            # runs in the stream's thread before the new connection's first price is handled
+            if reconnected:
+                self.reconnects += 1
+                self.reconnect_waits.append(reader.last_wait)
             for symbol in instruments:
                 since = last.get(symbol)
                 if since is None:
-                    continue
+                    continue  # nothing pushed yet: no gap to fill
+                self.backfill_gaps += 1
                 try:
-                    ticks = backfill_ticks(client, symbol, since, granularity)
+                    gap = backfill_gap(client, symbol, since, granularity)
                 except Exception as exc:  # the stream goes on; the gap is reported
                     self.backfill_errors += 1
-                    self.log_error(f"{symbol}: backfill after reconnection failed: {exc}")
+                    self.log_error(f"{symbol}: backfill after a gap failed: {exc}")
                     continue
-                sent = sum(send(symbol, tick) for tick in ticks)
+                sent = sum(send(symbol, tick) for tick in gap.ticks)
                 self.backfilled_ticks += sent
-                self.backfilled_bars += sent // 4
-                if ticks:
-                    self.log_info(f"{symbol}: {len(ticks) // 4} bars backfilled after a gap")
+                self.backfilled_bars += gap.candles
+                self.backfill_completed += int(gap.completed)
+                if sent != len(gap.ticks):  # cannot happen: every quote is after `since`
+                    self.log_warning(f"{symbol}: {len(gap.ticks) - sent} backfill quotes stale")
+                if gap.ticks:
+                    self._record_backfill(gap, granularity, reconnected)
 
         try:
             client = client_from_settings(cfg["oanda"])
@@ -118,7 +136,7 @@ class OandaFeederAgent(OsmAgent):
             )  # fmt: skip
             self._reader = reader
             if last:  # a restarted Feeder: first the candles completed while none ran
-                backfill({})
+                backfill({}, reconnected=False)
             if not self._feed_stop.is_set():
                 reader.run()  # until stop_feed, or an error retrying cannot cure
             if reader.error is not None:
@@ -135,12 +153,45 @@ class OandaFeederAgent(OsmAgent):
             self._feed_socket = push
             self.feed_done = True
 
+    def _record_backfill(self, gap: Backfill, granularity: str, reconnected: bool) -> None:
+        entry = {
+            "symbol": gap.instrument, "since": gap.since, "first": gap.first,
+            "last": gap.last, "bars": gap.candles, "completed": gap.completed,
+            "ticks": len(gap.ticks), "granularity": granularity,
+            "after": "reconnection" if reconnected else "restart",
+        }  # fmt: skip
+        self.backfill_log.append(entry)
+        span = "none"
+        if gap.first is not None and gap.last is not None:
+            span = f"{format_time(gap.first)} .. {format_time(gap.last)}"
+        cut = "; the bar cut by the gap completed with its candle" if gap.completed else ""
+        self.log_info(
+            f"{gap.instrument}: gap after {format_time(gap.since)} ({entry['after']}): "
+            f"{gap.candles} bars backfilled from {granularity} candles (open times {span})"
+            f"{cut}; they reach the Router before any live price"
+        )
+
+    def backfilled_periods(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """The last gaps backfilled (oldest first), of ``symbol`` or of all: ``symbol``,
+        ``since`` (the last quote before the gap, ns), ``first`` / ``last`` (open times of the
+        first and last bar rebuilt from candles, ns; None when none completed), ``bars``,
+        ``completed`` (the bar cut by the gap was completed with its candle), ``ticks``,
+        ``granularity``, ``after`` ('reconnection' or 'restart'). A bar of the backfill's time
+        frame is backfilled when ``first <= bar.time <= last`` for one of these."""
+        return [dict(e) for e in self.backfill_log if symbol is None or e["symbol"] == symbol]
+
     def osm_stats(self) -> dict[str, Any]:
         stats = super().osm_stats()
         reader = self._reader
         stats.update(
             sent=self.feed_sent, done=self.feed_done, nontradeable=self.nontradeable,
             reconnects=self.reconnects, backfilled_bars=self.backfilled_bars,
+            backfilled={
+                "gaps": self.backfill_gaps, "bars": self.backfilled_bars,
+                "ticks": self.backfilled_ticks, "completed": self.backfill_completed,
+                "errors": self.backfill_errors,
+            },
+            reconnect_wait=self.reconnect_waits[-1] if self.reconnect_waits else 0.0,
             bad_lines=reader.bad_lines if reader is not None else 0,
         )  # fmt: skip
         return stats

@@ -80,7 +80,9 @@ def test_observers_get_every_order_event_and_the_account(architectures, context)
     # Connected before any broker job, but a SUB socket is live only once its subscription
     # reached the PUB: what it may have missed is in the snapshot, by sequence number.
     updates: list[tuple] = []
-    system.stream(data={"EUR_USD": make_bars(40, seed=5)}, speed=0)
+    # live mode fills a market order on the next data: at full speed a loaded machine can
+    # replay all 40 bars before the Brain's first order arrives, leaving it unfilled
+    system.stream(data={"EUR_USD": make_bars(40, seed=5)}, speed=600)
 
     def brain_done() -> list:
         try:

@@ -1,10 +1,11 @@
 """OandaBroker against the sandbox: every order type, SL/TP, rejects, idempotent retries."""
 
 import pytest
-from oanda_support import wait_for
+from oanda_support import TOKEN, wait_for
 
 from osmarkets.brokers.base import Broker, make_order
-from osmarkets.brokers.oanda import OandaBroker
+from osmarkets.brokers.oanda import OandaBroker, OandaClient
+from osmarkets.brokers.oanda.client import OrderStateUnknown
 
 
 @pytest.fixture
@@ -138,10 +139,100 @@ def test_local_rejects_need_no_request(sandbox, broker):
     assert sandbox.requests == before
 
 
-def test_duplicate_client_id_rejected(broker):
-    broker.submit(make_order("dup", "buy", 1, "EUR_USD"))
-    events = broker.submit(make_order("dup", "buy", 1, "EUR_USD"))
-    assert [(e.kind, e.reason) for e in events] == [("rejected", "CLIENT_ORDER_ID_ALREADY_EXISTS")]
+def _creates(sandbox, client_id):
+    return [t for t in sandbox.transactions if t["type"].endswith("_ORDER")
+            and (t.get("clientExtensions") or {}).get("id") == client_id]  # fmt: skip
+
+
+def _duplicate_rejects(sandbox, client_id):
+    return [t for t in sandbox.transactions if t["type"].endswith("_ORDER_REJECT")
+            and t.get("rejectReason") == "CLIENT_ORDER_ID_ALREADY_EXISTS"
+            and (t.get("clientExtensions") or {}).get("id") == client_id]  # fmt: skip
+
+
+def test_a_resent_order_gives_its_true_state_not_a_reject(sandbox, broker, caplog):
+    sandbox.set_price("EUR_USD", 1.10000, 1.10010)
+    since = broker.account_summary().last_transaction_id
+    first = broker.place(make_order("dup", "buy", 1, "EUR_USD", brain="b"))
+    assert [e.kind for e in first.events] == ["accepted", "filled"] and not first.duplicate
+    sandbox.set_price("EUR_USD", 1.20000, 1.20010)  # a new order would fill elsewhere
+    again = broker.place(make_order("dup", "buy", 1, "EUR_USD", brain="b"))
+    assert again.duplicate  # the caller can tell
+    assert [(e.kind, e.reason) for e in again.events] == [
+        ("accepted", "duplicate"),
+        ("filled", ""),
+    ]
+    assert again.events[1] == first.events[1]  # the very same fill: price, size, time
+    assert again.events[0].time == first.events[0].time
+    assert len(_creates(sandbox, "dup")) == 1 and broker.position("EUR_USD") == 1
+    assert "CLIENT_ORDER_ID_ALREADY_EXISTS" in caplog.text  # the duplicate answer is logged
+    # OANDA recorded a reject of the copy: it is not an outcome of the order
+    assert len(_duplicate_rejects(sandbox, "dup")) == 1
+    events, _ = broker.events_since(since)
+    assert [(e.kind, e.client_id) for e in events] == [("filled", "dup")]
+    # submit() says the same, without a reject
+    assert [e.kind for e in broker.submit(make_order("dup", "buy", 1, "EUR_USD"))] == [
+        "accepted", "filled",
+    ]  # fmt: skip
+
+
+def test_a_resent_pending_order_is_still_pending(sandbox, broker):
+    sandbox.set_price("EUR_USD", 1.10000, 1.10010)
+    order = make_order("lim", "buy", 5, "EUR_USD", type="limit", price=1.05)
+    assert [e.kind for e in broker.submit(order)] == ["accepted"]
+    again = broker.place(order)
+    assert again.duplicate and [e.kind for e in again.events] == ["accepted"]
+    assert [o.client_id for o in broker.pending_orders()] == ["lim"]
+
+
+def test_an_id_held_by_another_order_is_a_true_reject(sandbox, broker, caplog):
+    broker.submit(make_order("taken", "buy", 1, "EUR_USD"))
+    placed = broker.place(make_order("taken", "sell", 7, "EUR_USD"))
+    assert not placed.duplicate
+    assert [(e.kind, e.reason) for e in placed.events] == [
+        ("rejected", "CLIENT_ORDER_ID_ALREADY_EXISTS")
+    ]
+    assert "held by another order" in caplog.text
+    assert broker.position("EUR_USD") == 1
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_an_answer_after_the_read_timeout_gives_one_order_and_no_reject(sandbox, before):
+    # before=True: OANDA learns of the order only after the client gave up waiting (the lookup
+    # finds nothing, the copy sent then is placed, the late original is refused as a duplicate);
+    # before=False: the order exists at once, its answer is late (the lookup finds it)
+    with OandaClient(TOKEN, sandbox.account_id, rest_url=sandbox.rest_url, backoff=0.01,
+                     max_backoff=0.05, timeout=(2.0, 0.4)) as client:  # fmt: skip
+        broker = OandaBroker(client)
+        client.instruments()
+        since = broker.account_summary().last_transaction_id
+        sandbox.slow_orders(1, delay=1.2, before=before)
+        placed = broker.place(make_order("slow", "buy", 100, "EUR_USD"))
+        assert [e.kind for e in placed.events] == ["accepted", "filled"]
+        assert placed.recovered != before and not placed.duplicate
+        if before:  # the original lands late and is refused
+            wait_for(lambda: _duplicate_rejects(sandbox, "slow"), timeout=5)
+        assert len(_creates(sandbox, "slow")) == 1
+        assert broker.position("EUR_USD") == 100
+        events, _ = broker.events_since(since)
+        assert [(e.kind, e.client_id) for e in events] == [("filled", "slow")]
+
+
+def test_an_order_unknown_at_the_deadline_is_not_rejected(sandbox):
+    options = dict(backoff=0.01, max_backoff=0.05, timeout=(2.0, 0.3), order_deadline=0.5)
+    with OandaClient(TOKEN, sandbox.account_id, rest_url=sandbox.rest_url, **options) as client:
+        broker = OandaBroker(client)
+        client.instruments()
+        sandbox.slow_orders(20, delay=2.5)  # every copy is held past the deadline
+        order = make_order("late", "buy", 10, "EUR_USD")
+        with pytest.raises(OrderStateUnknown) as info:
+            broker.submit(order)
+        assert info.value.client_id == "late" and "not rejected" in str(info.value)
+        assert broker.lookup(order) is None  # OANDA does not know it yet
+        found = wait_for(lambda: broker.lookup(order), timeout=5)
+        assert [e.kind for e in found.events] == ["accepted", "filled"]
+        wait_for(lambda: len(_duplicate_rejects(sandbox, "late")) >= 1, timeout=5)
+        assert len(_creates(sandbox, "late")) == 1
 
 
 @pytest.mark.parametrize("cancel", [True, False])

@@ -17,7 +17,12 @@ from osmarkets.brokers.oanda import (
     OandaError,
     OandaServerError,
 )
-from osmarkets.brokers.oanda.client import MAX_CANDLES, oanda_granularity
+from osmarkets.brokers.oanda.client import (
+    MAX_CANDLES,
+    OandaUnreachable,
+    OrderStateUnknown,
+    oanda_granularity,
+)
 
 
 def test_instruments_loaded_once(sandbox, client):
@@ -124,6 +129,19 @@ def test_connection_refused_is_a_clear_error():
     with pytest.raises(OandaConnectionError) as info:
         c.account_summary()
     assert TOKEN not in str(info.value)
+
+
+def test_an_order_that_never_left_is_not_looked_up_and_not_unknown():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    c = OandaClient(TOKEN, "x", rest_url=f"http://127.0.0.1:{port}", max_retries=2,
+                    backoff=0.01, order_deadline=30.0)  # fmt: skip
+    order = {"type": "MARKET", "instrument": "EUR_USD", "units": "1",
+             "clientExtensions": {"id": "never-1"}}  # fmt: skip
+    with pytest.raises(OandaUnreachable) as info:  # no connection: certainly not placed
+        c.create_order(order)
+    assert not isinstance(info.value, OrderStateUnknown)
 
 
 def test_token_never_shown(sandbox, client, caplog):

@@ -60,6 +60,37 @@ def proc_environ(pid: int) -> bytes:
         return b""
 
 
+#: An order of this many units makes the Trader's broker of :func:`make_dying_trading_broker`
+#: kill its process right after it saved the answer, before the Brain gets any event (once).
+DIE_ON_SIZE = 77
+
+
+def make_dying_trading_broker(settings: dict[str, Any]) -> Any:
+    """The Trader's broker factory of ``OandaArchitecture`` (``make_trading_broker``), with a
+    broker that dies (``os._exit``) right after it saved its answer to an order of
+    :data:`DIE_ON_SIZE` units: the moment a Trader killed then leaves the Brain without the
+    fill while its state file holds it as reported. A marker file beside the state file makes
+    it die once only, so the restarted Trader lives."""
+    from pathlib import Path
+
+    from osmarkets.brokers.oanda.trading import OandaTradingBroker, client_from_settings
+
+    class DyingTradingBroker(OandaTradingBroker):
+        def submit(self, order: Any) -> Any:
+            events = super().submit(order)  # the answer is saved in the state file
+            marker = Path(f"{self.state_path}.died")
+            if order.size == DIE_ON_SIZE and not marker.exists():
+                marker.write_text(order.client_id)
+                os._exit(9)
+            return events
+
+    return DyingTradingBroker(
+        client_from_settings(settings),
+        state_path=settings.get("state_path"),
+        poll_interval=float(settings.get("poll_interval", 1.0)),
+    )
+
+
 class Buyer(Brain):
     """Records its bars and events; buys ``size`` once on its ``buy_on``-th bar."""
 

@@ -13,7 +13,7 @@ import logging
 from typing import Any, NamedTuple
 
 from ..base import Order, OrderEvent
-from .client import OandaClient
+from .client import DUPLICATE_CLIENT_ID, OandaClient, Response
 from .parsers import (
     AccountSummary,
     PendingOrder,
@@ -46,6 +46,45 @@ class Reconciliation(NamedTuple):
     open_trades: list[TradeInfo]
     missed_events: list[OrderEvent]  # order events after ``since_transaction_id``
     last_transaction_id: str
+
+
+class Placement(NamedTuple):
+    """What :meth:`OandaBroker.place` learnt about an order.
+
+    ``events``: its events, as :meth:`OandaBroker.submit` returns them. ``duplicate``: OANDA
+    already had an order with this client id before this call (a re-send): ``events`` are that
+    order's *current* state (its fill is the very same fill, same price, size and time; the
+    'accepted' event says ``reason='duplicate'``), not the outcome of a new order. ``recovered``:
+    the answer was lost and rebuilt from the order found by its client id.
+    ``fill_transaction_id``: the id of the ORDER_FILL transaction ('' if none).
+    """
+
+    events: list[OrderEvent]
+    duplicate: bool = False
+    recovered: bool = False
+    fill_transaction_id: str = ""
+
+
+def drop_duplicate_rejects(transactions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``transactions`` without the rejects of ``CLIENT_ORDER_ID_ALREADY_EXISTS``: such a
+    reject refuses a *copy* of an order (a re-send, or a slow first request answered after its
+    copy), and says nothing of the order that holds the id; reported as an order event it would
+    give that order a false 'rejected' after its fill. Each one dropped is logged."""
+    kept = []
+    for tx in transactions:
+        if (
+            str(tx.get("type", "")).endswith("_ORDER_REJECT")
+            and tx.get("rejectReason") == DUPLICATE_CLIENT_ID
+        ):
+            cid = (tx.get("clientExtensions") or {}).get("id")
+            log.warning(
+                "transaction %s: OANDA refused a copy of order %s (%s); not an outcome of the "
+                "order holding the id",
+                tx.get("id"), cid, DUPLICATE_CLIENT_ID,
+            )  # fmt: skip
+            continue
+        kept.append(tx)
+    return kept
 
 
 class OandaBroker:
@@ -108,23 +147,50 @@ class OandaBroker:
         """Send ``order``; returns accepted/filled/rejected/cancelled events, in order.
 
         Bad input the adapter can see (unknown instrument, units rounding to zero) becomes a
-        'rejected' event without a request. Network and server failures that outlast the
-        retries raise :class:`~osmarkets.brokers.oanda.errors.OandaError`.
+        'rejected' event without a request. A re-sent order (OANDA answers
+        ``CLIENT_ORDER_ID_ALREADY_EXISTS``) gives the current state of the order placed
+        before, never a 'rejected' (:meth:`place` says it is a duplicate). Failures that leave
+        the order certainly unplaced (refused unprocessed, unreachable, wrong token) raise
+        :class:`~osmarkets.brokers.oanda.errors.OandaError`; an answer lost for longer than the
+        client's ``order_deadline`` raises
+        :class:`~osmarkets.brokers.oanda.client.OrderStateUnknown`: the order may exist (see
+        :meth:`lookup`).
         """
+        return self.place(order).events
+
+    def place(self, order: Order) -> Placement:
+        """:meth:`submit`, telling also whether the order is a duplicate (see
+        :class:`Placement`)."""
         self._known[order.client_id] = (order.symbol, order.side, order.size)
         try:
             request = self.order_request(order)
         except ValueError as exc:
-            return [self._local_reject(order, str(exc))]
-        response = self.client.create_order(request)
+            return Placement([self._local_reject(order, str(exc))])
+        return self._placement(order, self.client.create_order(request))
+
+    def lookup(self, order: Order) -> Placement | None:
+        """The current state of ``order`` as OANDA knows it by its client id (one request
+        or three), or None while OANDA does not know it: for an order whose answer was lost."""
+        self._known[order.client_id] = (order.symbol, order.side, order.size)
+        try:
+            request = self.order_request(order)
+        except ValueError:
+            request = None
+        found = self.client.find_order(order.client_id, request)
+        if found is None:
+            return None
+        return self._placement(order, found._replace(recovered="lookup"))
+
+    def _placement(self, order: Order, response: Response) -> Placement:
         create = response.body.get("orderCreateTransaction") or {}
         if "id" in create:
             self._oanda_ids[str(create["id"])] = order.client_id
-        self._learn([response.body.get("orderFillTransaction") or {}])
+        fill = response.body.get("orderFillTransaction") or {}
+        self._learn([fill])
         # the batch's other transactions are this order's own (its SL/TP/trailing orders)
         for tid in response.body.get("relatedTransactionIDs") or []:
             self._oanda_ids.setdefault(str(tid), order.client_id)
-        return order_response_events(
+        events = order_response_events(
             response.status,
             response.body,
             order.client_id,
@@ -133,6 +199,12 @@ class OandaBroker:
             order.size,
             order.brain,
         )
+        duplicate = response.recovered == "duplicate"
+        if duplicate:
+            events = [e._replace(reason="duplicate") if e.kind == "accepted" else e
+                      for e in events]  # fmt: skip
+        recovered = response.recovered == "lookup"
+        return Placement(events, duplicate, recovered, str(fill.get("id", "")))
 
     def _local_reject(self, order: Order, reason: str) -> OrderEvent:
         return OrderEvent(
@@ -179,7 +251,7 @@ class OandaBroker:
     def events_since(self, transaction_id: str) -> tuple[list[OrderEvent], str]:
         """Order events in the transactions after ``transaction_id``, and the newest id."""
         body = self.client.transactions_since(transaction_id)
-        transactions = body.get("transactions", [])
+        transactions = drop_duplicate_rejects(body.get("transactions", []))
         self._learn(transactions)
         events = transaction_events(transactions, self._oanda_ids, self._known)
         return events, str(body.get("lastTransactionID", transaction_id))

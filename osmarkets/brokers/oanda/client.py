@@ -4,9 +4,14 @@ Why it looks the way it does:
 
 - **Retries** with exponential backoff and jitter on connection errors, 429 and 5xx; never on
   401/403 (a wrong token is not going to get better) nor on other 4xx.
-- **Orders are never blindly re-sent.** An order's ``clientExtensions.id`` is the osMarkets
-  client id; if the answer to ``POST .../orders`` is lost (connection error, 5xx) the client
-  first looks the order up by ``@<client id>`` and only re-sends when OANDA does not know it.
+- **An order is placed at most once, and its answer is never a false reject.** An order's
+  ``clientExtensions.id`` is the osMarkets client id, which OANDA keeps unique in an account
+  (a second order with it is refused with ``CLIENT_ORDER_ID_ALREADY_EXISTS``). If the answer to
+  ``POST .../orders`` is lost (read timeout, connection error, 5xx) the client looks the order
+  up by ``@<client id>``; while OANDA does not know it, it sends it again (harmless: the id
+  makes it idempotent) and looks again, until ``order_deadline`` seconds have passed
+  (:class:`OrderStateUnknown` then: not a reject). ``CLIENT_ORDER_ID_ALREADY_EXISTS`` is
+  answered with the current state of the order that holds the id, looked up the same way.
 - **A client-side rate limit** (default 100 requests/s, under OANDA's 120/s per IP).
 - **The token** lives in a private object whose ``repr`` is masked and is attached per request
   by a ``requests`` auth hook; it is not in the session headers, reprs, logs or exceptions.
@@ -21,10 +26,12 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
 import pandas as pd
 import requests
+import urllib3
 
 from ...data.timeframes import BarSeriesID, Timeframe
 from ...data.types import to_ns
@@ -109,10 +116,33 @@ class RateLimiter:
             time.sleep(slot - now)
 
 
+DUPLICATE_CLIENT_ID = "CLIENT_ORDER_ID_ALREADY_EXISTS"
+
+
 class Response(NamedTuple):
     status: int
     body: dict[str, Any]
     headers: Mapping[str, str]
+    #: How an order answer was obtained: ``''`` OANDA's own answer; ``'lookup'`` the answer was
+    #: lost and this one was rebuilt from the order found by its client id; ``'duplicate'``
+    #: OANDA answered ``CLIENT_ORDER_ID_ALREADY_EXISTS`` at the first request of the call (the
+    #: order had been placed before: a re-send) and this is that order's current state.
+    recovered: str = ""
+
+
+class OandaUnreachable(OandaConnectionError):
+    """No connection could be made (refused, connect timeout, name resolution): the request
+    never reached the server."""
+
+
+class OrderStateUnknown(OandaConnectionError):
+    """The answer to an order was lost and OANDA still did not know the order by its client id
+    when ``order_deadline`` passed. The order may appear later (a request stuck in a queue) or
+    never: it is *not* rejected. ``client_id`` names it; look it up again later."""
+
+    def __init__(self, message: str, client_id: str) -> None:
+        super().__init__(message)
+        self.client_id = client_id
 
 
 class OandaClient:
@@ -121,7 +151,9 @@ class OandaClient:
     ``rest_url`` / ``stream_url`` override the hosts of ``environment`` (the sandbox).
     ``timeout`` is ``(connect, read)`` seconds for REST calls. ``confirm_live`` (or the
     environment variable ``OSMARKETS_CONFIRM_LIVE=1``) is required before any order goes to
-    the live environment.
+    the live environment. ``order_deadline``: seconds, from the first lost answer to an order,
+    during which :meth:`create_order` keeps looking the order up (and re-sending it while OANDA
+    does not know it) before it gives up with :class:`OrderStateUnknown`.
     """
 
     def __init__(
@@ -138,6 +170,7 @@ class OandaClient:
         max_backoff: float = 8.0,
         rate_limit: float = 100.0,
         confirm_live: bool = False,
+        order_deadline: float = 60.0,
     ) -> None:
         if environment not in ENVIRONMENTS:
             raise ValueError(f"environment: expected 'practice' or 'live', got {environment!r}")
@@ -146,6 +179,8 @@ class OandaClient:
             raise ValueError("access_token: missing (pass it or set OANDA_ACCESS_TOKEN)")
         if max_retries < 0:
             raise ValueError(f"max_retries: expected >= 0, got {max_retries!r}")
+        if not order_deadline >= 0:
+            raise ValueError(f"order_deadline: expected seconds >= 0, got {order_deadline!r}")
         self.environment = environment
         self.account_id = account_id
         default_rest, default_stream = ENVIRONMENTS[environment]
@@ -156,6 +191,7 @@ class OandaClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.confirm_live = confirm_live
+        self.order_deadline = float(order_deadline)
         self._token = _Secret(token)
         self._limiter = RateLimiter(rate_limit)
         self._session = requests.Session()
@@ -187,11 +223,15 @@ class OandaClient:
             raise ValueError("account_id: this call needs an account id")
         return f"/v3/accounts/{self.account_id}{suffix}"
 
-    def _sleep_backoff(self, attempt: int, retry_after: str | None = None) -> None:
+    def _sleep_backoff(
+        self, attempt: int, retry_after: str | None = None, until: float | None = None
+    ) -> None:
         delay = min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
         if retry_after:
             with contextlib.suppress(ValueError):
                 delay = max(delay, min(self.max_backoff, float(retry_after)))
+        if until is not None:  # wake up in time for a last try before the deadline
+            delay = min(delay, max(0.0, until - time.monotonic()))
         time.sleep(delay)
 
     def _scrub(self, text: str) -> str:
@@ -225,7 +265,8 @@ class OandaClient:
             except requests.RequestException as exc:
                 reason = self._scrub(f"{type(exc).__name__}: {exc}")
                 if last:
-                    raise OandaConnectionError(f"{what}: {reason}") from None
+                    klass = OandaUnreachable if _unsent(exc) else OandaConnectionError
+                    raise klass(f"{what}: {reason}") from None
                 log.warning("%s failed (%s); retrying", what, reason)
                 self._sleep_backoff(attempt)
                 continue
@@ -420,58 +461,145 @@ class OandaClient:
             )
 
     def create_order(self, order: dict[str, Any]) -> Response:
-        """``POST .../orders`` safely: a lost answer never becomes a second order.
+        """``POST .../orders`` safely: never a second order, never a false reject.
 
-        Returns the 201 response, or the 400/404 one (a reject: the caller maps it). On a
-        connection error or 5xx the order is looked up by its client id: if OANDA has it, its
-        outcome is rebuilt from the account's transactions instead of re-sending; a 429 means
-        the request was refused unprocessed, so it is simply re-sent after a backoff.
+        Returns the 201 response, or the 400/404 one (a reject: the caller maps it), with
+        :attr:`Response.recovered` saying whether it is OANDA's own answer or the order's state
+        looked up by its client id (``clientExtensions.id``):
+
+        - 429 (refused unprocessed) or no connection at all (:class:`OandaUnreachable`: the
+          request never left): sent again after a backoff, at most ``max_retries`` times, then
+          that error (the order is certainly not placed), unless an earlier answer was lost;
+        - connection error, read timeout, 5xx (the order may or may not exist, now or later):
+          the order is looked up by ``@<client id>``; found, its outcome is rebuilt from its
+          transactions (``'lookup'``); not found, it is sent again, which is safe because OANDA
+          refuses a second order with the same client id; and so on, with backoff, until
+          ``order_deadline`` seconds after the first lost answer: then
+          :class:`OrderStateUnknown` (never a reject);
+        - 400 ``CLIENT_ORDER_ID_ALREADY_EXISTS`` (logged): the order holding the id is looked
+          up, again until the deadline, and its current state returned (``'duplicate'`` when
+          this call's first request got that answer, so the order was placed before this call;
+          ``'lookup'`` when it is this call's own earlier request that placed it). If the order
+          holding the id is not this one (another instrument, units, type or price: an id
+          reused by another program or run), the 400 is returned: that is a true reject.
+
+        An order without a client id cannot be looked up: a lost answer raises at once.
         """
         self.check_live_allowed()
-        client_id = (order.get("clientExtensions") or {}).get("id")
+        client_id = str((order.get("clientExtensions") or {}).get("id") or "")
         path = self._account_path("/orders")
-        for attempt in range(self.max_retries + 1):
-            last = attempt == self.max_retries
+        deadline: float | None = None  # set by the first lost answer
+        attempt = 0
+        while True:
             try:
-                return self.send(
+                response = self.send(
                     "POST", path, json={"order": order}, retry=False, accept=(400, 404)
                 )
-            except OandaRateLimited:
-                if last:
-                    raise
-            except (OandaConnectionError, OandaServerError):
-                if not client_id:
-                    raise  # nothing to look it up by: re-sending could duplicate it
-                if last:
-                    raise
-                found = self._recover_order(client_id)
+            except (OandaRateLimited, OandaUnreachable):
+                if deadline is None and attempt >= self.max_retries:
+                    raise  # refused unprocessed or never sent, every time: not placed
+            except OandaError as exc:
+                lost = isinstance(exc, OandaConnectionError | OandaServerError)
+                if not client_id or (deadline is None and not lost):
+                    raise  # nothing to look it up by, or a plain refusal (401/403...)
+                if deadline is None:
+                    deadline = time.monotonic() + self.order_deadline
+                log.warning("order %s: %s; looking it up by its client id", client_id, exc)
+                found = self.find_order(client_id, order)
                 if found is not None:
-                    log.warning(
-                        "order %s was created despite the error; not re-sending", client_id
-                    )
-                    return found
-            self._sleep_backoff(attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+                    if found.status < 400:
+                        log.warning("order %s was created despite the error", client_id)
+                    return found._replace(recovered="lookup")
+            else:
+                if client_id and _error_code(response) == DUPLICATE_CLIENT_ID:
+                    return self._resolve_duplicate(client_id, order, response, deadline)
+                if response.status >= 400 and deadline is not None:
+                    # a copy refused after an earlier answer was lost: that one may have landed
+                    found = self.find_order(client_id, order, response)
+                    if found is not None:
+                        return found._replace(recovered="lookup")
+                return response
+            attempt += 1
+            if deadline is not None and time.monotonic() >= deadline:
+                raise OrderStateUnknown(
+                    f"POST {path}: order {client_id}: answer lost and the order still unknown "
+                    f"to OANDA after {self.order_deadline:g} s; not rejected, look it up later",
+                    client_id,
+                )
+            self._sleep_backoff(attempt - 1, until=deadline)
 
-    def _recover_order(self, client_id: str) -> Response | None:
-        """Rebuild the create-order answer for an order OANDA already has, else ``None``."""
-        for attempt in range(self.max_retries + 1):
-            try:
-                found = self.order(f"@{client_id}")
-                break
-            except (OandaConnectionError, OandaServerError, OandaRateLimited):
-                if attempt == self.max_retries:
-                    raise
-                self._sleep_backoff(attempt)
-        if found is None:
+    def _resolve_duplicate(
+        self, client_id: str, order: dict[str, Any], refusal: Response, deadline: float | None
+    ) -> Response:
+        """OANDA answered ``CLIENT_ORDER_ID_ALREADY_EXISTS``: the state of the order holding
+        the id, looked up until it is readable or the deadline passes."""
+        placed_before = deadline is None  # no earlier request of this call may have placed it
+        log.warning(
+            "order %s: OANDA answered %s (%s); looking up the order that holds the id",
+            client_id, DUPLICATE_CLIENT_ID,
+            "a re-send of an order placed before" if placed_before else "a copy of this call's",
+        )  # fmt: skip
+        if deadline is None:
+            deadline = time.monotonic() + self.order_deadline
+        attempt = 0
+        while True:
+            found = self.find_order(client_id, order, refusal)
+            if found is not None:
+                if found.status >= 400:
+                    return found  # another order holds the id: a true reject
+                return found._replace(recovered="duplicate" if placed_before else "lookup")
+            if time.monotonic() >= deadline:
+                raise OrderStateUnknown(
+                    f"order {client_id}: OANDA answered {DUPLICATE_CLIENT_ID} but the order "
+                    f"could not be read within {self.order_deadline:g} s; not rejected",
+                    client_id,
+                )
+            self._sleep_backoff(attempt, until=deadline)
+            attempt += 1
+
+    def find_order(
+        self, client_id: str, request: Mapping[str, Any] | None = None,
+        refusal: Response | None = None,
+    ) -> Response | None:  # fmt: skip
+        """The create-order answer of the order OANDA knows by ``client_id``, rebuilt from its
+        transactions (201), or ``None`` while OANDA does not know it (or cannot be read: one
+        attempt, no retries; the caller decides when to ask again).
+
+        With ``request`` (the ``OrderRequest`` sent), an order that is not that one (another
+        instrument, units, type or price) means the id was taken by another order: a 400
+        ``CLIENT_ORDER_ID_ALREADY_EXISTS`` answer comes back (``refusal``, or one made up).
+        """
+        try:
+            found = self.send("GET", self._account_path(f"/orders/@{client_id}"), retry=False)
+        except OandaNotFound:
             return None
-        order = found["order"]
-        body: dict[str, Any] = {"lastTransactionID": found.get("lastTransactionID")}
-        body["orderCreateTransaction"] = self.transaction(order["id"])
-        if order.get("fillingTransactionID"):
-            body["orderFillTransaction"] = self.transaction(order["fillingTransactionID"])
-        if order.get("cancellingTransactionID"):
-            body["orderCancelTransaction"] = self.transaction(order["cancellingTransactionID"])
+        except OandaError as exc:
+            log.info("looking up order %s failed (%s); will ask again", client_id, exc)
+            return None
+        order = found.body.get("order") or {}
+        if request is not None and not _same_order(request, order):
+            log.error(
+                "order %s: the client id is held by another order (OANDA order %s: %s %s "
+                "units of %s); this order is refused as a duplicate client id",
+                client_id, order.get("id"), order.get("type"), order.get("units"),
+                order.get("instrument"),
+            )  # fmt: skip
+            if refusal is not None:
+                return refusal
+            message = f"the client id is held by another order ({order.get('id')})"
+            return Response(400, {"errorCode": DUPLICATE_CLIENT_ID, "errorMessage": message}, {})
+        body: dict[str, Any] = {"lastTransactionID": found.body.get("lastTransactionID")}
+        try:
+            body["orderCreateTransaction"] = self.transaction(str(order["id"]))
+            for key, field in (
+                ("orderFillTransaction", "fillingTransactionID"),
+                ("orderCancelTransaction", "cancellingTransactionID"),
+            ):
+                if order.get(field):
+                    body[key] = self.transaction(str(order[field]))
+        except (OandaError, KeyError) as exc:
+            log.info("reading order %s's transactions failed (%s); will ask again", client_id, exc)
+            return None
         return Response(201, body, {})
 
     def cancel_order(self, specifier: str) -> Response:
@@ -487,6 +615,42 @@ class OandaClient:
             retry=False,
             accept=(400, 404),
         )
+
+
+def _unsent(exc: requests.RequestException) -> bool:
+    """Whether a request failed before any byte of it could reach the server."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _error_code(response: Response) -> str:
+    """The reject reason of a 400/404 order answer ('' for a 2xx)."""
+    if response.status < 400:
+        return ""
+    body = response.body
+    reject = body.get("orderRejectTransaction") or {}
+    return str(body.get("errorCode") or reject.get("rejectReason") or "")
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    try:
+        return Decimal(str(a)) == Decimal(str(b))
+    except InvalidOperation:
+        return False
+
+
+def _same_order(request: Mapping[str, Any], order: Mapping[str, Any]) -> bool:
+    """Whether the order OANDA holds is the one ``request`` asked for (type, instrument,
+    units, price): a client id reused for another order is not mistaken for a re-send."""
+    if str(order.get("type", "")) != str(request.get("type", "MARKET")):
+        return False
+    if order.get("instrument") != request.get("instrument"):
+        return False
+    return all(
+        _same_number(request[key], order.get(key)) for key in ("units", "price") if key in request
+    )
 
 
 def _json_body(raw: requests.Response) -> dict[str, Any]:

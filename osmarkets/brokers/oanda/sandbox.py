@@ -16,6 +16,7 @@ trades, positions, balance and the transaction log (netting, FIFO).
 
 Fault knobs for tests: :meth:`~OandaSandbox.fail_requests` (429/500 for the next K requests),
 :meth:`~OandaSandbox.lose_order_responses` (execute the order, answer 500),
+:meth:`~OandaSandbox.slow_orders` (hold an order request, before or after executing it),
 :meth:`~OandaSandbox.drop_streams` (end streams after N messages),
 :meth:`~OandaSandbox.silence_streams` (send nothing, not even heartbeats),
 :meth:`~OandaSandbox.reject_orders`, :attr:`~OandaSandbox.latency`, plus
@@ -376,6 +377,7 @@ class OandaSandbox:
         self._window = (0, 0)
         self._fail: list[int] = []  # statuses for the next requests
         self._lose_orders = 0
+        self._slow_orders: list[tuple[float, bool]] = []  # (seconds, before executing?)
         self._reject: list[tuple[str, bool]] = []  # (reason, as a 201 cancel?)
         self._stream_plans: list[tuple[int | None, bool, bool]] = []
         self.requests = 0
@@ -476,6 +478,16 @@ class OandaSandbox:
         """Execute the next ``count`` order creations but answer 500 (a lost response)."""
         with self._lock:
             self._lose_orders += count
+
+    def slow_orders(self, count: int = 1, delay: float = 1.0, before: bool = True) -> None:
+        """Hold the next ``count`` order requests ``delay`` seconds (past a client's read
+        timeout, say) ``before`` executing them (OANDA learns of the order only then, as with
+        a request stuck in a queue: a lookup meanwhile finds nothing, and a copy sent meanwhile
+        is placed first, the late original then being refused with
+        ``CLIENT_ORDER_ID_ALREADY_EXISTS``), or after executing them (the order exists at once,
+        its answer comes late)."""
+        with self._lock:
+            self._slow_orders.extend([(float(delay), bool(before))] * count)
 
     def reject_orders(
         self, count: int = 1, reason: str = "MARKET_HALTED", cancel: bool = True
@@ -925,10 +937,16 @@ class OandaSandbox:
         if inst is None:
             raise _invalid("order.instrument")
         with self._lock:
+            delay, before = self._slow_orders.pop(0) if self._slow_orders else (0.0, False)
+        if before:
+            self._closing.wait(delay)
+        with self._lock:
             status, payload = self._create_order(request, kind, inst, rid)
             lose = status == 201 and self._lose_orders > 0
             if lose:
                 self._lose_orders -= 1
+        if not before:
+            self._closing.wait(delay)
         if lose:
             raise _Error(500, ERR_SERVER)
         headers = {}

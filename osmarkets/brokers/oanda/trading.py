@@ -3,9 +3,8 @@
 - :func:`write_token_file` / :func:`client_from_settings`: the access token reaches agent
   processes through a file readable only by the user (mode 0600), never as an agent attribute:
   an osBrain proxy can read any attribute, and attributes travel pickled.
-- :func:`backfill_ticks`: after the price stream reconnects, the candles completed meanwhile
-  become four synthetic quotes each (open, high, low, close, bid and ask), so the Router's
-  tick aggregation rebuilds every missed bar with the candle's bid/ask OHLC: no bar is lost.
+- the gap backfill after the price stream reconnects is
+  :func:`~osmarkets.brokers.oanda.stream.backfill_gap`, next to the stream it repairs.
 - :class:`OandaTradingBroker`: the broker object of the Trader's worker thread. It wraps
   :class:`~osmarkets.brokers.oanda.OandaBroker`, reconciles with the account on (re)start
   (positions, pending orders, open trades, and the order events of transactions after the last
@@ -13,6 +12,17 @@
   runs (fills of pending orders and of stop-loss / take-profit orders), never reports an event
   twice, and turns a refused order (live trading not confirmed, wrong token, outage) into a
   'rejected' event with the reason instead of an exception.
+
+  An order is reported 'rejected' only when OANDA rejected or cancelled it (or it certainly
+  never reached OANDA). A re-sent order (OANDA answers ``CLIENT_ORDER_ID_ALREADY_EXISTS``: the
+  Brain sends again an order it has no event for, as after a Trader's restart) is reported in
+  its true state, looked up by its client id: its events are reported again if the previous
+  Trader reported them (it may have died before delivering them: that is why the Brain sends
+  again), and not at all if this Trader did. An order whose answer was lost and that OANDA
+  still did not know at the client's ``order_deadline`` is *unresolved*: logged as an error, no
+  event, kept (in the state file too) and looked up again every ``resolve_interval`` seconds
+  and at the next reconciliation, then reported as OANDA knows it. The rejects OANDA records
+  for refused copies (``CLIENT_ORDER_ID_ALREADY_EXISTS``) are never reported.
 """
 
 from __future__ import annotations
@@ -22,20 +32,19 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ...data.timeframes import Timeframe
-from ...data.types import Tick
 from ...secrecy import disable_core_dumps
 from ..base import Order, OrderEvent
-from .broker import OandaBroker, Reconciliation
-from .client import MAX_CANDLES, OandaClient
+from .broker import OandaBroker, Placement, Reconciliation, drop_duplicate_rejects
+from .client import OandaClient, OrderStateUnknown
 from .errors import OandaError
-from .parsers import candles_to_frame, parse_account_summary, transaction_events
+from .parsers import parse_account_summary, transaction_events
 
 log = logging.getLogger(__name__)
 
@@ -98,52 +107,35 @@ def make_trading_broker(settings: Mapping[str, Any]) -> OandaTradingBroker:
         client_from_settings(settings),
         state_path=settings.get("state_path"),
         poll_interval=float(settings.get("poll_interval", 1.0)),
+        resolve_interval=float(settings.get("resolve_interval", 5.0)),
     )
 
 
-# -- backfill ----------------------------------------------------------------------------------
-def backfill_ticks(
-    client: OandaClient, instrument: str, since: int, granularity: Any = "M1"
-) -> list[Tick]:
-    """Synthetic quotes rebuilding the candles of ``granularity`` completed after the one that
-    holds ``since`` (ns, the last quote delivered), in time order.
-
-    Each candle gives four quotes inside its period: open at its start, then high, low and close
-    (bid and ask sides each), so bars aggregated from them have the candle's bid/ask OHLC.
-    """
-    tf = Timeframe.parse(granularity)
-    if not tf.is_intraday:
-        raise ValueError(f"backfill granularity: expected an intraday time frame, got {tf.code}")
-    length = tf.nanoseconds
-    first = since - since % length  # the candle holding `since`: partly delivered already
-    ticks: list[Tick] = []
-    cursor, include_first = first, True
-    while True:
-        page = client.candles(
-            instrument, tf.code, price="BA", start=cursor, count=MAX_CANDLES,
-            include_first=include_first,
-        )  # fmt: skip
-        raw = page.get("candles") or []
-        frame = candles_to_frame(raw)
-        frame = frame[frame.index.asi8 > first]  # type: ignore[attr-defined]
-        columns = [f"{side}_{part}" for part in ("open", "high", "low", "close")
-                   for side in ("bid", "ask")]  # fmt: skip
-        if len(frame) and not set(columns) <= set(frame.columns):
-            raise ValueError("backfill candles: bid/ask prices missing")
-        offsets = (0, length // 4, length // 2, length - 1_000_000)
-        for start, row in zip(frame.index.asi8, frame[columns].to_numpy(), strict=True):  # type: ignore[attr-defined]
-            for k, offset in enumerate(offsets):
-                ticks.append(Tick(int(start) + offset, float(row[2 * k]), float(row[2 * k + 1])))
-        if len(raw) < MAX_CANDLES or not len(frame):
-            return ticks
-        cursor, include_first = int(frame.index.asi8[-1]), False  # type: ignore[attr-defined]
-
-
 # -- the Trader's broker -----------------------------------------------------------------------
+_RUN_ID = re.compile(r"^[0-9a-f]{8}$")
+
+
 def brain_of(client_id: str) -> str:
-    """The Brain that sent an order, from its client id ``'<brain>-<n>'`` ('' if foreign)."""
+    """The Brain that sent an order, from its client id ``'<brain>-<run>-<n>'`` (``<run>``:
+    eight hex digits, see :attr:`osmarkets.architecture.Architecture.run_id`) or the older
+    ``'<brain>-<n>'``; '' if foreign. Only a fallback: the Brain's name travels with every
+    order in ``clientExtensions.comment``."""
     head, sep, tail = client_id.rpartition("-")
-    return head if sep and tail.isdigit() else ""
+    if not (sep and tail.isdigit()):
+        return ""
+    brain, sep, run = head.rpartition("-")
+    return brain if sep and brain and _RUN_ID.match(run) else head
+
+
+def _order_from(raw: Any) -> Order | None:
+    """An :class:`Order` saved in the state file (None if it is not one)."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        order = Order(**{key: raw[key] for key in Order._fields if key in raw})
+    except TypeError:
+        return None
+    return order if isinstance(order.client_id, str) and order.client_id else None
 
 
 class OandaTradingBroker:
@@ -151,7 +143,9 @@ class OandaTradingBroker:
 
     ``positions`` (symbol -> signed units), ``equity`` and ``balance`` are what the Trader
     reads after every call. ``state_path``: a JSON file keeping the id of the last transaction
-    handled, so that a restarted Trader reports the fills it missed.
+    handled, the outcomes reported and the unresolved orders, so that a restarted Trader reports
+    the fills it missed. ``duplicates`` counts re-sent orders, ``unknown_orders`` the orders
+    whose state was unknown at the deadline; ``unresolved`` holds those not resolved yet.
     """
 
     def __init__(
@@ -161,12 +155,20 @@ class OandaTradingBroker:
         state_path: str | os.PathLike[str] | None = None,
         poll_interval: float = 1.0,
         account_interval: float = 5.0,
+        resolve_interval: float = 5.0,
     ) -> None:
         self.client = client
         self.oanda = OandaBroker(client)
         self.state_path = Path(state_path) if state_path else None
         self.poll_interval = poll_interval
         self.account_interval = account_interval
+        self.resolve_interval = resolve_interval
+        self.duplicates = 0
+        self.unknown_orders = 0
+        self.unresolved: dict[str, Order] = {}  # client id -> order, state unknown
+        # client ids with an event reported by this incarnation (bounded, oldest first out)
+        self._session: dict[str, None] = {}
+        self._last_resolve = 0.0
         self.positions: dict[str, float] = {}
         self.equity = math.nan
         self.balance = math.nan
@@ -198,6 +200,7 @@ class OandaTradingBroker:
         state = {
             "last_transaction_id": self.last_transaction_id,
             "reported": [list(key) for key in self._reported],
+            "unresolved": [order._asdict() for order in self.unresolved.values()],
         }
         tmp = self.state_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -223,23 +226,87 @@ class OandaTradingBroker:
         return True
 
     def _apply(self, events: list[OrderEvent]) -> list[OrderEvent]:
+        """The events not reported yet, with their Brain; fills update ``positions``."""
         out = []
         for event in events:
             if not self._remember(event):
                 continue
-            if not event.brain:
-                brain = self._brains.get(event.client_id) or brain_of(event.client_id)
-                event = event._replace(brain=brain)
-            if event.kind == "filled" and event.symbol:
-                held = self.positions.get(event.symbol, 0.0) + event.signed_size
-                if abs(held) < 1e-9:
-                    self.positions.pop(event.symbol, None)
-                else:
-                    self.positions[event.symbol] = held
+            event = self._reporting(event)
+            if event.kind == "filled":
+                self._hold(event)
             out.append(event)
         return out
 
+    def _reporting(self, event: OrderEvent) -> OrderEvent:
+        """``event`` about to be reported by this incarnation: its Brain filled in."""
+        cid = event.client_id
+        self.unresolved.pop(cid, None)
+        self._session[cid] = None
+        if len(self._session) > 200_000:
+            del self._session[next(iter(self._session))]
+        if not event.brain:
+            event = event._replace(brain=self._brains.get(cid) or brain_of(cid))
+        return event
+
+    def _hold(self, fill: OrderEvent) -> None:
+        if not fill.symbol:
+            return
+        held = self.positions.get(fill.symbol, 0.0) + fill.signed_size
+        if abs(held) < 1e-9:
+            self.positions.pop(fill.symbol, None)
+        else:
+            self.positions[fill.symbol] = held
+
+    def _duplicate(self, order: Order, placement: Placement) -> list[OrderEvent]:
+        """A re-sent order OANDA already holds: its current state, once per incarnation.
+
+        The Brain sends an order again only while it has no event for it (after a timeout,
+        or when a restarted Trader says hello), so the events a previous incarnation reported
+        (and maybe died before delivering) are reported again; those this incarnation reported
+        are not: the Trader delivered them. A fill already in the account when this incarnation
+        read it (or already counted by it) does not move ``positions`` again."""
+        self.duplicates += 1
+        cid = order.client_id
+        kinds = ", ".join(e.kind for e in placement.events)
+        if cid in self._session:
+            log.warning("order %s: a re-send of an order already reported (%s)", cid, kinds)
+            return []
+        log.warning("order %s: a re-send of an order OANDA holds; reporting it: %s", cid, kinds)
+        fill_id = placement.fill_transaction_id
+        counted = bool(
+            fill_id and self.last_transaction_id and int(fill_id) <= int(self.last_transaction_id)
+        )
+        out = []
+        for event in placement.events:
+            new = self._remember(event)
+            event = self._reporting(event)
+            if event.kind == "filled" and new and not counted:
+                self._hold(event)
+            out.append(event)
+        return out
+
+    def _resolve_unresolved(self) -> list[OrderEvent]:
+        """Look the unresolved orders up by client id; the events of those OANDA knows now."""
+        self._last_resolve = time.monotonic()
+        out: list[OrderEvent] = []
+        for cid, order in list(self.unresolved.items()):
+            try:
+                placement = self.oanda.lookup(order)
+            except OandaError as exc:
+                log.info("order %s: looking it up failed (%s); will try again", cid, exc)
+                continue
+            if placement is None:
+                continue
+            self.unresolved.pop(cid, None)
+            log.warning(
+                "order %s: resolved, OANDA has it: %s", cid,
+                ", ".join(e.kind for e in placement.events) or "no event",
+            )  # fmt: skip
+            out += self._apply(placement.events)
+        return out
+
     def _transaction_events(self, transactions: list[dict[str, Any]]) -> list[OrderEvent]:
+        transactions = drop_duplicate_rejects(transactions)
         for tx in transactions:
             ext = tx.get("clientExtensions") or {}
             if ext.get("id") and ext.get("comment"):
@@ -261,6 +328,11 @@ class OandaTradingBroker:
             with contextlib.suppress(TypeError, ValueError):
                 kind, cid, when = key
                 self._remember(OrderEvent(str(kind), str(cid), "", "", 0.0, time=int(when)))
+        for raw in state.get("unresolved") or []:
+            saved = _order_from(raw)
+            if saved is not None:
+                self.unresolved[saved.client_id] = saved
+                self._brains[saved.client_id] = saved.brain
         since = state.get("last_transaction_id")
         found = self.oanda.reconcile(None)
         missed: list[OrderEvent] = []
@@ -276,6 +348,8 @@ class OandaTradingBroker:
         # the positions already hold the missed fills: report them, do not apply them twice
         held = dict(self.positions)
         missed = self._apply(missed)
+        if self.unresolved:  # orders whose state was unknown: OANDA may know them now
+            missed += self._resolve_unresolved()
         self.positions = held
         self.last_transaction_id = last
         self._refresh_account()
@@ -292,30 +366,46 @@ class OandaTradingBroker:
         ):
             return []
         self._last_poll = now
+        events: list[OrderEvent] = []
         try:
             body = self.client.transactions_since(self.last_transaction_id)
             events = self._apply(self._transaction_events(body.get("transactions", [])))
             self.last_transaction_id = str(body.get("lastTransactionID", self.last_transaction_id))
+            if self.unresolved and (force or now - self._last_resolve >= self.resolve_interval):
+                events += self._resolve_unresolved()
             if now - self._last_account >= self.account_interval:
                 self._refresh_account()
-        except OandaError as exc:
+        except OandaError as exc:  # the events already taken are still reported
             self.poll_errors += 1
             log.warning("polling the account failed: %s", exc)
-            return []
         self._save_state()
         return events
 
     # -- the Broker interface ------------------------------------------------------------------
     def submit(self, order: Order) -> list[OrderEvent]:
+        self._brains[order.client_id] = order.brain
         try:
-            events = self.oanda.submit(order)
-        except OandaError as exc:  # refused or unreachable: the Brain gets the reason
+            placement = self.oanda.place(order)
+        except OrderStateUnknown as exc:  # maybe placed: not a reject (module docstring)
+            self.unknown_orders += 1
+            self.unresolved[order.client_id] = order
+            log.error(
+                "order %s of %s: %s. Not reported as rejected: kept unresolved, looked up by "
+                "its client id every %g s and at the next reconciliation",
+                order.client_id, order.brain or "?", exc, self.resolve_interval,
+            )  # fmt: skip
+            self._last_resolve = time.monotonic()
+            self._save_state()
+            return []
+        except OandaError as exc:  # refused, or never reached OANDA: the Brain gets the reason
             return [
                 OrderEvent("rejected", order.client_id, order.symbol, order.side, order.size,
                            time=order.time, reason=str(exc), brain=order.brain)
             ]  # fmt: skip
-        self._brains[order.client_id] = order.brain
-        out = self._apply(events)
+        if placement.duplicate:
+            out = self._duplicate(order, placement)
+        else:
+            out = self._apply(placement.events)
         self._save_state()
         return out
 
