@@ -202,6 +202,10 @@ class Architecture:
         config.update(cfg)
         handle = self._agents.get(name) or _Handle(name, kind, cls, config)
         handle.cfg = config
+        if handle.proxy is not None:  # a restart: the old process's proxy
+            with contextlib.suppress(Exception):
+                handle.proxy._pyroRelease()
+        handle.proxy = None  # starting: the Overmind leaves it alone until its loop runs
         attributes: dict[str, Any] = {"osm_cfg": config}
         process = OsmAgentProcess(
             name=name, nsaddr=self.nsaddr, addr=self.host, base=cls,
@@ -422,10 +426,16 @@ class Architecture:
             router = self.proxy("router")
             try:
                 subscriptions = router.subscriptions().get(name, [])
+                acked = router.acked_seqs(name)
             finally:
                 router._pyroRelease()
             cfg = dict(handle.cfg)
             cfg["incarnation"] = int(cfg.get("incarnation", 0)) + 1
+            # the account (through the Trader) is the authority on what the Brain holds
+            restore: dict[str, Any] = {"acked": acked}
+            with contextlib.suppress(Exception):
+                restore.update(self["trader"].brain_snapshot(name))
+            cfg["restore"] = restore
             proxy = self._spawn(name, "brain", handle.cls, cfg)
             for bsid, count in subscriptions:
                 proxy.subscribe(bsid, count)

@@ -58,6 +58,11 @@ class Brain:
     def on_order_event(self, event: OrderEvent) -> None:
         """Called for every event of this Brain's orders (accepted, filled, rejected…)."""
 
+    def on_gap(self, bsid: Any, missed: int) -> None:
+        """Called after a restart when ``missed`` bars of ``bsid`` completed while this Brain
+        was down and are older than the history it keeps: they cannot be replayed to
+        :meth:`on_new_bar` (the ones that can are, with ``series.replayed`` True)."""
+
     # -- actions -----------------------------------------------------------------------------
     def send_order(
         self,

@@ -23,7 +23,7 @@ import zmq
 
 from .. import wire
 from ..brain import Brain
-from ..brokers.base import Order, OrderEvent
+from ..brokers.base import Order, OrderEvent, event_key
 from ..data.series import BarSeries
 from ..data.timeframes import BarSeriesID
 from ..data.types import Bar
@@ -85,10 +85,19 @@ class BrainAgent(OsmAgent):
         self.osm_series: dict[BarSeriesID, BarSeries] = {}
         self.osm_seq: dict[BarSeriesID, int] = {}
         self.osm_tick_seq: dict[str, int] = {}
-        self.osm_positions: dict[str, float] = {}
+        # A restarted Brain starts from what the Trader reported to its predecessor (positions,
+        # watermarks, the events already seen) and from the last bar it handled per series
+        # (the Router's acknowledgements): the bars after it are replayed, marked.
+        restore = dict(cfg.get("restore") or {})
+        self.osm_positions: dict[str, float] = dict(restore.get("positions") or {})
         self.osm_now = 0
-        self.osm_orders_sent = 0
-        self.osm_events_received = 0
+        self.osm_orders_sent = int(restore.get("orders", 0))
+        self.osm_events_received = int(restore.get("events", 0))
+        self.osm_seen = _SeenEvents(restore.get("seen") or ())
+        self.osm_duplicate_events = 0
+        self._osm_resume: dict[str, int] = dict(restore.get("acked") or {})
+        self.osm_replayed = 0
+        self.osm_missed = 0
         self.osm_held: deque[tuple] = deque()
         self.osm_bars = 0
         self.osm_ticks = 0
@@ -177,10 +186,16 @@ class BrainAgent(OsmAgent):
         records = wire.unpack_bars(packed)
         old = self.osm_series[bsid]
         series = BarSeries(bsid, capacity=old.capacity)
-        if len(records):
-            series.extend(records[-series.capacity :])
+        resume = self._osm_resume.pop(bsid.key, None)
+        missed = seq - resume if resume is not None and seq > resume else 0
+        replay = records[len(records) - min(missed, len(records)) :] if missed else records[:0]
+        keep = records[: len(records) - len(replay)]
+        if len(keep):
+            series.extend(keep[-series.capacity :])
         self.osm_series[bsid] = series
-        self.osm_seq[bsid] = int(seq)
+        self.osm_seq[bsid] = int(seq) - len(replay)
+        if missed:
+            self._osm_replay(bsid, replay, missed)
 
     # -- market data -----------------------------------------------------------------------------
     def osm_on_pub(self, data: bytes) -> None:
@@ -250,8 +265,28 @@ class BrainAgent(OsmAgent):
         self.osm_now = bar.time + (timeframe.nanoseconds if timeframe.is_intraday else 0)
         self._osm_start()
         self.osm_guard("on_new_bar", self.on_new_bar, series)
-        if events is not None:
-            self.osm_send("router", ("ack", self.name, bsid.key, seq, self.osm_orders_sent))
+        # every bar is acknowledged: the lock-step waits for it, and a restarted Brain resumes
+        # after the last one acknowledged
+        self.osm_send("router", ("ack", self.name, bsid.key, seq, self.osm_orders_sent))
+
+    def _osm_replay(self, bsid: BarSeriesID, records: Any, missed: int) -> None:
+        """The bars that completed while this Brain was down, to ``on_new_bar`` in order with
+        ``series.replayed`` set; those older than the history kept go to ``on_gap``."""
+        lost = missed - len(records)
+        self.log_info(f"{bsid}: replaying {len(records)} bars missed while down"
+                      + (f", {lost} more lost" if lost else ""))  # fmt: skip
+        if lost:
+            self.osm_missed += lost
+            self._osm_start()
+            self.osm_guard("on_gap", self.on_gap, bsid, lost)
+        series = self.osm_series[bsid]
+        series.replayed = True
+        try:
+            for record in records:
+                self.osm_replayed += 1
+                self._osm_bar(bsid, self.osm_seq[bsid] + 1, Bar(*record.tolist()), None)
+        finally:
+            series.replayed = False
 
     def _osm_start(self) -> None:
         if not self.osm_started_user:
@@ -312,9 +347,13 @@ class BrainAgent(OsmAgent):
             self.osm_forged += 1
             self.osm_bad(f"event for Brain {event.brain!r} delivered to {self.name!r}", "forged")
             return
-        self.osm_events_received += 1
-        self.osm_events.append(event)
+        self.osm_events_received += 1  # copies included: the lock-step counts what was sent
         self.osm_unacked.pop(event.client_id, None)
+        if not self.osm_seen.add(event_key(event)):
+            self.osm_duplicate_events += 1  # a restarted Trader reported it again
+            self._osm_release()
+            return
+        self.osm_events.append(event)
         if event.kind == "filled":
             held = self.osm_positions.get(event.symbol, 0.0) + event.signed_size
             self.osm_positions[event.symbol] = 0.0 if abs(held) < 1e-9 else held
@@ -328,6 +367,8 @@ class BrainAgent(OsmAgent):
             bars=self.osm_bars, ticks=self.osm_ticks, orders=self.osm_orders_sent,
             events=self.osm_events_received, gaps=self.osm_gaps, tick_gaps=self.osm_tick_gaps,
             unacked=len(self.osm_unacked), resent=self.osm_resent, forged=self.osm_forged,
+            duplicate_events=self.osm_duplicate_events, replayed=self.osm_replayed,
+            missed=self.osm_missed,
         )  # fmt: skip
         return stats
 
@@ -337,6 +378,27 @@ class BrainAgent(OsmAgent):
 
     def osm_event_list(self) -> list[OrderEvent]:
         return list(self.osm_events)
+
+
+class _SeenEvents:
+    """The keys of the last ``limit`` order events handled (:func:`event_key`)."""
+
+    def __init__(self, keys: Any = (), limit: int = 200_000) -> None:
+        self._order: deque[str] = deque()
+        self._keys: set[str] = set()
+        self._limit = limit
+        for key in keys:
+            self.add(str(key))
+
+    def add(self, key: str) -> bool:
+        """True if ``key`` is new (and remember it)."""
+        if key in self._keys:
+            return False
+        self._keys.add(key)
+        self._order.append(key)
+        if len(self._order) > self._limit:
+            self._keys.discard(self._order.popleft())
+        return True
 
 
 def make_brain_class(user_class: type) -> type:

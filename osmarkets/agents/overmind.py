@@ -130,6 +130,9 @@ class Overmind(threading.Thread):
         row["restarts"] = self.restarts.get(name, 0)
         if not row["alive"]:
             return row
+        if handle.proxy is None:  # still starting (its loop not running yet): not stalled
+            row["starting"] = True
+            return row
         try:
             proxy = self._proxy(name, process.pid)
             row["answers"] = proxy.unsafe.ping() == "pong"

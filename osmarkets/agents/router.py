@@ -85,6 +85,7 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         self.events_wm: dict[str, int] = {}
         self.awaiting: set[tuple[str, str, int]] = set()
         self.unsynced: set[tuple[str, str]] = set()
+        self.acked: dict[tuple[str, str], int] = {}  # (brain, series key) -> last bar handled
         self.osm_bind("PULL", "in", handler=self.on_in)
         self.osm_bind("PUB", "pub")
         # Deeper than ZeroMQ's default of 1,000 queued messages per subscriber: bursts are
@@ -169,6 +170,8 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         kind = message[0]
         if kind == "ack":
             _, brain, key, seq, orders = message
+            if seq > self.acked.get((brain, key), 0):
+                self.acked[(brain, key)] = seq  # where a restarted Brain resumes
             self.orders_wm[brain] = max(self.orders_wm.get(brain, 0), int(orders))
             self.awaiting.discard((brain, key, seq))
             if self.state == "brains" and not self.awaiting:
@@ -176,6 +179,8 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         elif kind == "probe_ack":
             _, brain, key = message
             self.unsynced.discard((brain, key))
+            if not self.unsynced and self.state == "idle":
+                self._advance()  # a restarted Brain is live again: the replay goes on
         elif kind == "trader_ack":
             _, step_id, events = message
             if self.state == "trader" and step_id == self.step_id:
@@ -411,6 +416,11 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         self.unsynced = {entry for entry in self.unsynced if entry[0] != brain}
         if self.state == "brains" and not self.awaiting:
             self._step_done()
+
+    def acked_seqs(self, brain: str) -> dict[str, int]:
+        """Series key -> sequence number of the last bar ``brain`` handled (it acknowledges
+        every bar once ``on_new_bar`` returned): a restarted Brain replays the bars after it."""
+        return {key: seq for (name, key), seq in self.acked.items() if name == brain}
 
     def subscriptions(self) -> dict[str, list[tuple[BarSeriesID, int]]]:
         """brain -> [(bsid, history)]: what the Overmind re-applies after a restart."""

@@ -36,7 +36,7 @@ import zmq
 from osbrain.address import AgentAddress
 
 from .. import wire
-from ..brokers.base import OrderEvent, check_order
+from ..brokers.base import OrderEvent, check_order, event_key
 from .base import OsmAgent, dumps
 from .risk import RiskLimits
 
@@ -371,6 +371,25 @@ class TraderAgent(OsmAgent):
             "state": dict(self.broker_state),
             "orders_received": dict(self.orders_received),
             "events_sent": dict(self.events_sent),
+        }
+
+    def brain_snapshot(self, brain: str) -> dict[str, Any]:
+        """What a restarted Brain starts from: its positions from the fills reported to it,
+        the number of events sent to it and of orders received from it (the lock-step's
+        watermarks), and the keys of the events it was sent (it drops copies of those)."""
+        brain = str(brain)
+        positions: dict[str, float] = {}
+        for fill in self.fills:
+            if fill.brain == brain:
+                held = positions.get(fill.symbol, 0.0) + fill.signed_size
+                positions[fill.symbol] = 0.0 if abs(held) < 1e-9 else held
+        seen = {event_key(e) for e in self.fills if e.brain == brain}
+        seen.update(event_key(e) for _, e in self.observed if e.brain == brain)
+        return {
+            "positions": {k: v for k, v in positions.items() if v},
+            "events": self.events_sent.get(brain, 0),
+            "orders": self.orders_received.get(brain, 0),
+            "seen": sorted(seen),
         }
 
     def latency_receipts(self) -> list[tuple[str, int]]:

@@ -119,6 +119,13 @@ def make_order(
     )
 
 
+def event_key(event: OrderEvent) -> str:
+    """What identifies an order event wherever it comes from: a Trader that restarted and
+    reports again what its predecessor had reported gives the same key, so a Brain can drop the
+    copy (the price is left out: NaN for most kinds, and a copy has the same fill anyway)."""
+    return f"{event.client_id}|{event.kind}|{event.reason}|{event.time}|{event.size!r}"
+
+
 #: Largest order any Trader passes on, whatever the risk limits: a size above it is a bug or an
 #: attack, never a trade (OANDA's own per-order maximum is 100,000,000 units).
 MAX_ORDER_UNITS = 1e12

@@ -34,7 +34,7 @@ def _column(name: str) -> property:
 class BarSeries:
     """Fixed-capacity newest-first series of bars for one bar-series id."""
 
-    __slots__ = ("bsid", "capacity", "_data", "_columns", "_head", "_len")
+    __slots__ = ("bsid", "capacity", "replayed", "_data", "_columns", "_head", "_len")
 
     time = _column("time")
     open = _column("open")
@@ -56,6 +56,9 @@ class BarSeries:
             raise ValueError(f"BarSeries capacity: expected a positive integer, got {capacity!r}")
         self.bsid = BarSeriesID.parse(bsid)
         self.capacity = capacity
+        #: True while ``on_new_bar`` runs for a bar replayed after a restart (it completed
+        #: while the Brain was down), False for a bar as it completes.
+        self.replayed = False
         size = 2 * capacity
         self._data = np.zeros(size, dtype=BAR_DTYPE)
         self._columns = {name: self._data[name] for name in BAR_FIELDS}

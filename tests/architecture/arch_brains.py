@@ -59,3 +59,25 @@ class Greedy(Brain):
 
     def on_order_event(self, event: OrderEvent) -> None:
         self.events.append(event)
+
+
+class HoldOne(Brain):
+    """Buys ``size`` when flat and no order is pending, then holds: a restarted process that
+    forgot its position would buy again."""
+
+    size = 100
+
+    def on_start(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+        self.pending = False
+
+    def on_new_bar(self, series: BarSeries) -> None:
+        self.seen.append((str(series.bsid), int(series[0].time)))
+        symbol = series.bsid.symbol
+        if self.position(symbol) == 0 and not self.pending:
+            self.pending = True
+            self.send_order(side="buy", size=self.size, symbol=symbol)
+
+    def on_order_event(self, event: OrderEvent) -> None:
+        if event.kind in ("filled", "rejected", "cancelled"):
+            self.pending = False

@@ -8,7 +8,7 @@ import os
 import signal
 
 import pytest
-from arch_brains import Recorder
+from arch_brains import HoldOne, Recorder
 from conftest import pid_alive, wait_for
 
 from osmarkets.architecture import Architecture
@@ -68,3 +68,55 @@ def test_simulation_refuses_to_start_with_a_dead_trader(simulated) -> None:
     _kill(system, "trader")
     with pytest.raises(RuntimeError, match="trader agent 'trader' died"):
         system.run(timeout=60)
+
+
+def test_simulation_survives_a_killed_brain_with_the_backtest_fills(simulated) -> None:
+    """A SIGKILLed Brain is restarted with its positions from the Trader and the bars it had not
+    handled replayed (marked), and the run ends with exactly the in-process backtest's fills."""
+    import numpy as np
+    from conftest import make_bars
+    from test_arch_simulated import _fills
+
+    from osmarkets.backtest import backtest
+    from osmarkets.strategies import SmaCross
+
+    data = make_bars(1500, seed=11)
+    params = {"fast": 3, "slow": 8}
+    expected = backtest(SmaCross, data, M1, params=params, history=100)
+    assert len(expected.trades) >= 20
+    system = simulated({"EUR_USD": data}, 100_000)
+    system.add_brain("sma", base=SmaCross, **params)
+    system["sma"].subscribe(M1, 100)
+    killed: list[int] = []
+
+    def progress(info: dict) -> None:
+        # mid-run, while the Brain holds a position or has orders behind it
+        if not killed and info["steps"] > 400 and info["fills"] >= 5:
+            killed.append(_kill(system, "sma"))
+
+    result = system.run(timeout=120, progress=progress, every=0.0)
+    assert killed and system.overmind.restarts.get("sma", 0) >= 1, system.overmind.restarts
+    stats = system["sma"].osm_stats()
+    assert _fills(result.trades) == _fills(expected.trades), (stats, killed)
+    np.testing.assert_allclose(result.equity.to_numpy(), expected.equity.to_numpy(), atol=1e-6)
+    assert stats["bars"] >= 1 and stats["missed"] == 0
+
+
+def test_restarted_live_brain_keeps_its_position_and_replays_missed_bars(architectures) -> None:
+    from osmarkets.brokers.simulated import SimulatedBroker
+
+    system = architectures(broker_factory=lambda: SimulatedBroker(100_000.0), heartbeat=0.2)
+    system.add_brain("victim", base=HoldOne)
+    system["victim"].subscribe(M1, 30)
+    system.stream(["EUR_USD"], seed=3, speed=600)  # ten bars a second
+    wait_for(lambda: system["victim"].get_attr("osm_positions").get("EUR_USD") == 100.0,
+             what="the Brain's fill")  # fmt: skip
+    _kill(system, "victim")
+    wait_for(lambda: system.overmind.restarts.get("victim") == 1, what="the restart")
+    wait_for(lambda: system["victim"].osm_stats()["bars"] >= 5, what="bars after the restart")
+    # the account is the authority: the new process holds what the old one bought
+    assert system["victim"].get_attr("osm_positions") == {"EUR_USD": 100.0}
+    seen = system["victim"].get_attr("seen")
+    times = [t for _, t in seen]
+    assert times == sorted(times) and len(set(times)) == len(times)  # in order, none twice
+    assert system["victim"].osm_stats()["replayed"] >= 1  # bars completed while it was down
