@@ -7,11 +7,16 @@ from __future__ import annotations
 import os
 import signal
 
+import numpy as np
 import pytest
 from arch_brains import HoldOne, Recorder
-from conftest import pid_alive, wait_for
+from conftest import make_bars, pid_alive, wait_for
+from test_arch_simulated import _fills
 
 from osmarkets.architecture import Architecture
+from osmarkets.backtest import backtest
+from osmarkets.brokers.simulated import SimulatedBroker
+from osmarkets.strategies import SmaCross
 
 M1 = ("EUR_USD", 1, "Minutes")
 
@@ -73,13 +78,6 @@ def test_simulation_refuses_to_start_with_a_dead_trader(simulated) -> None:
 def test_simulation_survives_a_killed_brain_with_the_backtest_fills(simulated) -> None:
     """A SIGKILLed Brain is restarted with its positions from the Trader and the bars it had not
     handled replayed (marked), and the run ends with exactly the in-process backtest's fills."""
-    import numpy as np
-    from conftest import make_bars
-    from test_arch_simulated import _fills
-
-    from osmarkets.backtest import backtest
-    from osmarkets.strategies import SmaCross
-
     data = make_bars(1500, seed=11)
     params = {"fast": 3, "slow": 8}
     expected = backtest(SmaCross, data, M1, params=params, history=100)
@@ -103,8 +101,6 @@ def test_simulation_survives_a_killed_brain_with_the_backtest_fills(simulated) -
 
 
 def test_restarted_live_brain_keeps_its_position_and_replays_missed_bars(architectures) -> None:
-    from osmarkets.brokers.simulated import SimulatedBroker
-
     system = architectures(broker_factory=lambda: SimulatedBroker(100_000.0), heartbeat=0.2)
     system.add_brain("victim", base=HoldOne)
     system["victim"].subscribe(M1, 30)
