@@ -63,7 +63,7 @@ class _Handle:
         self.cls = cls
         self.cfg = cfg
         self.process: Any = None
-        self.proxy: Any = None
+        self.proxy: Any = None  # None while the process starts (see Overmind.probe)
 
 
 def _wait(condition: Callable[[], Any], timeout: float, what: str, step: float = 0.02) -> Any:
@@ -202,10 +202,6 @@ class Architecture:
         config.update(cfg)
         handle = self._agents.get(name) or _Handle(name, kind, cls, config)
         handle.cfg = config
-        if handle.proxy is not None:  # a restart: the old process's proxy
-            with contextlib.suppress(Exception):
-                handle.proxy._pyroRelease()
-        handle.proxy = None  # starting: the Overmind leaves it alone until its loop runs
         attributes: dict[str, Any] = {"osm_cfg": config}
         process = OsmAgentProcess(
             name=name, nsaddr=self.nsaddr, addr=self.host, base=cls,
@@ -257,7 +253,6 @@ class Architecture:
         # the Trader learns the credential first, so the Brain's hello is accepted
         self["trader"].register_brain(name, auth)
         self._brain_auth[name] = auth
-        self._agents["trader"].cfg.setdefault("brain_auth", {})[name] = auth
         cfg.update(params=dict(attrs), incarnation=0, auth=auth, run_id=self.run_id)
         return self._spawn(name, "brain", cls, cfg)
 
@@ -388,6 +383,7 @@ class Architecture:
         self._remove_ipc(name)
         with contextlib.suppress(Exception):
             handle.proxy._pyroRelease()
+        handle.proxy = None  # until the new process runs: the Overmind leaves it alone
         return handle
 
     def _restart_feeder(self, name: str) -> Any:
@@ -414,15 +410,7 @@ class Architecture:
         with self._lock:
             if self._closing:
                 return
-            handle = self._agents[name]
-            _kill(handle.process)
-            ns = self._nameserver_proxy()
-            try:
-                with contextlib.suppress(Exception):
-                    ns.remove(name)
-            finally:
-                ns.release()
-            self._remove_ipc(name)
+            handle = self._bury(name)
             router = self.proxy("router")
             try:
                 subscriptions = router.subscriptions().get(name, [])
@@ -907,17 +895,7 @@ class OandaArchitecture(Architecture):
         with self._lock:
             if self._closing:
                 raise RuntimeError("restart_trader: the architecture is shutting down")
-            handle = self._agents["trader"]
-            _kill(handle.process)
-            ns = self._nameserver_proxy()
-            try:
-                with contextlib.suppress(Exception):
-                    ns.remove("trader")
-            finally:
-                ns.release()
-            self._remove_ipc("trader")
-            with contextlib.suppress(Exception):
-                handle.proxy._pyroRelease()
+            handle = self._bury("trader")
             cfg = dict(handle.cfg)
             cfg["brains"] = {
                 h.name: _url(h.proxy.addr("events"))

@@ -203,9 +203,10 @@ def encode(message: tuple) -> bytes:
     return _encoder.encode(message)
 
 
-def _as_tuple(message: Message) -> tuple:
+def as_tuple(message: Message) -> tuple:
+    """``(kind, field, ...)`` of a decoded message, nested messages included."""
     fields = tuple(
-        _as_tuple(value) if isinstance(value, Message) else value
+        as_tuple(value) if isinstance(value, Message) else value
         for value in msgspec.structs.astuple(message)
     )
     return (message.__struct_config__.tag, *fields)
@@ -222,7 +223,7 @@ class Decoder:
         if len(data) > MAX_MESSAGE_BYTES:
             raise WireError(f"message of {len(data)} bytes (at most {MAX_MESSAGE_BYTES})")
         try:
-            return _as_tuple(self._decoder.decode(data))
+            return as_tuple(self._decoder.decode(data))
         except (msgspec.MsgspecError, RecursionError, MemoryError, TypeError) as exc:
             # RecursionError: nesting past Python's limit (msgspec stops there, safely)
             raise WireError(f"{type(exc).__name__}: {exc}"[:300]) from None
@@ -247,5 +248,5 @@ def unpack_bars(data: bytes | None) -> np.ndarray:
 __all__ = [
     "BRAIN_EVENTS", "BRAIN_PUB", "Decoder", "HISTORY_REPLY", "MAX_MESSAGE_BYTES", "OBSERVERS",
     "ROUTER_HISTORY", "ROUTER_IN", "STATUS", "TRADER_MARKET", "TRADER_ORDERS", "WireError",
-    "encode", "pack_bars", "unpack_bars",
+    "as_tuple", "encode", "pack_bars", "unpack_bars",
 ]  # fmt: skip

@@ -60,7 +60,7 @@ REPORTED_REFUSALS = 20  # undecodable messages of a feed reported one by one (th
 
 # -- the PAIR link's schema -----------------------------------------------------------------------
 # Written as plain tuples (``wire.encode``), read back as these records: ``[kind, field, ...]``.
-class PairMessage(msgspec.Struct, array_like=True, tag=True):
+class PairMessage(wire.Message):
     """Base of every message between the window and its bridge."""
 
 
@@ -195,31 +195,17 @@ class WindowDecoder:
         return bsid
 
     def _convert(self, item: Any) -> tuple:
+        if type(item) is tuple:  # already an error
+            return item
+        kind, *fields = wire.as_tuple(item)
         try:
-            kind = type(item)
-            if kind is tuple:  # already an error
-                return item
-            if kind is BarItem:
-                return ("bar", self._bsid(item.bsid), item.seq, item.bar)
-            if kind is TicksItem:
-                return ("ticks", item.symbol, item.ticks)
-            if kind is HistoryItem:
-                records = wire.unpack_bars(item.records)
-                return ("history", self._bsid(item.bsid), records, item.seq)
-            if kind is AccountItem:
-                return ("account", item.events, item.account)
-            if kind is SeriesItem:
-                return ("series", item.series, item.symbols)
-            if kind is StatusItem:
-                return ("status", item.rows)
-            if kind is HelloItem:
-                return ("hello", item.name, item.lockstep)
-            if kind is ErrorItem:
-                return ("error", item.text)
-            raise TypeError(f"unexpected {kind.__name__}")
+            if kind in ("bar", "history"):
+                fields[0] = self._bsid(fields[0])
+            if kind == "history":
+                fields[1] = wire.unpack_bars(fields[1])
         except Exception as exc:  # a bad bar series id, bar records of a wrong length
-            tag = getattr(getattr(item, "__struct_config__", None), "tag", "?")
-            return self._refused(f"{tag!r} item", exc)
+            return self._refused(f"{kind!r} item", exc)
+        return (kind, *fields)
 
 
 class _Bridge:

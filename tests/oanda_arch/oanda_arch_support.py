@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from osmarkets import BarSeries, Brain
@@ -108,3 +109,37 @@ class Buyer(Brain):
 
     def on_order_event(self, event: OrderEvent) -> None:
         self.events.append(event)
+
+
+FAST_CLIENT = {"backoff": 0.01, "max_backoff": 0.05, "timeout": (2.0, 5.0)}
+
+
+@contextlib.contextmanager
+def launched(sandbox: Any, first_bars: int = 1, **fixed: Any) -> Iterator[Callable[..., Any]]:
+    """A builder of OandaArchitectures on ``sandbox``, each with a Buyer Brain ``rec``
+    subscribed to M1 and the stream started (``fixed``: options of every launch, such as
+    ``state_dir``); all are shut down on leaving."""
+    from osmarkets.architecture import OandaArchitecture
+
+    made: list[Any] = []
+
+    def build(history: int = 10, **kwargs: Any) -> Any:
+        options = {"client_options": FAST_CLIENT, "poll_interval": 0.2, "heartbeat": 0.2}
+        options.update(fixed)
+        options.update(kwargs)
+        system = OandaArchitecture(
+            logging=False, account_id=sandbox.account_id, access_token=TOKEN,
+            rest_url=sandbox.rest_url, stream_url=sandbox.stream_url, **options,
+        )  # fmt: skip
+        made.append(system)
+        system.add_brain("rec", base=Buyer, buy_on=10**9)
+        system["rec"].subscribe(M1, history)
+        system.stream(["EUR_USD"])
+        wait_for(lambda: system["rec"].get_attr("osm_bars") >= first_bars, what="first bars")
+        return system
+
+    try:
+        yield build
+    finally:
+        for system in made:
+            system.shutdown()

@@ -15,14 +15,12 @@ import threading
 import time
 
 import pytest
-from oanda_arch_support import M1, TOKEN, Buyer, pid_alive, wait_for
+from oanda_arch_support import M1, TOKEN, launched, pid_alive, wait_for
 
-from osmarkets.architecture import OandaArchitecture
 from osmarkets.brokers.oanda import OandaSandbox
 from osmarkets.data.types import to_ns
 
 pytestmark = pytest.mark.timeout(120)
-FAST_CLIENT = {"backoff": 0.01, "max_backoff": 0.05, "timeout": (2.0, 5.0)}
 MINUTE = 60_000_000_000
 
 
@@ -66,26 +64,8 @@ def sandbox(clock):
 
 @pytest.fixture
 def make(sandbox):
-    made = []
-
-    def build(history: int = 10, **kwargs):
-        kwargs.setdefault("client_options", FAST_CLIENT)
-        kwargs.setdefault("poll_interval", 0.2)
-        kwargs.setdefault("heartbeat", 0.2)
-        system = OandaArchitecture(
-            logging=False, account_id=sandbox.account_id, access_token=TOKEN,
-            rest_url=sandbox.rest_url, stream_url=sandbox.stream_url, **kwargs,
-        )  # fmt: skip
-        made.append(system)
-        system.add_brain("rec", base=Buyer, buy_on=10**9)
-        system["rec"].subscribe(M1, history)
-        system.stream(["EUR_USD"])
-        wait_for(lambda: system["rec"].get_attr("osm_bars") >= 2, what="first bars")
-        return system
-
-    yield build
-    for system in made:
-        system.shutdown()
+    with launched(sandbox, first_bars=2) as build:
+        yield build
 
 
 def _restart_feeder(system, while_dead=None) -> None:

@@ -8,13 +8,17 @@ import os
 import signal
 
 import pytest
-from oanda_arch_support import M1, TOKEN, Buyer, fast_clock, pid_alive, wait_for
+from oanda_arch_support import (
+    TOKEN,
+    fast_clock,
+    launched,
+    pid_alive,
+    wait_for,
+)
 
-from osmarkets.architecture import OandaArchitecture
 from osmarkets.brokers.oanda import OandaSandbox
 
 pytestmark = pytest.mark.timeout(120)
-FAST_CLIENT = {"backoff": 0.01, "max_backoff": 0.05, "timeout": (2.0, 5.0)}
 MINUTE = 60_000_000_000
 
 
@@ -29,26 +33,8 @@ def sandbox():
 
 @pytest.fixture
 def make(sandbox):
-    made = []
-
-    def build(**kwargs):
-        kwargs.setdefault("client_options", FAST_CLIENT)
-        kwargs.setdefault("poll_interval", 0.2)
-        kwargs.setdefault("heartbeat", 0.2)
-        system = OandaArchitecture(
-            logging=False, account_id=sandbox.account_id, access_token=TOKEN,
-            rest_url=sandbox.rest_url, stream_url=sandbox.stream_url, **kwargs,
-        )  # fmt: skip
-        made.append(system)
-        system.add_brain("rec", base=Buyer, buy_on=10**9)
-        system["rec"].subscribe(M1, 10)
-        system.stream(["EUR_USD"])
-        wait_for(lambda: system["rec"].get_attr("osm_bars") >= 1, what="a first bar")
-        return system
-
-    yield build
-    for system in made:
-        system.shutdown()
+    with launched(sandbox) as build:
+        yield build
 
 
 def _kill(system, name: str) -> int:

@@ -10,13 +10,20 @@ from pathlib import Path
 
 import oanda_arch_support
 import pytest
-from oanda_arch_support import DIE_ON_SIZE, M1, TOKEN, Buyer, fast_clock, pid_alive, wait_for
+from oanda_arch_support import (
+    DIE_ON_SIZE,
+    FAST_CLIENT,
+    TOKEN,
+    Buyer,
+    fast_clock,
+    launched,
+    pid_alive,
+    wait_for,
+)
 
-from osmarkets.architecture import OandaArchitecture
 from osmarkets.brokers.oanda import OandaSandbox, trading
 
 pytestmark = pytest.mark.timeout(180)
-FAST_CLIENT = {"backoff": 0.01, "max_backoff": 0.05, "timeout": (2.0, 5.0)}
 DUPLICATE = "CLIENT_ORDER_ID_ALREADY_EXISTS"
 
 
@@ -36,27 +43,8 @@ def state_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def launch(sandbox, state_dir):
-    made = []
-
-    def build(**kwargs):
-        kwargs.setdefault("client_options", FAST_CLIENT)
-        kwargs.setdefault("poll_interval", 0.2)
-        kwargs.setdefault("heartbeat", 0.2)
-        system = OandaArchitecture(
-            logging=False, account_id=sandbox.account_id, access_token=TOKEN,
-            rest_url=sandbox.rest_url, stream_url=sandbox.stream_url, state_dir=str(state_dir),
-            **kwargs,
-        )  # fmt: skip
-        made.append(system)
-        system.add_brain("rec", base=Buyer, buy_on=10**9)
-        system["rec"].subscribe(M1, 10)
-        system.stream(["EUR_USD"])
-        wait_for(lambda: system["rec"].get_attr("osm_bars") >= 1, what="a first bar")
-        return system
-
-    yield build
-    for system in made:
-        system.shutdown()
+    with launched(sandbox, state_dir=str(state_dir)) as build:
+        yield build
 
 
 def _events(system, client_id: str) -> list:
