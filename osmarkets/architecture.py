@@ -22,6 +22,7 @@ import re
 import secrets
 import shutil
 import signal
+import tempfile
 import threading
 import time
 import warnings
@@ -48,6 +49,7 @@ from .agents.auth import DeploymentKeys, install_pyro_key, pyro_key
 from .agents.base import OsmAgentProcess, start_nameserver
 from .brain import Brain
 from .data.timeframes import BarSeriesID
+from .journal import Journal
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,40}$")
 _RESERVED = {"router", "trader", "logger", "feeder", "overmind"}
@@ -114,6 +116,8 @@ class Architecture:
         history_capacity: int = 10_000,
         base_timeframes: Mapping[str, str | None] | None = None,
         handle_signals: bool = True,
+        state_dir: str | os.PathLike[str] | None = None,
+        durability: str = "process",
     ) -> None:
         if transport is None:
             transport = "ipc" if os.name == "posix" else "tcp"
@@ -133,8 +137,26 @@ class Architecture:
         self.nameserver: Any = None
         self._registry_entry: Path | None = None
         self.ipc_dir = Path(osbrain.config["IPC_DIR"]) / f"osm-{secrets.token_hex(4)}"
-        # in every client id ('<brain>-<run>-<n>'): unique across runs on one broker account
-        self.run_id = secrets.token_hex(4)
+        # The durable journal (osmarkets/journal.py): in state_dir, kept across runs (running
+        # the launcher again resumes), else in a private directory removed at shutdown.
+        self._state_tmp: Path | None = None
+        if state_dir is None:
+            self._state_tmp = Path(tempfile.mkdtemp(prefix="osm-state-"))
+        self.state_dir = Path(state_dir) if state_dir is not None else self._state_tmp
+        assert self.state_dir is not None
+        self.journal = Journal.in_dir(self.state_dir, durability=durability)
+        try:
+            #: pid of the owner of a previous run on this state_dir that died without shutting
+            #: down (None on a fresh start or after a clean shutdown)
+            self.resumed_from = self.journal.claim(self._owner)
+        except BaseException:
+            self.journal.close()
+            if self._state_tmp is not None:
+                shutil.rmtree(self._state_tmp, ignore_errors=True)
+            raise
+        # in every client id ('<brain>-<deployment>-<n>'): unique across runs on one account,
+        # and kept by a deployment that resumes (its journal knows the numbers used)
+        self.run_id = self.journal.deployment_id()
         # This deployment's secrets (agents/auth.py): the Pyro HMAC key of every control call
         # and the CURVE keys of tcp links. Proxies this process makes get the key by default.
         self.keys = DeploymentKeys.generate()
@@ -146,6 +168,8 @@ class Architecture:
             "ipc_dir": str(self.ipc_dir) if transport == "ipc" else None,
             "parent_pid": self._owner,
             "keys": self.keys,
+            "journal_path": str(self.journal.path),
+            "durability": durability,
         }
         atexit.register(self.shutdown)
         if handle_signals and threading.current_thread() is threading.main_thread():
@@ -193,8 +217,9 @@ class Architecture:
 
     def _start_nameserver(self) -> NameServerProcess:
         ipc_dir = str(self.ipc_dir) if self.transport == "ipc" else None
+        cleanup = self._cleanup_dirs + ((str(self._state_tmp),) if self._state_tmp else ())
         return start_nameserver(
-            self.host, ipc_dir=ipc_dir, hmac_key=self.keys.pyro, cleanup_dirs=self._cleanup_dirs
+            self.host, ipc_dir=ipc_dir, hmac_key=self.keys.pyro, cleanup_dirs=cleanup
         )
 
     def _spawn(self, name: str, kind: str, cls: type, cfg: dict[str, Any]) -> Any:
@@ -496,12 +521,22 @@ class Architecture:
                 _kill(server)
             if self.transport == "ipc":
                 shutil.rmtree(self.ipc_dir, ignore_errors=True)
+            self._close_journal()
             for signum, handler in self._old_signals.items():
                 with contextlib.suppress(ValueError, OSError, TypeError):
                     signal.signal(signum, handler)
             self._old_signals.clear()
             with contextlib.suppress(Exception):
                 atexit.unregister(self.shutdown)
+
+    def _close_journal(self) -> None:
+        journal = getattr(self, "journal", None)
+        if journal is not None:
+            with contextlib.suppress(Exception):
+                journal.release(self._owner)
+            journal.close()
+        if self._state_tmp is not None:
+            shutil.rmtree(self._state_tmp, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self
@@ -573,6 +608,11 @@ class SimulatedArchitecture(Architecture):
     ) -> None:
         from .brokers.simulated import SimulatedBroker
 
+        if kwargs.get("state_dir") is not None:
+            raise ValueError(
+                "state_dir: a simulation starts from its data every run; state_dir is for live "
+                "deployments (its journal is private to the run)"
+            )
         if data is not None:
             if not isinstance(data, Mapping):
                 raise ValueError(
@@ -831,7 +871,9 @@ class OandaArchitecture(Architecture):
                                poll_interval=float(poll_interval))  # fmt: skip
         factory = functools.partial(make_trading_broker, broker_settings)
         try:
-            super().__init__(logging=logging, broker_factory=factory, **kwargs)
+            super().__init__(
+                logging=logging, broker_factory=factory, state_dir=state_dir, **kwargs
+            )
         except BaseException:
             self._remove_private()
             raise
