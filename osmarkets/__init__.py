@@ -27,6 +27,7 @@ __version__ = "0.1.0"
 # ``import osmarkets`` stays light for data work and the pure core never pulls in osBrain.
 # (``osmarkets.backtest`` is the subpackage; its function is ``osmarkets.backtest.backtest``.)
 _LAZY = {
+    "AgentDiedError": "osmarkets.architecture",
     "Architecture": "osmarkets.architecture",
     "SimulatedArchitecture": "osmarkets.architecture",
     "OandaArchitecture": "osmarkets.architecture",
@@ -44,6 +45,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "AgentDiedError",
     "Architecture",
     "Bar",
     "BarResampler",

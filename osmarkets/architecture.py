@@ -28,10 +28,11 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import osbrain
 import pandas as pd
+import Pyro4.errors
 from osbrain.address import SocketAddress
 from osbrain.nameserver import NameServerProcess
 
@@ -49,11 +50,57 @@ from .agents.auth import DeploymentKeys, install_pyro_key, pyro_key
 from .agents.base import OsmAgentProcess, start_nameserver
 from .brain import Brain
 from .data.timeframes import BarSeriesID
+from .incidents import Incidents
 from .journal import Journal
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,40}$")
 _RESERVED = {"router", "trader", "logger", "feeder", "overmind"}
 _PRIVATE_PREFIX = "osm-oanda-"  # OandaArchitecture's token directories, in the temp directory
+_INCIDENTS_LOCK = threading.Lock()  # creates each architecture's incident record once
+# what a proxy call to an agent that died raises
+_CONNECTION_ERRORS = (Pyro4.errors.CommunicationError, Pyro4.errors.NamingError, OSError)
+
+
+class AgentDiedError(RuntimeError):
+    """An agent of the architecture died and cannot be restarted (its kind is not restartable,
+    or its restart failed): raised by the owner's next call of the architecture."""
+
+    def __init__(self, message: str, agent: str = "", kind: str = "", pid: int | None = None,
+                 exitcode: int | None = None) -> None:  # fmt: skip
+        super().__init__(message)
+        self.agent = agent
+        self.kind = kind
+        self.pid = pid
+        self.exitcode = exitcode
+
+    def __reduce__(self) -> Any:
+        return type(self), (str(self), self.agent, self.kind, self.pid, self.exitcode)
+
+
+_A = TypeVar("_A", bound="Architecture")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _visible(method: Callable[Concatenate[_A, _P], _R]) -> Callable[Concatenate[_A, _P], _R]:
+    """A public call of the architecture: it raises :class:`AgentDiedError` if an agent died
+    and cannot be restarted, before it starts and when a proxy call in it fails because an
+    agent died (not a Pyro connection error that names nobody). The Overmind's thread (it
+    restarts agents through these methods) is left alone."""
+
+    @functools.wraps(method)
+    def call(self: _A, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if threading.current_thread() is self.overmind:
+            return method(self, *args, **kwargs)
+        self._raise_if_dead()
+        try:
+            return method(self, *args, **kwargs)
+        except _CONNECTION_ERRORS as exc:
+            # the process may be reaped a moment after its sockets closed: wait a little
+            self._raise_if_dead(grace=3.0, cause=exc)
+            raise
+
+    return call
 
 
 class _Handle:
@@ -95,10 +142,12 @@ class Architecture:
     #: Agent kinds the Overmind restarts when their process dies or their loop stops. A
     #: Trader is restarted only where the broker's state survives it (OANDA: the account),
     #: a Feeder only where a new one can resume where the dead one stopped (OANDA's stream
-    #: backfill). The Router is never restarted: every bar series, its history and sequence
-    #: numbers live in it, and every agent holds its addresses; a dead Router shows in
-    #: status() (``alive`` False) and the architecture must be started again.
-    restartable: tuple[str, ...] = ("brain",)
+    #: backfill). The Router is restarted in live architectures: it journals every bar series
+    #: (sequence numbers, subscribers, history) before it publishes, so its successor takes
+    #: them up, on the same ipc files or tcp ports, and every agent's sockets reconnect to it
+    #: by themselves (see :meth:`_restart_router`). A lock-step simulation is never resumed
+    #: (its step lives in the Router): there a dead Router stops the run with an error.
+    restartable: tuple[str, ...] = ("brain", "router")
     #: Directories (besides the ipc one) the name server removes if the owner is SIGKILLed.
     _cleanup_dirs: tuple[str, ...] = ()
 
@@ -144,7 +193,15 @@ class Architecture:
             self._state_tmp = Path(tempfile.mkdtemp(prefix="osm-state-"))
         self.state_dir = Path(state_dir) if state_dir is not None else self._state_tmp
         assert self.state_dir is not None
-        self.journal = Journal.in_dir(self.state_dir, durability=durability)
+        if durability not in ("process", "power", "none"):
+            raise ValueError(
+                f"durability: expected 'process', 'power' or 'none', got {durability!r}"
+            )
+        # 'none': the agents keep no journal (benchmarks of its cost, throwaway runs)
+        journaled = durability != "none"
+        self.journal = Journal.in_dir(
+            self.state_dir, durability=durability if journaled else "process"
+        )
         try:
             #: pid of the owner of a previous run on this state_dir that died without shutting
             #: down (None on a fresh start or after a clean shutdown)
@@ -168,7 +225,7 @@ class Architecture:
             "ipc_dir": str(self.ipc_dir) if transport == "ipc" else None,
             "parent_pid": self._owner,
             "keys": self.keys,
-            "journal_path": str(self.journal.path),
+            "journal_path": str(self.journal.path) if journaled else None,
             "durability": durability,
         }
         atexit.register(self.shutdown)
@@ -197,6 +254,11 @@ class Architecture:
                  "base_timeframes": dict(base_timeframes or {})},
             )  # fmt: skip
             router = self._agents["router"].proxy
+            if transport == "tcp":  # a restarted Router binds the same ports (see osm_bind)
+                self._agents["router"].cfg["ports"] = {
+                    alias: int(router.addr(alias).address.port)
+                    for alias in ("in", "pub", "history", "market")
+                }
             self._spawn(
                 "trader", "trader", TraderAgent,
                 {"lockstep": self.lockstep, "risk": dict(risk or {}),
@@ -261,7 +323,15 @@ class Architecture:
             "trader_orders": trader.addr("orders"),
         }
 
+    def _set_base_timeframes(self, mapping: Mapping[str, str | None]) -> None:
+        """Tell the Router what each symbol's feed carries; kept in its configuration too,
+        so a restarted Router starts with it."""
+        handle = self._agents["router"]
+        handle.cfg["base_timeframes"] = {**handle.cfg.get("base_timeframes", {}), **mapping}
+        self["router"].set_base_timeframes(dict(mapping))
+
     # -- public API --------------------------------------------------------------------------
+    @_visible
     def add_brain(self, name: str, base: type[Brain], **attrs: Any) -> Any:
         """Start ``base`` (a Brain subclass) as agent ``name``; ``attrs`` set attributes
         (parameters) before it starts. Returns the osBrain proxy (also ``system[name]``)."""
@@ -281,6 +351,7 @@ class Architecture:
         cfg.update(params=dict(attrs), incarnation=0, auth=auth, run_id=self.run_id)
         return self._spawn(name, "brain", cls, cfg)
 
+    @_visible
     def __getitem__(self, name: str) -> Any:
         try:
             return self._agents[name].proxy
@@ -294,6 +365,7 @@ class Architecture:
     def agents(self) -> list[str]:
         return list(self._agents)
 
+    @_visible
     def stream(
         self,
         symbols: Iterable[str] | None = None,
@@ -314,12 +386,12 @@ class Architecture:
             for symbol, frame in data.items():
                 feeds.load_frame(frame, symbol)  # bad input fails here, in the caller
             source: dict[str, Any] = {"kind": "replay", "data": dict(data)}
-            self["router"].set_base_timeframes(feeds.base_timeframes(data))
+            self._set_base_timeframes(feeds.base_timeframes(data))
         else:
             if symbols is None or isinstance(symbols, str):
                 raise ValueError("stream symbols: expected a list of instruments")
             symbols = [BarSeriesID(s, 1, "Minutes").symbol for s in symbols]
-            self["router"].set_base_timeframes(dict.fromkeys(symbols))
+            self._set_base_timeframes(dict.fromkeys(symbols))
             source = {"kind": "synthetic", "symbols": symbols, "seed": seed, "bars": bars,
                       "options": dict(options or {})}  # fmt: skip
         name = name or (
@@ -356,13 +428,84 @@ class Architecture:
             warnings.warn(f"could not register the name server: {exc}", RuntimeWarning, 2)
 
     def status(self) -> pd.DataFrame:
-        """A table of every agent: process, heartbeat, message and error counters."""
+        """A table of every agent: process, heartbeat, message and error counters, its
+        ``restarts`` and ``last_incident`` (every incident: :meth:`incidents`). It does not
+        raise for a dead agent: that shows (``alive`` False, ``exitcode``, ``problem``)."""
         overmind = self.overmind or Overmind(self, restart=False)
         rows = overmind.check(restart=False)
         frame = pd.DataFrame(rows)
         if len(frame):
             frame = frame.set_index("name")
         return frame
+
+    # -- incidents ---------------------------------------------------------------------------
+    @property
+    def _incident_log(self) -> Incidents:
+        log = self.__dict__.get("_osm_incidents")
+        if log is None:
+            with _INCIDENTS_LOCK:
+                log = self.__dict__.setdefault("_osm_incidents", Incidents(self))
+        return log
+
+    def incidents(self) -> list[dict[str, Any]]:
+        """What went wrong and what was done about it, oldest first (the last 1000): dicts
+        ``time`` (epoch seconds), ``agent``, ``kind`` (``'restart'``, ``'dead'``,
+        ``'restart_failed'``, ``'reconciliation'``, ``'recovered_order'``) and ``detail``.
+        Each is also logged (Python logger ``'osmarkets'``, and the Logger agent if any)."""
+        return self._incident_log.items()
+
+    def _incident(
+        self, agent: str, kind: str, detail: str, origin: str = "owner"
+    ) -> dict[str, Any]:
+        """Record an incident of agent ``agent`` (see :meth:`incidents`) and log it."""
+        return self._incident_log.record(agent, kind, detail, origin)
+
+    def _restartable(self, kind: str) -> bool:
+        """Whether a dead agent of ``kind`` is restarted (by the Overmind, or by the owner:
+        ``restart_trader``) rather than dead for good."""
+        return kind in self.restartable
+
+    #: what an :class:`AgentDiedError` advises
+    _dead_advice = "start the architecture again"
+
+    def _dead_agent(self) -> AgentDiedError | None:
+        """The error naming an agent that died and cannot be restarted (its kind is not
+        restartable, or its restart failed), else None. An agent being (re)started, whose
+        handle has no proxy yet, is not dead."""
+        if self._closing:
+            return None
+        log = self._incident_log
+        for handle in list(self._agents.values()):
+            process = handle.process
+            if process is None or not process.pid:
+                continue
+            failed = log.failure(handle.name, process.pid)
+            if failed is not None:
+                pid, code = failed["dead_pid"], failed["exitcode"]
+                why = f" (its restart raised {failed['error']})"
+            elif self._restartable(handle.kind) or handle.proxy is None or process.is_alive():
+                continue
+            else:
+                pid, code, why = process.pid, process.exitcode, ""
+                log.dead(handle.name, handle.kind, pid, code, "not restartable")
+            return AgentDiedError(
+                f"the {handle.kind} agent {handle.name!r} died (pid {pid}, exit code {code}) "
+                f"and cannot be restarted{why}: {self._dead_advice}",
+                handle.name, handle.kind, pid, code,
+            )  # fmt: skip
+        return None
+
+    def _raise_if_dead(self, grace: float = 0.0, cause: BaseException | None = None) -> None:
+        """Raise :class:`AgentDiedError` if an agent died and cannot be restarted, waiting up
+        to ``grace`` seconds for one (``cause``: the failed call that made us look)."""
+        deadline = time.monotonic() + grace
+        while True:
+            error = self._dead_agent()
+            if error is not None:
+                raise error from cause
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.02)
 
     def pids(self) -> list[int]:
         """Process ids of the name server and every agent (for supervision and tests)."""
@@ -387,10 +530,13 @@ class Architecture:
                 self.restart_trader()
             elif handle.kind == "feeder":
                 self._restart_feeder(name)
+            elif handle.kind == "router" and not self.lockstep:
+                self._restart_router()
             else:
                 return False
             return True
 
+    @_visible
     def restart_trader(self) -> Any:
         raise RuntimeError(f"{type(self).__name__} does not restart its Trader")
 
@@ -410,6 +556,22 @@ class Architecture:
             handle.proxy._pyroRelease()
         handle.proxy = None  # until the new process runs: the Overmind leaves it alone
         return handle
+
+    def _restart_router(self) -> Any:
+        """Replace a dead or stalled Router by a new process with the same configuration
+        (which holds what the owner set since: base time frames, the history source) on the
+        same addresses (the same ipc files; over tcp the same ports, ``ports``). It takes up
+        its series from the journal (sequence numbers, subscribers, history), and the sockets
+        of the Brains, the Trader and the Feeders reconnect to it by themselves (ZeroMQ
+        reconnects connected sockets). A Brain that lost bars meanwhile sees a gap in the
+        sequence numbers and reloads them from the history."""
+        if self.lockstep:
+            raise RuntimeError("a lock-step simulation cannot resume without its Router")
+        with self._lock:
+            if self._closing:
+                return None
+            handle = self._bury("router")
+            return self._spawn("router", "router", handle.cls, dict(handle.cfg))
 
     def _restart_feeder(self, name: str) -> Any:
         """Replace a dead Feeder; it resumes after the last tick the Router received of each
@@ -490,6 +652,8 @@ class Architecture:
                 started = self.overmind.ident is not None
                 if started and self.overmind is not threading.current_thread():
                     self.overmind.join(timeout=5)
+            with contextlib.suppress(Exception):
+                self._incident_log.close()  # no more lines for the Logger
             registry.unregister(self._registry_entry)
             self._registry_entry = None
             order = sorted(
@@ -589,6 +753,7 @@ class SimulatedArchitecture(Architecture):
     """
 
     lockstep = True
+    restartable = ("brain",)  # a dead Router, Trader or Feeder stops the run (_check_alive)
 
     def __init__(
         self,
@@ -656,6 +821,7 @@ class SimulatedArchitecture(Architecture):
             self.stream(src["symbols"], seed=src["seed"], bars=src["bars"], speed=self.speed,
                         options=src["options"])  # fmt: skip
 
+    @_visible
     def progress(self) -> dict[str, Any]:
         """Router and Trader counters: steps, bars, orders, fills, equity."""
         info = dict(self["router"].progress())
@@ -664,6 +830,7 @@ class SimulatedArchitecture(Architecture):
                     equity=stats.get("equity"))  # fmt: skip
         return info
 
+    @_visible
     def run(
         self,
         timeout: float | None = None,
@@ -715,23 +882,17 @@ class SimulatedArchitecture(Architecture):
         The simulated broker's state (cash, positions, pending orders) lives in the Trader's
         process, the lock-step's in the Router's and the replay's position in the Feeder's:
         none can be restarted without silently changing the result, so the run stops with
-        an error naming the dead agent (a dead Brain is restarted by the Overmind; without
-        supervision it is fatal too)."""
-        fatal = ("router", "trader", "feeder") + (("brain",) if self.overmind is None else ())
-        deadline = time.monotonic() + grace
-        while True:
-            for handle in list(self._agents.values()):
-                process = handle.process
-                if handle.kind in fatal and process is not None and not process.is_alive():
-                    raise RuntimeError(
-                        f"simulation aborted: the {handle.kind} agent {handle.name!r} died "
-                        f"(pid {process.pid}, exit code {process.exitcode}); a simulation "
-                        f"cannot resume without it, start it again"
-                    )
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.02)
+        an :class:`AgentDiedError` naming the dead agent (a dead Brain is restarted by the
+        Overmind; without supervision it is fatal too)."""
+        self._raise_if_dead(grace)
 
+    _dead_advice = "a simulation cannot resume without it: start it again"
+
+    def _restartable(self, kind: str) -> bool:
+        # nothing restarts a Brain without supervision (and a simulation has no restart_trader)
+        return kind in self.restartable and self.overmind is not None
+
+    @_visible
     def result(self) -> Any:
         """The backtest :class:`~osmarkets.backtest.Result` of the replay so far."""
         from .backtest.result import Result
@@ -789,8 +950,8 @@ class OandaArchitecture(Architecture):
     """
 
     # the account keeps the broker's state across a Trader's death (it reconciles on start);
-    # a new Feeder backfills the candles it missed
-    restartable = ("brain", "trader", "feeder")
+    # a new Feeder backfills the candles it missed; a new Router takes up its journal
+    restartable = ("brain", "trader", "feeder", "router")
 
     def __init__(
         self,
@@ -878,9 +1039,11 @@ class OandaArchitecture(Architecture):
             self._remove_private()
             raise
         try:  # history on subscribe: the Router downloads the candles a subscription lacks
-            self["router"].set_history_source(
-                {"kind": "oanda", "settings": self._settings}, float(history_timeout)
-            )
+            source = {"kind": "oanda", "settings": self._settings}
+            # kept in the Router's configuration: a restarted Router sets it up again
+            timeout = float(history_timeout)
+            self._agents["router"].cfg["history_source"] = {"spec": source, "timeout": timeout}
+            self["router"].set_history_source(source, timeout)
         except BaseException:
             self.shutdown()
             raise
@@ -898,6 +1061,7 @@ class OandaArchitecture(Architecture):
         if os.getpid() == getattr(self, "_owner", os.getpid()):
             self._remove_private()
 
+    @_visible
     def stream(self, symbols: Iterable[str] | None = None, **options: Any) -> Any:
         """Start a Feeder on OANDA's pricing stream of ``symbols``. ``options``: ``name``,
         ``backfill`` and ``stream`` (PriceStream keyword arguments), overriding the
@@ -914,7 +1078,7 @@ class OandaArchitecture(Architecture):
             raise ValueError("stream symbols: expected at least one instrument")
         for symbol in symbols:
             self.client.instrument(symbol)  # ValueError naming an untradeable instrument
-        self["router"].set_base_timeframes(dict.fromkeys(symbols))  # ticks
+        self._set_base_timeframes(dict.fromkeys(symbols))  # ticks
         name = options.get("name") or (
             "feeder" if "feeder" not in self._agents else f"feeder{len(self._feeders)}"
         )
@@ -928,6 +1092,7 @@ class OandaArchitecture(Architecture):
         proxy.start_feed()
         return proxy
 
+    @_visible
     def restart_trader(self) -> Any:
         """Replace the Trader process (after a crash, or to test recovery): the new one
         reconnects to every Brain, reconciles with the account (reporting the fills it missed)

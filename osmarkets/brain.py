@@ -19,7 +19,9 @@ from .data.types import Tick
 class BrainContext(Protocol):
     """What a runner provides to a bound Brain."""
 
-    def submit_order(self, brain: Brain, order: Order) -> None: ...
+    def submit_order(self, brain: Brain, order: Order) -> str | None:
+        """Send ``order``; may return the client id it went out with (a live runner re-handling
+        an input after a restart gives a repeated order its first client id)."""
 
     def cancel_order(self, brain: Brain, client_id: str) -> None: ...
 
@@ -63,6 +65,21 @@ class Brain:
         was down and are older than the history it keeps: they cannot be replayed to
         :meth:`on_new_bar` (the ones that can are, with ``series.replayed`` True)."""
 
+    def on_save(self) -> dict[str, Any] | None:
+        """The state this Brain needs to resume after a crash, or None (the default: nothing
+        beyond its series, which are reloaded, and its positions, which come from the account).
+
+        Live, it is called after every bar and every order event handled, and stored in the
+        deployment's journal with the point it was taken at; a restarted Brain (or the same
+        launcher run again on the same ``state_dir``) gets it back through :meth:`on_restore`
+        before any bar. Return plain data (dicts, lists, str, int, float, bool, None):
+        it is stored as MessagePack, never pickled. Keep it small: it is written often."""
+        return None
+
+    def on_restore(self, state: dict[str, Any]) -> None:
+        """Called once, before :meth:`on_start`, with what :meth:`on_save` last returned,
+        when this Brain resumes after a crash."""
+
     # -- actions -----------------------------------------------------------------------------
     def send_order(
         self,
@@ -88,8 +105,8 @@ class Brain:
             client_id, side, size, symbol, type, price, stop_loss, take_profit, trailing_stop,
             brain=self.name, time=context.now(self),
         )  # fmt: skip
-        context.submit_order(self, order)
-        return client_id
+        sent = context.submit_order(self, order)
+        return sent if isinstance(sent, str) else client_id
 
     def cancel_order(self, client_id: str) -> None:
         """Ask to cancel a pending order; a ``cancelled`` (or ``rejected``) event follows."""

@@ -125,9 +125,8 @@ class Journal:
         return cls(directory / JOURNAL_NAME, **options)
 
     def close(self) -> None:
-        with self._lock:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.close()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -279,17 +278,21 @@ class Journal:
         )
         return [row[0] for row in reversed(rows)]
 
-    def fills(self, brain: str | None = None) -> list[OrderEvent]:
+    def fills(self, brain: str | None = None, acked: bool = False) -> list[OrderEvent]:
+        """The fills recorded (of ``brain``; only those it acknowledged with ``acked``)."""
         sql = "SELECT body FROM events WHERE kind='filled'"
         args: tuple = ()
         if brain is not None:
             sql, args = sql + " AND brain=?", (brain,)
+        if acked:
+            sql += " AND acked=1"
         return [_decode_event(row[0]) for row in self._query(sql + " ORDER BY id", args)]
 
     def positions(self, brain: str) -> dict[str, float]:
-        """``brain``'s positions, from the fills reported to it."""
+        """``brain``'s positions from the fills it acknowledged (those it did not are
+        delivered to it again, and counted then)."""
         held: dict[str, float] = {}
-        for fill in self.fills(brain):
+        for fill in self.fills(brain, acked=True):
             value = held.get(fill.symbol, 0.0) + fill.signed_size
             held[fill.symbol] = 0.0 if abs(value) < 1e-9 else value
         return {symbol: value for symbol, value in held.items() if value}
@@ -361,10 +364,9 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     # a zombie (a dead child not yet reaped) is dead for us
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/stat") as stat:
-            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
+        if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
     return True
 
 

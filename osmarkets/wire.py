@@ -57,6 +57,14 @@ class BarIn(Message, tag="bar"):
     bar: Bar
 
 
+class BackfillIn(Message, tag="backfill"):
+    """Synthetic quotes rebuilding a gap of the live feed (the OANDA Feeder's, from candles):
+    handled as ticks, but the bars they complete are published with ``backfilled=True``."""
+
+    symbol: str
+    ticks: list[Tick]
+
+
 class End(Message, tag="end"):
     pass
 
@@ -92,6 +100,9 @@ class BarOut(Message, tag="bar"):
     seq: int
     bar: Bar
     events: dict[str, int] | None
+    #: the bar was completed by backfill quotes (:class:`BackfillIn`), not by the live feed;
+    #: trailing with a default, so a message without it still decodes (as False)
+    backfilled: bool = False
 
 
 class Probe(Message, tag="probe"):
@@ -176,7 +187,7 @@ class Status(Message, tag="status"):
 
 
 #: What each socket accepts.
-ROUTER_IN = TickIn | TicksIn | BarIn | End | Ack | ProbeAck | TraderAck
+ROUTER_IN = TickIn | TicksIn | BarIn | BackfillIn | End | Ack | ProbeAck | TraderAck
 ROUTER_HISTORY = HistoryRequest | TicksRequest
 HISTORY_REPLY = Ok | Wait
 BRAIN_PUB = BarOut | Probe | TickOut | TicksOut

@@ -109,7 +109,17 @@ class OsmAgent(osbrain.Agent):
         if transport == "tcp" and getattr(self, "osm_keys", None) is not None:
             assert self.osm_keys is not None
             secure_socket(socket, "tcp://", self.osm_keys, server=True)
-        return super()._bind_socket(socket, addr=addr, transport=transport)
+        if transport != "tcp" or not (getattr(self, "osm_cfg", None) or {}).get("ports"):
+            return super()._bind_socket(socket, addr=addr, transport=transport)
+        # the ports of a predecessor (a restarted agent): the system may hold one a moment
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                return super()._bind_socket(socket, addr=addr, transport=transport)
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _connect_and_register(
         self, client_address: Any, alias: Any = None, handler: Any = None, register_as: Any = None
@@ -144,6 +154,9 @@ class OsmAgent(osbrain.Agent):
         addr = self.osm_address(alias)
         if transport == "tcp":
             addr = self.osm_cfg.get("host", "127.0.0.1")
+            port = (self.osm_cfg.get("ports") or {}).get(alias)
+            if port:  # a restarted agent binds its predecessor's port: peers reconnect to it
+                addr = f"{addr}:{int(port)}"
         return osbrain.Agent.bind(
             self, kind, alias=alias, handler=handler, addr=addr, transport=transport,
             serializer=RAW,

@@ -27,6 +27,7 @@ from ..brokers.base import Order, OrderEvent, event_key
 from ..data.series import BarSeries
 from ..data.timeframes import BarSeriesID
 from ..data.types import Bar
+from ..journal import Journal
 from .base import OsmAgent, dumps
 
 HISTORY_TIMEOUT_MS = 10_000
@@ -44,8 +45,10 @@ class _AgentContext:
     def __init__(self, agent: BrainAgent) -> None:
         self.agent = agent
 
-    def submit_order(self, brain: Brain, order: Order) -> None:
+    def submit_order(self, brain: Brain, order: Order) -> str:
+        order = self.agent.osm_order_identity(order)
         self.agent.osm_submit(("order", order, self.agent.osm_auth))
+        return order.client_id
 
     def cancel_order(self, brain: Brain, client_id: str) -> None:
         self.agent.osm_submit(("cancel", self.agent.name, client_id, self.agent.osm_auth))
@@ -76,26 +79,58 @@ class BrainAgent(OsmAgent):
         # this Brain accepts order events only when they carry it.
         self.osm_auth = str(self.osm_secrets.get("auth", ""))
         self.osm_forged = 0
-        incarnation = int(cfg.get("incarnation", 0))
-        self._osm_order_counter = itertools.count(incarnation * 1_000_000 + 1)
-        # client ids '<brain>-<run>-<n>': the run id of the architecture start (kept by a
-        # restarted Brain, whose counter starts at its incarnation's offset), so a second run
-        # on the same account never reuses the first run's ids
+        # client ids '<brain>-<deployment>-<n>': the deployment id from the journal, n going on
+        # from the last number the journal holds, so no run and no restart reuses an id
         self._osm_run_id = str(cfg.get("run_id") or "")
+        journal_path = cfg.get("journal_path")
+        self.osm_journal = (
+            Journal(journal_path, durability=cfg.get("durability", "process"))
+            if journal_path else None
+        )  # fmt: skip
+        point = self.osm_journal.recovery_point(self.name) if self.osm_journal else None
+        first = 1
+        if self.osm_journal is not None:
+            prefix = f"{self.name}-{self._osm_run_id}-"
+            first += self.osm_journal.last_order_number(self.name, prefix)
+        else:
+            first += int(cfg.get("incarnation", 0)) * 1_000_000
+        self._osm_order_counter = itertools.count(first)
+        # What the Brain is handling ('bar|<series>|<seq>', 'event|<key>'): each order is
+        # journaled with it and its rank, so handling the same input again after a crash
+        # re-issues the same client ids (the Trader never sends an order twice).
+        self.osm_cause: str | None = None
+        self.osm_cause_rank = 0
+        self.osm_recorded: list[Order] | None = None  # orders journaled for the cause at hand
+        self.osm_reissued = 0
         self.osm_series: dict[BarSeriesID, BarSeries] = {}
         self.osm_seq: dict[BarSeriesID, int] = {}
         self.osm_tick_seq: dict[str, int] = {}
         # A restarted Brain starts from what the Trader reported to its predecessor (positions,
         # watermarks, the events already seen) and from the last bar it handled per series
         # (the Router's acknowledgements): the bars after it are replayed, marked.
+        # The journal, when there is one, is the authority: the recovery point this Brain
+        # stored (last bar of each series, on_save's state) and the fills reported to it.
         restore = dict(cfg.get("restore") or {})
-        self.osm_positions: dict[str, float] = dict(restore.get("positions") or {})
+        positions = restore.get("positions") or {}
+        seen = list(restore.get("seen") or ())
+        acked = dict(restore.get("acked") or {})
+        if self.osm_journal is not None:
+            positions = self.osm_journal.positions(self.name)
+            seen += self.osm_journal.acked_keys(self.name)
+            if point is not None:
+                acked = dict(point.get("acked") or {})
+        self.osm_positions: dict[str, float] = dict(positions)
         self.osm_now = 0
         self.osm_orders_sent = int(restore.get("orders", 0))
         self.osm_events_received = int(restore.get("events", 0))
-        self.osm_seen = _SeenEvents(restore.get("seen") or ())
+        self.osm_seen = _SeenEvents(seen)
         self.osm_duplicate_events = 0
-        self._osm_resume: dict[str, int] = dict(restore.get("acked") or {})
+        self._osm_resume: dict[str, int] = acked
+        self.osm_save_errors = 0
+        self.osm_restored = point is not None and point.get("user") is not None
+        if self.osm_restored:
+            assert point is not None
+            self.osm_guard("on_restore", self.on_restore, point["user"])
         self.osm_replayed = 0
         self.osm_missed = 0
         self.osm_held: deque[tuple] = deque()
@@ -224,26 +259,28 @@ class BrainAgent(OsmAgent):
                 self.osm_now = int(tick.time)
                 self.osm_guard("on_tick", on_tick, tick)
         else:
-            _, bsid, seq, bar, events = message
+            _, bsid, seq, bar, events, backfilled = message
             bsid = BarSeriesID.parse(bsid)
             if bsid not in self.osm_series:
                 return
             if events is not None or self.osm_held:
-                self.osm_held.append((bsid, seq, bar, events))
+                self.osm_held.append((bsid, seq, bar, events, backfilled))
                 self._osm_release()
             else:
-                self._osm_bar(bsid, seq, bar, None)
+                self._osm_bar(bsid, seq, bar, None, backfilled)
 
     def _osm_release(self) -> None:
         """Handle held bars whose order events have all arrived (lock-step)."""
         while self.osm_held:
-            bsid, seq, bar, events = self.osm_held[0]
+            bsid, seq, bar, events, backfilled = self.osm_held[0]
             if events and self.osm_events_received < events.get(self.name, 0):
                 return
             self.osm_held.popleft()
-            self._osm_bar(bsid, seq, bar, events)
+            self._osm_bar(bsid, seq, bar, events, backfilled)
 
-    def _osm_bar(self, bsid: BarSeriesID, seq: int, bar: Bar, events: dict | None) -> None:
+    def _osm_bar(
+        self, bsid: BarSeriesID, seq: int, bar: Bar, events: dict | None, backfilled: bool = False
+    ) -> None:
         last = self.osm_seq.get(bsid, 0)
         if seq <= last:
             return  # already in the series (it came with the history)
@@ -264,7 +301,11 @@ class BrainAgent(OsmAgent):
         timeframe = bsid.timeframe
         self.osm_now = bar.time + (timeframe.nanoseconds if timeframe.is_intraday else 0)
         self._osm_start()
-        self.osm_guard("on_new_bar", self.on_new_bar, series)
+        series.backfilled = backfilled  # rebuilt after a gap of the feed (see wire.BarOut)
+        try:
+            self._osm_handle(f"bar|{bsid.key}|{seq}", series.replayed, self.on_new_bar, series)
+        finally:
+            series.backfilled = False
         # every bar is acknowledged: the lock-step waits for it, and a restarted Brain resumes
         # after the last one acknowledged
         self.osm_send("router", ("ack", self.name, bsid.key, seq, self.osm_orders_sent))
@@ -297,6 +338,62 @@ class BrainAgent(OsmAgent):
     def before_loop(self) -> None:
         # Timers must start here, not in osm_setup: they talk to the running main loop.
         self.each(min(1.0, self.osm_resend_after / 2), "osm_resend_due")
+
+    # -- the journal ------------------------------------------------------------------------------
+    def _osm_handle(self, cause: str, again: bool, hook: Any, *args: Any) -> None:
+        """Run a user hook for input ``cause`` (``again``: it may have been handled before a
+        crash), then store the recovery point."""
+        self.osm_cause, self.osm_cause_rank = cause, 0
+        journal = self.osm_journal
+        self.osm_recorded = journal.orders_for(self.name, cause) if journal and again else None
+        try:
+            self.osm_guard(hook.__name__, hook, *args)
+        finally:
+            self.osm_cause = self.osm_recorded = None
+        self._osm_checkpoint(args[0] if isinstance(args[0], OrderEvent) else None)
+
+    def osm_order_identity(self, order: Order) -> Order:
+        """The order as it goes out: while an input is handled again after a crash, the
+        ``k``-th order sent for it takes the client id of the ``k``-th order journaled for it
+        (the same order, not a second one); every order is journaled before it leaves."""
+        cause, rank = self.osm_cause, self.osm_cause_rank
+        self.osm_cause_rank += 1
+        recorded = self.osm_recorded
+        if recorded is not None and rank < len(recorded):
+            first = recorded[rank]
+            if _same_order(first, order):
+                self.osm_reissued += 1
+                return order._replace(client_id=first.client_id, time=first.time)
+            self.log_warning(
+                f"after a restart, {cause} gave a different order than before the crash "
+                f"({first.client_id} was {first.side} {first.size:g} {first.symbol}): "
+                f"sending {order.client_id} as a new order"
+            )
+        if self.osm_journal is not None:
+            self.osm_journal.record_order(order, cause or f"free|{order.client_id}", rank)
+        return order
+
+    def _osm_checkpoint(self, event: OrderEvent | None = None) -> None:
+        """Store this Brain's recovery point: the last bar of each series, on_save's state,
+        and (in the same transaction) the acknowledgement of ``event``."""
+        journal = self.osm_journal
+        if journal is None:
+            return
+        point: dict[str, Any] = {"acked": {b.key: s for b, s in self.osm_seq.items()}}
+        if type(self).on_save is not Brain.on_save:
+            errors = self.osm_errors
+            user = self.osm_guard("on_save", self.on_save)
+            if self.osm_errors != errors:  # it raised: keep the last state that was saved
+                previous = journal.recovery_point(self.name) or {}
+                user = previous.get("user")
+            point["user"] = user
+        try:
+            journal.checkpoint(self.name, point, event_key(event) if event else None)
+        except (TypeError, ValueError, OverflowError) as exc:  # on_save gave no plain data
+            self.osm_save_errors += 1
+            self.osm_bad(f"on_save returned what cannot be stored: {exc}", "on_save")
+            point.pop("user", None)
+            journal.checkpoint(self.name, point, event_key(event) if event else None)
 
     def osm_submit(self, message: tuple) -> None:
         self.osm_orders_sent += 1
@@ -349,15 +446,20 @@ class BrainAgent(OsmAgent):
             return
         self.osm_events_received += 1  # copies included: the lock-step counts what was sent
         self.osm_unacked.pop(event.client_id, None)
-        if not self.osm_seen.add(event_key(event)):
+        key = event_key(event)
+        if not self.osm_seen.add(key):
             self.osm_duplicate_events += 1  # a restarted Trader reported it again
+            if self.osm_journal is not None:
+                self._osm_checkpoint(event)  # acknowledged: not delivered a third time
             self._osm_release()
             return
         self.osm_events.append(event)
         if event.kind == "filled":
             held = self.osm_positions.get(event.symbol, 0.0) + event.signed_size
             self.osm_positions[event.symbol] = 0.0 if abs(held) < 1e-9 else held
-        self.osm_guard("on_order_event", self.on_order_event, event)
+        # an event is handled again only when it was delivered, not acknowledged, and the
+        # Brain died: its orders are looked up in the journal (cheap, events are few)
+        self._osm_handle(f"event|{key}", True, self.on_order_event, event)
         self._osm_release()
 
     # -- inspection ----------------------------------------------------------------------------
@@ -378,6 +480,11 @@ class BrainAgent(OsmAgent):
 
     def osm_event_list(self) -> list[OrderEvent]:
         return list(self.osm_events)
+
+
+def _same_order(first: Order, again: Order) -> bool:
+    """Whether ``again`` repeats ``first`` (all but the client id and the time)."""
+    return first[1:-1] == again[1:-1]
 
 
 class _SeenEvents:

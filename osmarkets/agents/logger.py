@@ -8,6 +8,7 @@ run code in it. This one receives plain UTF-8 text (``topic + line``, topics ``I
 
 from __future__ import annotations
 
+import datetime
 from collections import deque
 from typing import Any
 
@@ -15,6 +16,7 @@ from .base import OsmAgent
 
 LEVELS = ("INFO", "WARNING", "ERROR", "DEBUG")
 MAX_LINE = 64 * 1024  # characters kept of one log line
+ORIGINS = ("owner", "overmind")  # who writes through osm_log
 
 
 class LoggerAgent(OsmAgent):
@@ -55,6 +57,17 @@ class LoggerAgent(OsmAgent):
         if self._osm_file is not None:
             self._osm_file.write(f"{topic} {message}\n")
             self._osm_file.flush()
+
+    def osm_log(self, level: str, message: str, origin: str = "owner") -> None:
+        """Record a line of the architecture's owner (``origin`` ``'owner'`` or ``'overmind'``:
+        its incidents) like an agent's line; called through the proxy, oneway."""
+        if level not in LEVELS:
+            raise ValueError(f"level: expected one of {', '.join(LEVELS)}, got {level!r}")
+        if origin not in ORIGINS:
+            raise ValueError(f"origin: expected one of {', '.join(ORIGINS)}, got {origin!r}")
+        line = f"[{datetime.datetime.utcnow()}] ({origin}): {str(message)[:MAX_LINE]}"
+        self.osm_received += 1
+        self.log_handler(line, level)
 
     def recent(self, level: str = "", count: int = 50) -> list[str]:
         """The last ``count`` lines (of one level, if given)."""

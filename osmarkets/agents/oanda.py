@@ -6,8 +6,10 @@ reconnects with backoff when the stream ends, fails or goes silent (the wait is 
 connection that delivered a price), and after each reconnection, and when a restarted Feeder
 starts, pushes the candles completed meanwhile as synthetic quotes
 (:func:`~osmarkets.brokers.oanda.stream.backfill_gap`), before any new price, so the Router's
-bars stay complete. Backfilled bars travel as ordinary ticks (the wire has no mark for them):
-the Feeder counts them (``osm_stats()['backfilled']``), logs each gap, and keeps the periods it
+bars stay complete. The backfill quotes travel as ``backfill`` messages
+(:class:`~osmarkets.wire.BackfillIn`): the Router aggregates them as ticks and publishes the bars
+they complete marked, so a Brain sees ``series.backfilled`` True in ``on_new_bar`` for them. The
+Feeder counts them (``osm_stats()['backfilled']``), logs each gap, and keeps the periods it
 backfilled (:meth:`OandaFeederAgent.backfilled_periods`). Non-tradeable prices (a halted market,
 a closed session) are not bars' material: they are skipped and counted. The access token is read
 from a file readable only by the user (see
@@ -29,6 +31,9 @@ from ..brokers.oanda.trading import client_from_settings
 from ..data.types import Tick
 from .base import OsmAgent, dumps
 from .feeder import zmq_url
+
+#: backfill quotes per message (a long gap goes in several: the Router stays responsive)
+BACKFILL_CHUNK = 4000
 
 
 class OandaFeederAgent(OsmAgent):
@@ -94,6 +99,23 @@ class OandaFeederAgent(OsmAgent):
             self.feed_sent += 1
             return True
 
+        def send_backfill(symbol: str, ticks: list[Tick]) -> int:
+            # 'backfill' messages, not ticks: the Router marks the bars they complete
+            fresh: list[tuple] = []
+            newest = last.get(symbol, 0)
+            for tick in ticks:
+                if tick.time <= newest:
+                    self.stale += 1
+                    continue
+                fresh.append(tuple(tick))
+                newest = tick.time
+            for start in range(0, len(fresh), BACKFILL_CHUNK):
+                push.send(dumps(("backfill", symbol, fresh[start : start + BACKFILL_CHUNK])))
+            if fresh:
+                last[symbol] = newest
+                self.feed_sent += len(fresh)
+            return len(fresh)
+
         def on_price(price: Price) -> None:
             self.connected = True
             if not price.tradeable:
@@ -119,7 +141,7 @@ class OandaFeederAgent(OsmAgent):
                     self.backfill_errors += 1
                     self.log_error(f"{symbol}: backfill after a gap failed: {exc}")
                     continue
-                sent = sum(send(symbol, tick) for tick in gap.ticks)
+                sent = send_backfill(symbol, gap.ticks)
                 self.backfilled_ticks += sent
                 self.backfilled_bars += gap.candles
                 self.backfill_completed += int(gap.completed)

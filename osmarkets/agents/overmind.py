@@ -9,7 +9,13 @@ the architecture lists its kind in ``restartable``: a Brain (its subscriptions a
 so it reloads its series from the Router's history) everywhere; on OANDA also the Trader (it
 reconciles with the account, and the Brains re-send the orders it never acknowledged) and a
 Feeder (it backfills the gap). Any other dead agent is reported in the status rows
-(``alive`` False, ``problem`` saying it is not restarted).
+(``alive`` False, ``problem`` saying it is not restarted), and the owner's next call of the
+architecture raises :class:`~osmarkets.architecture.AgentDiedError` naming it.
+
+Every restart (old and new pid, how long it took), failed restart (tried once) and death that is
+not restarted becomes an incident of the architecture (:mod:`osmarkets.incidents`), and so do the
+incidents agents report in their stats; the status rows carry ``restarts`` and
+``last_incident``.
 
 After each check it publishes the status rows, ``('status', seq, rows)``, on a PUB socket
 (:meth:`Overmind.bind_status`), so a GUI reads one cheap feed instead of pinging every agent
@@ -44,6 +50,7 @@ class Overmind(threading.Thread):
         self.last: dict[str, dict[str, Any]] = {}
         self._stop_event = threading.Event()
         self._proxies: dict[tuple[str, int], Any] = {}
+        self._pids: dict[str, int | None] = {}  # agent -> its process at the last check
         self.status_feed: str | None = None  # where the status rows are published
         self._status_seq = 0
         self._status_socket: Any = None
@@ -129,6 +136,7 @@ class Overmind(threading.Thread):
         row.update(pid=process.pid, alive=process.is_alive(), running=False, answers=False)
         row["restarts"] = self.restarts.get(name, 0)
         if not row["alive"]:
+            row["exitcode"] = process.exitcode
             return row
         if handle.proxy is None:  # still starting (its loop not running yet): not stalled
             row["starting"] = True
@@ -144,30 +152,74 @@ class Overmind(threading.Thread):
         return row
 
     def check(self, restart: bool | None = None) -> list[dict[str, Any]]:
-        """Probe every agent; restart the Brains that are down (if ``restart``)."""
+        """Probe every agent; restart the Brains that are down (if ``restart``). Record the
+        incidents: restarts (and failed ones), deaths that are not restarted, the incidents
+        agents report in their stats (``osm_stats()['incidents']``)."""
         restart = self.restart if restart is None else restart
+        arch = self.architecture
+        incidents = arch._incident_log
         rows = []
-        for name in list(self.architecture._agents):
-            if self._stop_event.is_set() or self.architecture._closing:
+        for name in list(arch._agents):
+            if self._stop_event.is_set() or arch._closing:
                 break
             row = self.probe(name)
             row["checked"] = time.time()
+            pid, kind = row.get("pid"), str(row.get("kind"))
+            incidents.from_agent(name, pid, row.pop("incidents", None))
+            if restart:  # the supervising thread: a process replaced by someone else
+                self._replaced(name, pid)
             dead = not row.get("alive")
             stalled = row.get("alive") and row.get("answers") and not row.get("running")
-            if dead or stalled:
-                restartable = row.get("kind") in self.architecture.restartable
+            failed = incidents.failure(name, pid)
+            if failed is not None:  # tried once: not again, the owner's calls raise
+                row["problem"] = f"restart failed, not restarted: {failed['error']}"
+            elif dead or stalled:
+                restartable = arch._restartable(kind)
                 if restart and restartable:
-                    self._restart(name, row.get("pid"))
-                    row["restarts"] = self.restarts.get(name, 0)
+                    self._restart(name, row)
                 elif not restartable:
                     row.setdefault("problem", "dead, not restarted" if dead else "loop stopped")
+                if dead and not (restartable and arch.overmind is not None):
+                    incidents.dead(name, kind, pid, row.get("exitcode"),
+                                   "" if restartable else "not restartable",
+                                   origin="overmind")  # fmt: skip
+            row["restarts"] = incidents.count(name, "restart")
+            row["last_incident"] = incidents.last_text(name)
             self.last[name] = row
             rows.append(row)
         return rows
 
-    def _restart(self, name: str, pid: int | None) -> None:
+    def _replaced(self, name: str, pid: int | None) -> None:
+        """Record a restart the Overmind did not do (the owner's ``restart_trader``, say)."""
+        known = self._pids.get(name)
+        self._pids[name] = pid
+        if known is not None and pid is not None and known != pid:
+            self.architecture._incident_log.record(
+                name, "restart", f"pid {known} -> {pid} (not by the Overmind)", "overmind"
+            )
+
+    def _restart(self, name: str, row: dict[str, Any]) -> None:
         arch = self.architecture
         if arch._closing:
             return
-        if arch._restart_agent(name, pid):
+        pid, exitcode = row.get("pid"), row.get("exitcode")
+        why = "loop stopped" if row.get("alive") else f"died, exit code {exitcode}"
+        started = time.monotonic()
+        try:
+            done = arch._restart_agent(name, pid)
+        except Exception as exc:
+            if arch._closing:
+                return
+            handle = arch._agents.get(name)
+            now = handle.process.pid if handle is not None and handle.process else None
+            arch._incident_log.restart_failed(name, now, pid, exitcode, exc)
+            return
+        if done:
             self.restarts[name] = self.restarts.get(name, 0) + 1
+            handle = arch._agents.get(name)
+            new = handle.process.pid if handle is not None and handle.process else None
+            self._pids[name] = new
+            took = time.monotonic() - started
+            arch._incident_log.record(
+                name, "restart", f"pid {pid} -> {new} in {took:.2f} s ({why})", "overmind"
+            )

@@ -3,8 +3,11 @@ completed bars and answers history requests. Broker-independent.
 
 Sockets
     ``in`` (PULL): ticks and bars from Feeders, acknowledgements from Brains and the Trader.
+    ``('backfill', symbol, ticks)``: quotes a Feeder rebuilt for a gap of its feed, handled as
+    ticks; a bar they complete, or that holds one of them, is published with
+    ``backfilled=True``.
     ``pub`` (PUB): completed bars, topic = ``BarSeriesID.key``, message
-    ``('bar', bsid, seq, bar, events)``; ticks on topic ``'<symbol> tick|'``.
+    ``('bar', bsid, seq, bar, events, backfilled)``; ticks on topic ``'<symbol> tick|'``.
     ``history`` (REP): ``('history', brain, bsid, count)`` -> ``('ok', records, seq)``;
     with ``brain=None`` the caller is an observer (a GUI): it gets the bars but is not
     registered as a subscriber, so the lock-step never waits for it.
@@ -29,6 +32,7 @@ Lock-step (simulation)
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from typing import Any
@@ -39,6 +43,7 @@ from .. import wire
 from ..data.aggregate import BarResampler, TickAggregator
 from ..data.timeframes import BarSeriesID, Timeframe
 from ..data.types import Bar, Tick
+from ..journal import Journal
 from .base import OsmAgent, dumps
 from .history import RouterHistoryMixin
 
@@ -48,7 +53,7 @@ _HISTORY = wire.Decoder(wire.ROUTER_HISTORY)
 
 
 class _Series:
-    __slots__ = ("bsid", "key", "aggregator", "history", "seq", "subscribers")
+    __slots__ = ("bsid", "key", "aggregator", "history", "seq", "subscribers", "backfilling")
 
     def __init__(self, bsid: BarSeriesID, aggregator: Any, capacity: int) -> None:
         self.bsid = bsid
@@ -57,6 +62,7 @@ class _Series:
         self.history: deque[Bar] = deque(maxlen=capacity)
         self.seq = 0
         self.subscribers: dict[str, int] = {}  # brain -> bars of history it asked for
+        self.backfilling = False  # the bar forming holds backfill quotes
 
 
 class RouterAgent(RouterHistoryMixin, OsmAgent):
@@ -113,12 +119,31 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
                 "quote_max_future_ns", None if self.lockstep else DEFAULT_MAX_FUTURE_NS
             ),
         )
+        # The journal (osmarkets/journal.py): every completed bar is recorded before it is
+        # published, so a Router restarted after its death takes up each series (sequence
+        # numbers, subscribers, history) where its predecessor stopped.
+        self.journal: Journal | None = None
+        self.journal_errors = 0
+        self.restored_series = 0
+        self._held: list[tuple[_Series, tuple]] | None = None  # bars waiting to be recorded
+        self._floors: dict[str, int] = {}  # series key -> newest bar time before a restart
+        self._meta_saved: dict[str, str] = {}
+        if cfg.get("journal_path"):
+            durability = cfg.get("durability", "process")
+            self.journal = Journal(cfg["journal_path"], durability=durability)
+            self._journal_restore(self.journal)
 
     def before_loop(self) -> None:
         # Timers must start here, not in on_init: they talk to the running main loop.
         if self.lockstep:
             self.each(0.05, "osm_probe")
         self.each(0.1, "osm_drain_market")
+        if self.journal is not None:
+            self.osm_journal_meta()
+            self.each(0.5, "osm_journal_meta")
+        source = self.osm_cfg.get("history_source")  # set by the owner, kept for a restart
+        if source:
+            self.set_history_source(source["spec"], source["timeout"])
 
     # -- the Trader's market channel -------------------------------------------------------
     def _to_market(self, message: tuple) -> None:
@@ -193,9 +218,10 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
                     if not done:  # _distribute failed: skip the step, never stall the replay
                         self.awaiting.clear()
                         self._step_done()
-        elif kind == "ticks":
+        elif kind in ("ticks", "backfill"):
             _, symbol, rows = message
-            if self.lockstep:
+            backfill = kind == "backfill"
+            if self.lockstep:  # a simulation has no gaps to backfill: plain ticks
                 for row in rows:
                     self._input(("tick", symbol, row))
                 return
@@ -205,8 +231,11 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
                 checked = self._checked(("tick", symbol, row))
                 if checked is not None:
                     good.append(checked[2])
-                    self._distribute(checked, publish_tick=False)
+                    self._distribute(checked, publish_tick=False, backfilled=backfill)
             if good:
+                if backfill:  # the bar now forming holds backfill quotes: marked when it completes
+                    for series in self.by_symbol.get(symbol, ()):
+                        series.backfilling = True
                 self._to_market(("ticks", symbol, good))
                 if symbol in self.tick_seq:
                     self.tick_seq[symbol] += 1
@@ -299,7 +328,9 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         return not self.unsynced
 
     # -- distribution ---------------------------------------------------------------------------
-    def _distribute(self, message: tuple | None, publish_tick: bool = True) -> None:
+    def _distribute(
+        self, message: tuple | None, publish_tick: bool = True, backfilled: bool = False
+    ) -> None:
         if message is None:
             return
         kind, symbol, payload = message
@@ -321,25 +352,170 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
                 else:
                     for bar in series.aggregator.update(payload):
                         completed.append((series, bar))
-        for series, bar in completed:
-            self._publish(series, bar)
+        if completed:
+            self._publish_all(completed, backfilled)
         if self.lockstep:
             if self.awaiting:
                 self.state = "brains"
             else:
                 self._step_done()
 
-    def _publish(self, series: _Series, bar: Bar) -> None:
+    def _publish(self, series: _Series, bar: Bar, backfilled: bool = False) -> None:
+        # marked: completed by a backfill message, or holding backfill quotes (the last bar of a
+        # backfill completes with the first live quote after it)
+        backfilled = backfilled or series.backfilling
+        series.backfilling = False
         if self.history_loader is not None and self.osm_history_duplicate(series, bar):
             return  # its period came with the downloaded history (see agents/history.py)
         series.seq += 1
         series.history.append(bar)
         self.bars_out += 1
         events = dict(self.events_wm) if self.lockstep else None
-        self.osm_send("pub", ("bar", series.bsid, series.seq, bar, events), topic=series.key)
+        message = ("bar", series.bsid, series.seq, bar, events, backfilled)
+        self._send_bar(series, message)
         if self.lockstep:
             for brain in series.subscribers:
                 self.awaiting.add((brain, series.key, series.seq))
+
+    def _send_bar(self, series: _Series, message: tuple) -> None:
+        if self._held is not None:  # recorded in the journal first (see _publish_all)
+            self._held.append((series, message))
+        else:
+            self.osm_send("pub", message, topic=series.key)
+
+    def _publish_all(self, completed: list[tuple[_Series, Bar]], backfilled: bool) -> None:
+        """Publish the bars one input completed. With a journal, write-ahead: they are all
+        recorded first, in one transaction, and only what was recorded is published (a bar
+        that could not be recorded is not published: the Brains see a gap and reload it from
+        the history; a restarted Router never reuses a sequence number a Brain saw)."""
+        if self._floors:
+            completed = [(s, bar) for s, bar in completed if not self._published_before(s, bar)]
+        if self.journal is None:
+            for series, bar in completed:
+                self._publish(series, bar, backfilled)
+            return
+        held: list[tuple[_Series, tuple]] = []
+        self._held = held
+        try:
+            for series, bar in completed:
+                self._publish(series, bar, backfilled)
+        finally:
+            self._held = None
+        if not held:
+            return
+        rows = [(series.key, message[2], message[3]) for series, message in held]
+        if self._journal_write(rows, [series for series, _ in held]):
+            for series, message in held:
+                self.osm_send("pub", message, topic=series.key)
+        elif self.lockstep:  # never wait for acknowledgements of bars not published
+            lost = {(brain, s.key, m[2]) for s, m in held for brain in s.subscribers}
+            self.awaiting -= lost
+
+    def _published_before(self, series: _Series, bar: Bar) -> bool:
+        """A bar whose period the Router published before it was restarted (a late quote of
+        it): dropped, so no period is published twice."""
+        floor = self._floors.get(series.key)
+        if floor is None:
+            return False
+        if bar.time > floor:
+            del self._floors[series.key]  # the series moved on: no more checks
+            return False
+        return True
+
+    # -- the journal ----------------------------------------------------------------------------
+    def _journal_write(self, rows: list[tuple[str, int, Bar]], touched: list[_Series]) -> bool:
+        """Record ``rows`` (series key, seq, bar) and the description of the ``touched``
+        series in one transaction; False (logged, counted) if the journal refused."""
+        journal = self.journal
+        if journal is None:
+            return True
+        descriptions = {
+            series.key: {"bsid": str(series.bsid), "seq": series.seq,
+                         "subscribers": dict(series.subscribers)}
+            for series in touched
+        }  # fmt: skip
+        try:
+            journal.record_bars(rows, descriptions, self.capacity)
+        except Exception as exc:
+            self.journal_errors += 1
+            self.osm_errors += 1
+            text = f"journal: {len(rows)} bars not recorded ({exc!r}), not published"
+            self.osm_last_errors.append(text)
+            if self.journal_errors <= 5 or self.journal_errors % 1000 == 0:
+                self.log_error(text)
+            return False
+        return True
+
+    def _journal_restore(self, journal: Journal) -> None:
+        """Take up what a previous Router of this deployment journaled: each series with its
+        sequence number, subscribers and last ``capacity`` bars; the base time frames (the
+        owner's configuration wins), the newest time per symbol (where a restarted Feeder
+        resumes), the tick sequence numbers and the Brains' acknowledgements."""
+        base = self._journal_meta_load(journal, "base_timeframes") or {}
+        base.update(self.base_timeframes)
+        self.base_timeframes.clear()  # in place: the quote guard holds this dict
+        self.base_timeframes.update(base)
+        self.last_time.update(self._journal_meta_load(journal, "last_time") or {})
+        for symbol, seq in (self._journal_meta_load(journal, "tick_seq") or {}).items():
+            self.tick_seq[str(symbol)] = int(seq)
+        for brain, key, seq in self._journal_meta_load(journal, "acked") or ():
+            self.acked[(str(brain), str(key))] = int(seq)
+        for key, description in journal.series().items():
+            series = self._series_for(BarSeriesID.parse(description["bsid"]))
+            rows = journal.bars(key, self.capacity)
+            series.history.extend(bar for _, bar in rows)
+            series.seq = max(int(description.get("seq", 0)), rows[-1][0] if rows else 0)
+            subscribers = description.get("subscribers") or {}
+            series.subscribers.update({str(b): int(n) for b, n in subscribers.items()})
+            if series.history:
+                self._floors[series.key] = int(series.history[-1].time)
+            self.restored_series += 1
+
+    def _journal_meta_load(self, journal: Journal, item: str) -> Any:
+        text = journal.get(f"{self.name}.{item}")
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            return None
+
+    def osm_journal_meta(self) -> None:
+        """Timer (every 0.5 s) and on changes: store in the journal what changed among the
+        resume points (base time frames, newest time per symbol, tick sequence numbers, the
+        Brains' acknowledgements). Batched: they are only used after a restart."""
+        journal = self.journal
+        if journal is None:
+            return
+        values = {
+            "base_timeframes": self.base_timeframes,
+            "last_time": self.last_time,
+            "tick_seq": self.tick_seq,
+            "acked": sorted([brain, key, seq] for (brain, key), seq in self.acked.items()),
+        }
+        saved = self._meta_saved
+        try:
+            for item, value in values.items():
+                text = json.dumps(value, sort_keys=True)
+                if saved.get(item) != text:
+                    journal.set(f"{self.name}.{item}", text)
+                    saved[item] = text
+        except Exception as exc:  # tried again at the next tick of the timer
+            self.journal_errors += 1
+            self.osm_errors += 1
+            text = f"journal: resume points not recorded ({exc!r})"
+            self.osm_last_errors.append(text)
+            if self.journal_errors <= 5 or self.journal_errors % 1000 == 0:
+                self.log_error(text)
+
+    def osm_history_seed(self, bsid: BarSeriesID, records: Any) -> int:
+        """The downloaded bars go in front of the series and its sequence number moves on
+        (agents/history.py): the journal gets the series renumbered the same way."""
+        added = super().osm_history_seed(bsid, records)
+        series = self.series.get(BarSeriesID.parse(bsid))
+        if added and series is not None:
+            first = series.seq - len(series.history) + 1
+            rows = [(series.key, first + n, bar) for n, bar in enumerate(series.history)]
+            self._journal_write(rows, [series])
+        return added
 
     # -- subscriptions and history ------------------------------------------------------------
     def _series_for(self, bsid: BarSeriesID) -> _Series:
@@ -386,7 +562,9 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         # A Brain asking again (it restarted, or saw a gap) replaces its earlier request:
         # forget the acknowledgements the Router was waiting for from its previous life.
         self.awaiting = {entry for entry in self.awaiting if entry[0] != brain}
-        series.subscribers[str(brain)] = count
+        if series.subscribers.get(str(brain)) != count:
+            series.subscribers[str(brain)] = count
+            self._journal_write([], [series])  # whom a restarted Router still serves
         if self.lockstep:
             self.unsynced.add((str(brain), series.key))
         bars = list(series.history)[-count:] if count > 0 else []
@@ -407,11 +585,14 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
                     series.aggregator = None
                 else:
                     series.aggregator = BarResampler(series.bsid.timeframe, lenient=True)
+        self.osm_journal_meta()
 
     def unsubscribe_brain(self, brain: str) -> None:
         """Forget a Brain (it was removed): the lock-step stops waiting for it."""
-        for series in self.series.values():
-            series.subscribers.pop(brain, None)
+        touched = [series for series in self.series.values() if brain in series.subscribers]
+        for series in touched:
+            del series.subscribers[brain]
+        self._journal_write([], touched)
         self.awaiting = {entry for entry in self.awaiting if entry[0] != brain}
         self.unsynced = {entry for entry in self.unsynced if entry[0] != brain}
         if self.state == "brains" and not self.awaiting:
@@ -451,4 +632,5 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         stats.update(self.osm_history_stats())
         stats.update(quotes_rejected=self.quote_guard.rejected,
                      rejected_by_reason=self.quote_guard.counts)  # fmt: skip
+        stats.update(journal_errors=self.journal_errors, restored_series=self.restored_series)
         return stats

@@ -37,6 +37,7 @@ from osbrain.address import AgentAddress
 
 from .. import wire
 from ..brokers.base import OrderEvent, check_order, event_key
+from ..journal import Journal
 from .base import OsmAgent, dumps
 from .risk import RiskLimits
 
@@ -72,6 +73,18 @@ class TraderAgent(OsmAgent):
         self.handled: dict[str, None] = {}
         self.handled_cap = int(cfg.get("handled_cap", 1_000_000))
         self.duplicates = 0
+        # The journal (osmarkets/journal.py): an order is recorded as going to the broker
+        # before the call, the broker's answer before it is delivered; a Brain's events stay
+        # there until it acknowledges them (delivered again after any restart).
+        journal_path = cfg.get("journal_path")
+        self.journal = (
+            Journal(journal_path, durability=cfg.get("durability", "process"))
+            if journal_path else None
+        )  # fmt: skip
+        self.redelivered = 0  # events delivered again (unacknowledged, or asked again)
+        self.recovered_orders = 0  # orders a dead Trader left with the broker, resolved
+        self.incident_count = 0
+        self.incidents: deque[dict[str, Any]] = deque(maxlen=100)
         self.waiting_step: tuple | None = None
         self.in_flight = 0
         self.positions: dict[str, float] = {}
@@ -155,9 +168,20 @@ class TraderAgent(OsmAgent):
         it is counted and dropped; its events were or will be sent once."""
         if message[0] != "order":
             return False
-        client_id = message[1].client_id
-        if client_id in self.handled:
+        order = message[1]
+        client_id = order.client_id
+        known = client_id in self.handled
+        if not known and self.journal is not None:
+            found = self.journal.order(client_id)
+            known = found is not None and found[1] != "sent"  # a Trader before this one had it
+        if known:
             self.duplicates += 1
+            if self.journal is not None and order.brain in self.brains:
+                # what the broker answered goes again to the Brain (it drops copies): a
+                # re-send means it has no event for this order
+                for event in self.journal.events_of(client_id):
+                    self.redelivered += 1
+                    self._send_event(event)
             return True
         self._mark_handled(client_id)
         return False
@@ -188,6 +212,10 @@ class TraderAgent(OsmAgent):
                 self.close(alias, linger=0)
             self.connect(server, alias=alias)
             self.brains[str(brain)] = alias
+            if self.journal is not None:  # what it has not acknowledged, again, in order
+                for event in self.journal.unacked_events(str(brain)):
+                    self.redelivered += 1
+                    self._send_event(event)
             return
         if kind == "order":
             order = message[1]
@@ -210,6 +238,8 @@ class TraderAgent(OsmAgent):
                 )  # fmt: skip
                 self._to_worker(("echo", [event]))
             else:
+                if self.journal is not None:  # write-ahead: after a crash, looked up
+                    self.journal.mark_submitting(order.client_id, order)
                 self._to_worker(("submit", order))
         else:
             _, brain, client_id, _auth = message
@@ -253,6 +283,8 @@ class TraderAgent(OsmAgent):
         job, events, state = pickle.loads(data)  # inproc, from this process's own thread
         self.positions = state["positions"]
         self.broker_state = state
+        if self.journal is not None:  # recorded before delivered; a copy is not delivered
+            events = self.journal.record_events(events)
         for event in events:
             self._deliver(event)
         if job[0] == "step" or (job[0] == "market" and job[1][0] == "bar"):
@@ -302,11 +334,51 @@ class TraderAgent(OsmAgent):
             f"{len(info.get('pending_orders') or [])} pending orders, "
             f"{len(info.get('missed_events') or [])} missed events"
         )
+        if info.get("missed_events"):
+            self._incident("reconciliation", f"{len(info['missed_events'])} events the "
+                           "Trader had missed recovered from the account")  # fmt: skip
+        self._recover_orders(settled)
+        self._compare_positions(dict(state.get("positions") or {}))
         for message, when in held:
             if message[0] == "order" and getattr(message[1], "client_id", None) in settled:
                 self.duplicates += 1  # a re-send of an order the account already filled
                 continue
             self.osm_guard("trader held order", self._on_order_message, message, when)
+
+    def _recover_orders(self, settled: set[str]) -> None:
+        """Orders a dead Trader handed to the broker without recording the answer: those the
+        reconciliation did not settle are submitted again, which the broker resolves by client
+        id (OANDA: an existing id is looked up, never executed twice)."""
+        if self.journal is None:
+            return
+        for order in self.journal.submitting():
+            if order.client_id in settled or self.journal.events_of(order.client_id):
+                continue
+            self.recovered_orders += 1
+            self._mark_handled(order.client_id)
+            self._incident("recovered_order", f"order {order.client_id} of {order.brain} was "
+                           "with the broker when the Trader died: looked up again")  # fmt: skip
+            self._to_worker(("submit", order))
+
+    def _compare_positions(self, account: dict[str, float]) -> None:
+        """Log, as an incident, where the account's positions differ from the fills the
+        journal reported to the Brains (a trade made outside this deployment, say)."""
+        if self.journal is None:
+            return
+        reported: dict[str, float] = {}
+        for fill in self.journal.fills():
+            reported[fill.symbol] = reported.get(fill.symbol, 0.0) + fill.signed_size
+        for symbol in sorted(set(account) | set(reported)):
+            held, known = float(account.get(symbol, 0.0)), reported.get(symbol, 0.0)
+            if abs(held - known) > 1e-6:
+                self._incident("reconciliation", f"{symbol}: the account holds {held:g}, the "
+                               f"Brains' fills add up to {known:g}")  # fmt: skip
+
+    def _incident(self, kind: str, detail: str) -> None:
+        """Something an operator must know (the owner's Overmind collects these)."""
+        self.incident_count += 1
+        self.incidents.append({"n": self.incident_count, "kind": kind, "detail": detail})
+        self.log_warning(f"{kind}: {detail}")
 
     def _observe(self, events: list[OrderEvent], state: dict[str, Any]) -> None:
         """Publish ``('update', seq, events, account)`` to the observers when a broker job
@@ -340,6 +412,10 @@ class TraderAgent(OsmAgent):
             self.undeliverable += 1
             self.log_warning(f"no Brain {event.brain!r} for event {event}")
             return
+        self._send_event(event)
+
+    def _send_event(self, event: OrderEvent) -> None:
+        alias = self.brains[event.brain]
         self.events_sent[event.brain] = self.events_sent.get(event.brain, 0) + 1
         self.osm_send(alias, ("event", event, self.brain_auth.get(event.brain, "")))
 
@@ -379,6 +455,13 @@ class TraderAgent(OsmAgent):
         watermarks), and the keys of the events it was sent (it drops copies of those)."""
         brain = str(brain)
         positions: dict[str, float] = {}
+        if self.journal is not None:
+            return {
+                "positions": self.journal.positions(brain),
+                "events": self.events_sent.get(brain, 0),
+                "orders": self.orders_received.get(brain, 0),
+                "seen": self.journal.acked_keys(brain),
+            }
         for fill in self.fills:
             if fill.brain == brain:
                 held = positions.get(fill.symbol, 0.0) + fill.signed_size
@@ -405,6 +488,9 @@ class TraderAgent(OsmAgent):
             duplicates=self.duplicates,
             forged=self.forged,
             invalid_orders=self.invalid_orders,
+            redelivered=self.redelivered,
+            recovered_orders=self.recovered_orders,
+            incidents=list(self.incidents),
         )
         return stats
 

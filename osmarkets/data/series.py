@@ -34,7 +34,8 @@ def _column(name: str) -> property:
 class BarSeries:
     """Fixed-capacity newest-first series of bars for one bar-series id."""
 
-    __slots__ = ("bsid", "capacity", "replayed", "_data", "_columns", "_head", "_len")
+    __slots__ = ("bsid", "capacity", "replayed", "backfilled",
+                 "_data", "_columns", "_head", "_len")  # fmt: skip
 
     time = _column("time")
     open = _column("open")
@@ -59,6 +60,10 @@ class BarSeries:
         #: True while ``on_new_bar`` runs for a bar replayed after a restart (it completed
         #: while the Brain was down), False for a bar as it completes.
         self.replayed = False
+        #: True while ``on_new_bar`` runs for a bar rebuilt after a gap of the live feed (the
+        #: OANDA Feeder backfills it from candles when its stream comes back), False for a bar
+        #: of live quotes.
+        self.backfilled = False
         size = 2 * capacity
         self._data = np.zeros(size, dtype=BAR_DTYPE)
         self._columns = {name: self._data[name] for name in BAR_FIELDS}

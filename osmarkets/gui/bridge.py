@@ -349,7 +349,7 @@ class _Bridge:
             self.outbox.append(("ticks", message[1], message[3]))
         elif kind == "bar":
             # a BarSeriesID equals (and hashes like) its plain tuple: no parsing per bar
-            _, bsid, seq, bar, _events = message
+            _, bsid, seq, bar, _events, _backfilled = message
             if bsid not in self.watched:
                 return
             last = self.bar_seq.get(bsid, 0)

@@ -81,3 +81,25 @@ class HoldOne(Brain):
     def on_order_event(self, event: OrderEvent) -> None:
         if event.kind in ("filled", "rejected", "cancelled"):
             self.pending = False
+
+
+class FlagRecorder(Brain):
+    """Records ``(bar time, series.backfilled, series.replayed)`` per bar, and raises on its
+    first backfilled bar (the flag must still be reset); counts ticks that found
+    ``series.backfilled`` set outside ``on_new_bar`` (it must never be)."""
+
+    def on_start(self) -> None:
+        self.flags: list[tuple[int, bool, bool]] = []
+        self.raised = False
+        self.ticks_seen = 0
+        self.flag_outside = 0
+
+    def on_new_bar(self, series: BarSeries) -> None:
+        self.flags.append((int(series[0].time), series.backfilled, series.replayed))
+        if series.backfilled and not self.raised:
+            self.raised = True
+            raise RuntimeError("user code raising on a backfilled bar")
+
+    def on_tick(self, tick: object) -> None:
+        self.ticks_seen += 1
+        self.flag_outside += self.series(("EUR_USD", 1, "Minutes")).backfilled

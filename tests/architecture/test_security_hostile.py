@@ -136,6 +136,12 @@ def test_hostile_input_on_every_socket(deployment) -> None:
         ("unknown symbol", wire.encode(("tick", "XAU_USD", Tick(last + 4, 1900.0, 1900.5)))),
         ("bar on a tick feed", wire.encode(("bar", "EUR_USD", Bar(last, 1.1, 1.2, 1.0, 1.1)))),
         ("batch of crossed ticks", wire.encode(("ticks", "EUR_USD", [Tick(last + 5, 2.0, 1.0)] * 3))),
+        ("backfill of crossed quotes", wire.encode(("backfill", "EUR_USD", [Tick(last + 6, 2.0, 1.0)] * 2))),
+        ("backfill of an unknown symbol", wire.encode(("backfill", "XAU_USD", [Tick(last + 7, 1900.0, 1900.5)]))),
+        ("backfill ten years ahead", wire.encode(("backfill", "EUR_USD", [Tick(now + TEN_YEARS_NS, 1.1, 1.2)]))),
+        ("backfill with time=True", msgspec.msgpack.encode(["backfill", "EUR_USD", [[True, 1.1, 1.2]]])),
+        ("backfill of bars", msgspec.msgpack.encode(["backfill", "EUR_USD", [list(Bar(last, 1.1, 1.2, 1.0, 1.1))]])),
+        ("backfill without its ticks", msgspec.msgpack.encode(["backfill", "EUR_USD"])),
         ("ack with wrong types", msgspec.msgpack.encode(["ack", 1, 2, "x", None])),
         ("trader_ack with a list", msgspec.msgpack.encode(["trader_ack", 1, [1, 2]])),
     ]  # fmt: skip

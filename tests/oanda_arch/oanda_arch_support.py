@@ -93,17 +93,21 @@ def make_dying_trading_broker(settings: dict[str, Any]) -> Any:
 
 
 class Buyer(Brain):
-    """Records its bars and events; buys ``size`` once on its ``buy_on``-th bar."""
+    """Records its bars (``seen``; ``backfilled``: those with ``series.backfilled`` set) and
+    events; buys ``size`` once on its ``buy_on``-th bar."""
 
     buy_on = 3
     size = 100
 
     def on_start(self) -> None:
         self.seen: list[int] = []
+        self.backfilled: list[int] = []
         self.events: list[OrderEvent] = []
 
     def on_new_bar(self, series: BarSeries) -> None:
         self.seen.append(int(series[0].time))
+        if series.backfilled:
+            self.backfilled.append(int(series[0].time))
         if len(self.seen) == self.buy_on:
             self.send_order(side="buy", size=self.size, symbol=series.bsid.symbol)
 

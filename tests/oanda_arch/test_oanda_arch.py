@@ -250,13 +250,14 @@ def test_live_without_confirmation_refuses_orders(make, sandbox, monkeypatch) ->
         system.stream(["XAU_EUR"])
 
 
-def test_example_launcher_runs_unchanged_against_the_sandbox(sandbox) -> None:
+def test_example_launcher_runs_unchanged_against_the_sandbox(sandbox, tmp_path) -> None:
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, OANDA_ACCESS_TOKEN=TOKEN, OANDA_ACCOUNT_ID=sandbox.account_id,
                OANDA_REST_URL=sandbox.rest_url, OANDA_STREAM_URL=sandbox.stream_url)  # fmt: skip
     env.pop("OANDA_ENVIRONMENT", None)
     done = subprocess.run(
-        [sys.executable, str(root / "examples" / "oanda_example.py"), "--seconds", "3"],
+        [sys.executable, str(root / "examples" / "oanda_example.py"), "--seconds", "3",
+         "--state-dir", str(tmp_path / "state")],
         cwd=root / "examples", env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -270,3 +271,58 @@ def test_demo_with_the_oanda_sandbox(capsys) -> None:
     assert main(["demo", "--broker", "oanda-sandbox", "--bars", "20", "--speed", "1200"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"bars +2\d", out) and "all agents and the sandbox stopped" in out
+
+
+def test_example_launcher_resumes_after_a_sigkill(sandbox, tmp_path) -> None:
+    """The launcher is SIGKILLed (no shutdown at all) and run again on the same state_dir: it
+    says it resumes, keeps the deployment id, its agents of the first run are gone, the token
+    directory the dead owner left is removed, and the Brain resumes from its recovery point."""
+    import tempfile
+
+    from osmarkets.journal import Journal
+
+    root = Path(__file__).resolve().parents[2]
+    state = tmp_path / "state"
+    env = dict(os.environ, OANDA_ACCESS_TOKEN=TOKEN, OANDA_ACCOUNT_ID=sandbox.account_id,
+               OANDA_REST_URL=sandbox.rest_url, OANDA_STREAM_URL=sandbox.stream_url)  # fmt: skip
+    env.pop("OANDA_ENVIRONMENT", None)
+    command = [sys.executable, str(root / "examples" / "oanda_example.py"),
+               "--state-dir", str(state)]  # fmt: skip
+    first = subprocess.Popen(command, cwd=root / "examples", env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert first.stdout is not None
+        line = ""
+        while not line.startswith("bars "):  # a status line: the deployment runs
+            line = first.stdout.readline()
+            assert line, "the launcher ended before it ran"
+        journal = Journal(state / "journal.sqlite")
+        deployment = journal.deployment_id()
+        wait_for(lambda: journal.recovery_point("example"), timeout=30,
+                 what="the Brain's first recovery point")  # fmt: skip
+        dirs = [p for p in Path(tempfile.gettempdir()).glob("osm-oanda-*")
+                if (p / "owner").exists()
+                and (p / "owner").read_text().split()[0] == str(first.pid)]  # fmt: skip
+        assert dirs
+        agents = [int(p) for p in subprocess.run(
+            ["pgrep", "-P", str(first.pid)], capture_output=True, text=True
+        ).stdout.split()]  # fmt: skip
+        first.kill()
+        first.wait(10)
+        for pid in agents:  # the orphan guard ends every agent of the dead owner
+            wait_for(lambda pid=pid: not pid_alive(pid), timeout=15, what=f"agent {pid} ending")
+        point = journal.recovery_point("example")
+    finally:
+        if first.poll() is None:
+            first.kill()
+    done = subprocess.run(command + ["--seconds", "4"], cwd=root / "examples", env=env,
+                          capture_output=True, text=True, timeout=90)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resuming deployment {deployment}: its previous owner (pid {first.pid})" in done.stdout
+    assert Journal(state / "journal.sqlite").deployment_id() == deployment
+    assert not [p for p in dirs if p.exists()]  # the dead owner's token directory
+    after = Journal(state / "journal.sqlite").recovery_point("example")
+    assert point is not None and after is not None
+    key = next(iter(point["acked"]))
+    assert after["acked"][key] > point["acked"][key]  # it went on from where it was
+    assert TOKEN not in done.stdout + done.stderr

@@ -1,6 +1,7 @@
 """The OANDA Feeder's gaps, end to end against the sandbox: reconnection waits stay at the initial
 backoff while connections deliver prices, a restarted Feeder backfills any gap (none, or many
-candles) without error, and the Brain sees the backfilled bars in order before the live ones.
+candles) without error, and the Brain sees the backfilled bars in order before the live ones,
+with ``series.backfilled`` True for them only.
 
 The sandbox's clock is the test's: it runs 60 times real time (one-minute bars complete every
 second), can be frozen (prices keep coming, all at the same instant: no bar completes), and can
@@ -85,6 +86,17 @@ def _backfilled(system) -> dict:
     return system["feeder"].osm_stats()["backfilled"]
 
 
+def _expected_marks(periods: list[dict]) -> set[int]:
+    """The bars a Brain must see with ``series.backfilled`` set: of each gap backfilled, the bar
+    the gap cut (the backfill completes it) and every bar rebuilt from a candle."""
+    marks = set()
+    for period in periods:
+        marks.add(period["since"] - period["since"] % MINUTE)
+        if period["first"] is not None:
+            marks.update(range(period["first"], period["last"] + 1, MINUTE))
+    return marks
+
+
 def _assert_every_minute(system) -> list[int]:
     times = system["rec"].get_attr("seen")
     steps = {b - a for a, b in zip(times, times[1:], strict=False)}
@@ -104,9 +116,19 @@ def test_reconnection_waits_stay_at_the_initial_backoff(make, sandbox) -> None:
     assert feeder.osm_stats()["reconnect_wait"] <= 1.0
     bars = system["rec"].get_attr("osm_bars")
     wait_for(lambda: system["rec"].get_attr("osm_bars") >= bars + 2, what="bars after them")
-    _assert_every_minute(system)
+    times = _assert_every_minute(system)
     stats = _backfilled(system)
     assert stats["errors"] == 0 and stats["gaps"] >= 5
+    # the bars of each gap are marked backfilled at the Brain, the live ones are not: wait for
+    # the bar after the last gap's bars, then compare (no gap came in between)
+    periods = feeder.backfilled_periods("EUR_USD")
+    assert periods, "no gap was backfilled"
+    expected = _expected_marks(periods)
+    wait_for(lambda: system["rec"].get_attr("seen")[-1] > max(expected), what="a live bar")
+    marked = system["rec"].get_attr("backfilled")
+    assert feeder.backfilled_periods("EUR_USD") == periods
+    assert marked == sorted(marked) and set(marked) == expected, (marked, periods)
+    assert set(times) - expected  # and live bars, not marked, between and after them
     # each gap was short: about one simulated minute of waiting, never ten
     assert all(e["bars"] <= 4 for e in feeder.backfilled_periods("EUR_USD")), (
         feeder.backfilled_periods("EUR_USD")
@@ -141,6 +163,11 @@ def test_restart_with_no_completed_candle_then_a_long_gap(make, sandbox, clock) 
     wait_for(lambda: system["rec"].get_attr("osm_bars") >= bars_before + 32, what="live bars")
     times = _assert_every_minute(system)
     assert cut in times and cut + 29 * MINUTE in times and times[-1] > cut + 30 * MINUTE
+    # series.backfilled was True for exactly these 30 bars (the cut one, completed by the
+    # backfill, and the last one, completed by the first live price, included), not live ones
+    marked = system["rec"].get_attr("backfilled")
+    assert marked == [cut + k * MINUTE for k in range(30)], marked
+    assert _expected_marks(system["feeder"].backfilled_periods("EUR_USD")) == set(marked)
     frame = system["rec"].osm_series_frame(M1)
     stamps = frame.index.asi8
     gap = frame[(stamps >= cut + MINUTE) & (stamps <= cut + 29 * MINUTE)]

@@ -78,14 +78,19 @@ def _fill(system, size: float) -> str:
     return cid
 
 
-def test_a_second_run_on_the_same_account_gets_its_orders_filled(launch, sandbox) -> None:
-    """Issue (c): client ids are '<brain>-<run>-<n>', so the second launch of the same
-    launcher on the same account does not reuse the first one's ids."""
+@pytest.mark.parametrize("same_state_dir", [True, False])
+def test_a_second_run_on_the_same_account_gets_its_orders_filled(
+    launch, sandbox, tmp_path, same_state_dir
+) -> None:
+    """Issue (c): client ids are '<brain>-<deployment>-<n>', so the second launch of the same
+    launcher on the same account does not reuse the first one's ids: with the same state_dir
+    the deployment id is kept and n goes on from the journal; with another (or none) the
+    deployment id differs."""
     first = launch()
     run1 = [_fill(first, 10 + n) for n in range(2)]
     first.shutdown()
-    second = launch()
-    assert second.run_id != first.run_id
+    second = launch() if same_state_dir else launch(state_dir=str(tmp_path / "other"))
+    assert (second.run_id == first.run_id) is same_state_dir
     run2 = [_fill(second, 20 + n) for n in range(2)]
     for ids, system in ((run1, first), (run2, second)):
         for cid in ids:
