@@ -140,9 +140,10 @@ def synthetic_tick_frame(n: int) -> pd.DataFrame:
     return pd.DataFrame({"bid": mid - 0.00005, "ask": mid + 0.00005}, index=times)
 
 
-def throughput(ticks: int) -> tuple[float, int, int]:
+def throughput(ticks: int, durability: str = "process") -> tuple[float, int, int]:
+    """``durability``: the Architecture's (``'none'``: no journal, to measure its cost)."""
     frame = synthetic_tick_frame(ticks)
-    with Architecture(supervise=False, handle_signals=False) as system:
+    with Architecture(supervise=False, handle_signals=False, durability=durability) as system:
         system.add_brain("count", base=CountTicks)
         system["count"].subscribe(("EUR_USD", 1, "Minutes"), 10)
         start = time.perf_counter()
@@ -160,8 +161,8 @@ def throughput(ticks: int) -> tuple[float, int, int]:
     return got / elapsed, ticks - got, gaps
 
 
-def tick_to_order(seconds: float = 6.0) -> tuple[float, float, int]:
-    with Architecture(supervise=False, handle_signals=False) as system:
+def tick_to_order(seconds: float = 6.0, durability: str = "process") -> tuple[float, float, int]:
+    with Architecture(supervise=False, handle_signals=False, durability=durability) as system:
         system.add_brain("lat", base=TickOrders)
         system["lat"].subscribe(("EUR_USD", 1, "Minutes"), 10)
         # ~1,000 ticks/s restamped with the wall clock: a live feed, not a replay
@@ -203,12 +204,16 @@ def minute_bars() -> tuple[pd.DataFrame, str]:
     return frame, "generated"
 
 
-def simulated_run(frame: pd.DataFrame) -> tuple[float, float, bool, int]:
+def simulated_run(
+    frame: pd.DataFrame, durability: str = "process"
+) -> tuple[float, float, bool, int]:
     bsid = ("SPI", 1, "Minutes")
     start = time.perf_counter()
     expected = backtest(SmaCross, frame, bsid, history=100, params={"size": 1})
     in_process = len(frame) / (time.perf_counter() - start)
-    with SimulatedArchitecture({"SPI": frame}, supervise=False, handle_signals=False) as system:
+    with SimulatedArchitecture(
+        {"SPI": frame}, supervise=False, handle_signals=False, durability=durability
+    ) as system:
         system.add_brain("sma", base=SmaCross, size=1)
         system["sma"].subscribe(bsid, 100)
         start = time.perf_counter()
@@ -227,16 +232,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ticks", type=int, default=200_000)
+    parser.add_argument(
+        "--durability", choices=["process", "power", "none"], default="process",
+        help="the architectures' journal ('none': without; benchmarks/chaos_live.py compares)",
+    )  # fmt: skip
     args = parser.parse_args()
     version = sys.version.split()[0]
-    print(f"python {version}, osbrain {osbrain.__version__}, medians over {args.repeats} repeats")
+    print(f"python {version}, osbrain {osbrain.__version__}, medians over {args.repeats} repeats"
+          f", durability={args.durability}")  # fmt: skip
 
     hops = [raw_hop() for _ in range(args.repeats)]
     hop_median = statistics.median(h[0] for h in hops)
     hop_p99 = statistics.median(h[1] for h in hops)
     print(f"raw osBrain PUSH/PULL hop      median {hop_median:8.1f} us   p99 {hop_p99:8.1f} us")
 
-    runs = [throughput(args.ticks) for _ in range(args.repeats)]
+    runs = [throughput(args.ticks, args.durability) for _ in range(args.repeats)]
     rate = statistics.median(r[0] for r in runs)
     lost = max(r[1] for r in runs)
     gaps = max(r[2] for r in runs)
@@ -244,7 +254,7 @@ def main() -> int:
     print(f"Feeder->Router->Brain          {rate:10,.0f} ticks/s ({args.ticks:,} ticks, "
           f"{verdict}; target >= 50,000)")  # fmt: skip
 
-    lats = [tick_to_order() for _ in range(args.repeats)]
+    lats = [tick_to_order(durability=args.durability) for _ in range(args.repeats)]
     lat_median = statistics.median(x[0] for x in lats)
     lat_p99 = statistics.median(x[1] for x in lats)
     print(f"tick-to-order (3 hops)         median {lat_median:8.1f} us   p99 {lat_p99:8.1f} us"
@@ -257,7 +267,7 @@ def main() -> int:
               f"(wire / pickle {wired / pickled:5.2f}, decode validates)")  # fmt: skip
 
     frame, source = minute_bars()
-    sims = [simulated_run(frame) for _ in range(args.repeats)]
+    sims = [simulated_run(frame, args.durability) for _ in range(args.repeats)]
     agents = statistics.median(s[0] for s in sims)
     inproc = statistics.median(s[1] for s in sims)
     same = all(s[2] for s in sims)

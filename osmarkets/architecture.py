@@ -135,7 +135,12 @@ class Architecture:
     object the Trader uses (``submit``, ``cancel``, ``on_bar``, ``on_tick``, ``positions``,
     ``equity``); without one the Trader rejects orders. ``risk``: the Trader's
     :class:`~osmarkets.agents.RiskLimits` as a mapping. ``supervise``: run the Overmind (and
-    restart Brains that die). Use it as a context manager, or call :meth:`shutdown`.
+    restart Brains that die). ``state_dir``: where the deployment's journal is kept
+    (``journal.sqlite``; a private temporary directory removed at shutdown if None): running a
+    launcher again on the same ``state_dir`` resumes the deployment (see the docs page "What
+    survives a crash"); ``durability``: ``'process'`` (survives any process's death),
+    ``'power'`` (also a power cut: an fsync per commit) or ``'none'`` (no journal in the
+    agents, to measure its cost). Use it as a context manager, or call :meth:`shutdown`.
     """
 
     lockstep = False
@@ -462,8 +467,9 @@ class Architecture:
 
     def _restartable(self, kind: str) -> bool:
         """Whether a dead agent of ``kind`` is restarted (by the Overmind, or by the owner:
-        ``restart_trader``) rather than dead for good."""
-        return kind in self.restartable
+        ``restart_trader``) rather than dead for good. Without supervision only the owner
+        restarts anything, and only the Trader (``restart_trader``)."""
+        return kind in self.restartable and (self.overmind is not None or kind == "trader")
 
     #: what an :class:`AgentDiedError` advises
     _dead_advice = "start the architecture again"

@@ -210,6 +210,16 @@ class Journal:
         numbers = [row[0][len(prefix) :] for row in rows]
         return max((int(n) for n in numbers if n.isdigit()), default=0)
 
+    def unsent_orders(self, brain: str) -> list[Order]:
+        """``brain``'s orders the Trader never took charge of (journaled, then the Brain or
+        the Trader died): a restarted Brain sends them again."""
+        rows = self._query(
+            "SELECT body FROM orders WHERE brain=? AND state='sent' AND client_id NOT IN "
+            "(SELECT client_id FROM events) ORDER BY rowid",
+            (brain,),
+        )
+        return [_decode_order(row[0]) for row in rows]
+
     def order(self, client_id: str) -> tuple[Order, str] | None:
         """An order and its state (``'sent'``, ``'submitting'``, ``'answered'``), or None."""
         rows = self._query("SELECT body, state FROM orders WHERE client_id=?", (client_id,))

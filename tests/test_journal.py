@@ -71,6 +71,15 @@ def test_submitting_then_answered(journal) -> None:
     assert sorted(journal.handled_ids()) == ["bot-ab-1", "bot-ab-9"]
 
 
+def test_unsent_orders_are_those_the_trader_never_took(journal) -> None:
+    for n in (1, 2, 3):
+        journal.record_order(_order(f"bot-ab-{n}"), f"c{n}", 0)
+    journal.mark_submitting("bot-ab-2")  # with the broker: the Trader's to resolve
+    journal.record_events([_fill("bot-ab-3")])  # answered
+    assert [o.client_id for o in journal.unsent_orders("bot")] == ["bot-ab-1"]
+    assert journal.unsent_orders("eve") == []
+
+
 def test_events_are_recorded_once_and_acknowledged(journal) -> None:
     a, b = _fill("bot-ab-1"), _fill("bot-ab-2", t=6)
     other = _fill("eve-ab-1", brain="eve")

@@ -30,7 +30,8 @@ from ..data.types import Bar
 from ..journal import Journal
 from .base import OsmAgent, dumps
 
-HISTORY_TIMEOUT_MS = 10_000
+HISTORY_TIMEOUT_MS = 5_000
+HISTORY_ATTEMPTS = 3
 HISTORY_WAIT = 180.0  # seconds at most for the Router to download missing history
 RESEND_AFTER = 5.0  # seconds without an event before an order is sent again
 
@@ -146,6 +147,9 @@ class BrainAgent(OsmAgent):
         self.osm_unacked: dict[str, tuple[float, tuple]] = {}
         self.osm_resend_after = float(cfg.get("resend_after", RESEND_AFTER))
         self.osm_resent = 0
+        if self.osm_journal is not None:  # orders of a previous life that never left: resent
+            for order in self.osm_journal.unsent_orders(self.name):
+                self.osm_unacked[order.client_id] = (0.0, ("order", order, self.osm_auth))
         events = self.osm_bind("PULL", "events", handler=self.osm_on_event)
         self.connect(cfg["trader_orders"], alias="orders")
         self.connect(cfg["router_in"], alias="router")
@@ -192,13 +196,21 @@ class BrainAgent(OsmAgent):
         return True
 
     def _osm_request(self, message: tuple) -> tuple:
-        socket = self._socket["history"]
-        socket.send(dumps(message))
-        try:
-            data = socket.recv()
-        except zmq.Again:
-            self._osm_connect_history()
-            raise TimeoutError(f"{self.name}: the Router did not answer {message[0]!r}") from None
+        # A request lost with a dying Router: the REQ socket is made again and the request
+        # sent again (a restarted Router is back within seconds), a few times at most.
+        for _ in range(HISTORY_ATTEMPTS):
+            socket = self._socket["history"]
+            socket.send(dumps(message))
+            try:
+                data = socket.recv()
+                break
+            except zmq.Again:
+                self._osm_connect_history()
+        else:
+            raise TimeoutError(
+                f"{self.name}: the Router did not answer {message[0]!r} "
+                f"({HISTORY_ATTEMPTS} attempts of {HISTORY_TIMEOUT_MS / 1000:g} s)"
+            ) from None
         try:
             return _REPLY(data)
         except wire.WireError as exc:

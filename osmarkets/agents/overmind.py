@@ -6,9 +6,12 @@ agent: is the process alive, does it answer ``ping``, is its main loop running (
 that escaped a handler stops osBrain's loop while the process stays alive), and reads its
 message and error counters. An agent whose process died or whose loop stopped is restarted if
 the architecture lists its kind in ``restartable``: a Brain (its subscriptions are re-applied,
-so it reloads its series from the Router's history) everywhere; on OANDA also the Trader (it
-reconciles with the account, and the Brains re-send the orders it never acknowledged) and a
-Feeder (it backfills the gap). Any other dead agent is reported in the status rows
+so it reloads its series from the Router's history) everywhere; the Router in every live
+(not lock-step) architecture (a new process on the same addresses takes its series up from the
+journal: sequence numbers, subscribers, history; the other agents' sockets reconnect to it by
+themselves); on OANDA also the Trader (it reconciles with the account, and the Brains re-send
+the orders it never acknowledged) and a Feeder (it backfills the gap). Any other dead agent
+(a simulation's Router, a Trader or Feeder off OANDA) is reported in the status rows
 (``alive`` False, ``problem`` saying it is not restarted), and the owner's next call of the
 architecture raises :class:`~osmarkets.architecture.AgentDiedError` naming it.
 

@@ -127,6 +127,7 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         self.restored_series = 0
         self._held: list[tuple[_Series, tuple]] | None = None  # bars waiting to be recorded
         self._floors: dict[str, int] = {}  # series key -> newest bar time before a restart
+        self._described: dict[str, dict[str, int]] = {}  # series key -> subscribers journaled
         self._meta_saved: dict[str, str] = {}
         if cfg.get("journal_path"):
             durability = cfg.get("durability", "process")
@@ -425,17 +426,24 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
     # -- the journal ----------------------------------------------------------------------------
     def _journal_write(self, rows: list[tuple[str, int, Bar]], touched: list[_Series]) -> bool:
         """Record ``rows`` (series key, seq, bar) and the description of the ``touched``
-        series in one transaction; False (logged, counted) if the journal refused."""
+        series in one transaction; False (logged, counted) if the journal refused.
+
+        A description (bsid, seq, subscribers) is written only when the series is new to the
+        journal or its subscribers changed: the bars carry their own sequence numbers, and a
+        restored series takes the highest of both (half the cost of a step in lock-step)."""
         journal = self.journal
         if journal is None:
             return True
-        descriptions = {
+        described = self._described
+        descriptions: dict[str, dict[str, Any]] = {
             series.key: {"bsid": str(series.bsid), "seq": series.seq,
                          "subscribers": dict(series.subscribers)}
-            for series in touched
+            for series in touched if described.get(series.key) != series.subscribers
         }  # fmt: skip
         try:
             journal.record_bars(rows, descriptions, self.capacity)
+            for key, description in descriptions.items():
+                described[key] = description["subscribers"]
         except Exception as exc:
             self.journal_errors += 1
             self.osm_errors += 1
@@ -467,6 +475,7 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
             series.seq = max(int(description.get("seq", 0)), rows[-1][0] if rows else 0)
             subscribers = description.get("subscribers") or {}
             series.subscribers.update({str(b): int(n) for b, n in subscribers.items()})
+            self._described[series.key] = dict(series.subscribers)
             if series.history:
                 self._floors[series.key] = int(series.history[-1].time)
             self.restored_series += 1

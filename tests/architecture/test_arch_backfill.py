@@ -13,7 +13,7 @@ import msgspec
 import pytest
 import zmq
 from arch_brains import FlagRecorder
-from conftest import wait_for
+from conftest import make_bars, wait_for
 
 from osmarkets import wire
 from osmarkets.brokers.simulated import SimulatedBroker
@@ -172,3 +172,15 @@ def test_bars_completed_by_backfill_quotes_are_published_marked(architectures) -
         assert system["trader"].osm_stats()["malformed"] == 0
     finally:
         context.destroy(linger=0)
+
+
+def test_lock_step_bars_go_through_the_held_path_unmarked(simulated) -> None:
+    # lock-step bars carry an events watermark: the Brain holds them (the tuple with the mark)
+    data = make_bars(40, seed=5)
+    system = simulated({"EUR_USD": data})
+    system.add_brain("rec", base=FlagRecorder)
+    system["rec"].subscribe(M1, 100)
+    system.run(timeout=60)
+    flags = system["rec"].get_attr("flags")
+    assert [t for t, _, _ in flags] == list(data.index.as_unit("ns").asi8)
+    assert not any(backfilled or replayed for _, backfilled, replayed in flags)

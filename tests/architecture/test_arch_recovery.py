@@ -13,7 +13,7 @@ from arch_brains import HoldOne, Recorder
 from conftest import make_bars, pid_alive, wait_for
 from test_arch_simulated import _fills
 
-from osmarkets.architecture import Architecture
+from osmarkets.architecture import AgentDiedError, Architecture
 from osmarkets.backtest import backtest
 from osmarkets.brokers.simulated import SimulatedBroker
 from osmarkets.strategies import SmaCross
@@ -34,20 +34,23 @@ def test_router_keeps_publishing_while_the_trader_is_dead(architectures) -> None
     system._agents["router"].proxy.set_attr(market_backlog=50)
     system.add_brain("rec", base=Recorder, buy_on=10**9)
     system["rec"].subscribe(M1, 10)
-    old = _kill(system, "trader")
     # Endless synthetic quotes, much faster than real time: thousands of ticks for the
     # dead Trader. A Router whose send blocked would stop publishing after the first ones.
     system.stream(["EUR_USD"], seed=3, speed=600.0)
-    wait_for(lambda: system["rec"].get_attr("osm_bars") >= 20, timeout=60,
+    old = _kill(system, "trader")
+    rec, router = system._agents["rec"].proxy, system._agents["router"].proxy
+    wait_for(lambda: rec.get_attr("osm_bars") >= 20, timeout=60,
              what="bars published while the Trader is dead")  # fmt: skip
-    stats = system["router"].osm_stats()
+    stats = router.osm_stats()
     assert stats["market_pending"] <= 50
     assert stats["market_dropped"] > 0  # counted, not silent
-    assert system["router"].progress()["ticks_in"] > 100
+    assert router.progress()["ticks_in"] > 100
     status = system.status()
     assert not status.loc["trader", "alive"] and status.loc["trader", "pid"] == old
     assert "not restarted" in status.loc["trader", "problem"]
     assert status.loc["router", "alive"] and status.loc["rec", "alive"]
+    with pytest.raises(AgentDiedError, match="trader agent 'trader' died"):
+        system["rec"]  # the owner's next call names the dead agent
 
 
 def test_simulation_with_a_dead_trader_fails_fast_naming_it(simulated) -> None:

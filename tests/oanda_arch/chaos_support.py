@@ -77,9 +77,10 @@ def read_stop(path: str) -> int | None:
 
 
 class ChaosBrain(Brain):
-    """Trades every bar, a market order of ``size`` units, buying on odd and selling on even
-    sequence numbers (the same bar always gives the same order: a bar handled again after a
-    crash re-issues the journaled one). It stops trading bars that open at or after the time
+    """Trades every bar, a market order of ``size`` units: it sells on bars whose sequence
+    number is a multiple of 3 and buys on the others (its position drifts, so a lost or doubled
+    order shows; the same bar always gives the same order: a bar handled again after a crash
+    re-issues the journaled one). It stops trading bars that open at or after the time
     written in ``stop_file`` (so the decision does not change when a bar is handled again).
     ``log_path``: its log (see the module docstring)."""
 
@@ -113,7 +114,7 @@ class ChaosBrain(Brain):
         if stop is not None and bar_time >= stop:
             return
         number = seq if seq is not None else self.handled
-        side = "buy" if number % 2 else "sell"
+        side = "sell" if number % 3 == 0 else "buy"
         client_id = self.send_order(side=side, size=self.size, symbol=series.bsid.symbol)
         self._log(k="order", cid=client_id, t=bar_time, seq=seq, side=side)
 
@@ -222,6 +223,109 @@ def _account(sandbox: Any) -> tuple[list[dict[str, Any]], dict[str, float]]:
 
 def _client_id(transaction: Mapping[str, Any]) -> str | None:
     return (transaction.get("clientExtensions") or {}).get("id")
+
+
+# -- deployments -------------------------------------------------------------------------------
+HERE = Path(__file__).resolve().parent
+FAST_CLIENT = {"backoff": 0.01, "max_backoff": 0.05, "timeout": (2.0, 5.0)}
+
+
+def launch(sandbox: Any, token: str, state_dir: str | os.PathLike[str], log_path: str,
+           stop_file: str = "", size: float = 10, history: int = 10, first_bars: int = 1,
+           **options: Any) -> Any:  # fmt: skip
+    """An OandaArchitecture on ``sandbox`` and ``state_dir`` with a ChaosBrain ``chaos`` on
+    EUR_USD M1 and the stream started, once the Brain handled ``first_bars`` bars."""
+    from osmarkets.architecture import OandaArchitecture
+
+    settings = {"client_options": FAST_CLIENT, "poll_interval": 0.2, "heartbeat": 0.2,
+                "logging": False}  # fmt: skip
+    settings.update(options)
+    system = OandaArchitecture(
+        account_id=sandbox.account_id, access_token=token, rest_url=sandbox.rest_url,
+        stream_url=sandbox.stream_url, state_dir=str(state_dir), **settings,
+    )  # fmt: skip
+    try:
+        system.add_brain("chaos", base=ChaosBrain, log_path=str(log_path),
+                         stop_file=str(stop_file), size=size)  # fmt: skip
+        system["chaos"].subscribe(M1, history)
+        before = bars_seen(log_path)
+        system.stream(["EUR_USD"])
+        wait_for(lambda: bars_seen(log_path) >= before + first_bars, 30.0, "the first bars")
+    except BaseException:
+        system.shutdown()
+        raise
+    return system
+
+
+def start_launcher(
+    sandbox: Any,
+    token: str,
+    state_dir: str | os.PathLike[str],
+    log_path: str,
+    stop_file: str = "",
+    timeout: float = 60.0,
+    first_bars: int = 1,
+    output: str | os.PathLike[str] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Run ``chaos_launcher.py`` in a new interpreter; returns the process and its ready line
+    (a dict) once printed. The token goes through ``OANDA_ACCESS_TOKEN``. Its output (the
+    agents' log lines too) goes to the file ``output`` (``<log_path>.out`` by default): a pipe
+    nobody reads would block them."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OANDA_ACCESS_TOKEN=token)
+    paths = [str(HERE), str(HERE.parents[1]), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    command = [
+        sys.executable, str(HERE / "chaos_launcher.py"), "--rest-url", sandbox.rest_url,
+        "--stream-url", sandbox.stream_url, "--account", sandbox.account_id,
+        "--state-dir", str(state_dir), "--log", str(log_path), "--stop-file", str(stop_file),
+        "--first-bars", str(first_bars),
+    ]  # fmt: skip
+    output = Path(output if output is not None else f"{log_path}.out")
+    with open(output, "ab") as out:
+        start = out.tell()
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                cwd=str(HERE.parents[1]))  # fmt: skip
+
+    def ready() -> dict[str, Any] | None:
+        with open(output, "rb") as fh:
+            fh.seek(start)
+            for line in fh.read().decode(errors="replace").splitlines():
+                if line.startswith("{"):
+                    with contextlib.suppress(ValueError):
+                        found = json.loads(line)
+                        if isinstance(found, dict) and "ready" in found:
+                            return found
+        if proc.poll() is not None:
+            return {"ready": False, "error": f"exited with {proc.returncode}"}
+        return None
+
+    try:
+        info = wait_for(ready, timeout, "the launcher's ready line")
+        if not info.get("ready"):
+            raise AssertionError(f"the launcher failed: {info}; see {output}")
+    except BaseException:
+        stop_launcher(proc, signal.SIGKILL)
+        raise
+    return proc, info
+
+
+def stop_launcher(proc: Any, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+    """Signal the launcher (SIGTERM: it shuts down cleanly) and reap it; SIGKILL if it is
+    still alive after ``timeout``."""
+    import subprocess
+
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    return proc.returncode
 
 
 # -- quiescence --------------------------------------------------------------------------------
@@ -335,8 +439,10 @@ def check_positions(sandbox: Any, journal: Journal, system: Any = None) -> dict[
         for symbol in sorted(set(held) | set(expected)):
             if abs(held.get(symbol, 0.0) - expected.get(symbol, 0.0)) > 1e-6:
                 wrong += 1
-                problems.append(f"{what}: {symbol} {held.get(symbol, 0.0):g}, expected "
-                                f"{expected.get(symbol, 0.0):g} (the account: {account})")
+                problems.append(
+                    f"{what}: {symbol} {held.get(symbol, 0.0):g}, expected "
+                    f"{expected.get(symbol, 0.0):g} (the account: {account})"
+                )
     return {"wrong_positions": wrong, "account": dict(account), "problems": problems}
 
 
