@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -125,10 +126,9 @@ def test_claim_refuses_a_live_owner_and_takes_over_a_dead_one(journal) -> None:
 
 def test_a_zombie_owner_is_dead(journal) -> None:
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
-    while not os.path.exists(f"/proc/{zombie.pid}/stat") or " Z " not in open(
-        f"/proc/{zombie.pid}/stat"
-    ).read():
-        pass  # exits at once; not reaped: a zombie
+    stat = Path(f"/proc/{zombie.pid}/stat")
+    while " Z " not in stat.read_text():
+        pass  # it exits at once and is not reaped: a zombie
     journal.set("owner", str(zombie.pid))
     assert journal.claim(os.getpid()) == zombie.pid
     zombie.wait()
@@ -177,7 +177,8 @@ def test_a_killed_writer_leaves_a_consistent_journal(journal) -> None:
         "import sys; from osmarkets.journal import Journal; "
         "from osmarkets.brokers.base import OrderEvent as E; j = Journal(sys.argv[1])\n"
         "for n in range(10**9):\n"
-        "    j.record_events([E('filled', f'k-ab-{n}', 'EUR_USD', 'buy', 1.0, 1.0, n, brain='k')])\n"
+        "    e = E('filled', f'k-ab-{n}', 'EUR_USD', 'buy', 1.0, 1.0, n, brain='k')\n"
+        "    j.record_events([e])\n"
         "    j.checkpoint('k', {'n': n})\n"
         "    print(n, flush=True) if n == 50 else None\n"
     )

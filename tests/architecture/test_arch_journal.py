@@ -11,7 +11,6 @@ from collections import Counter
 from conftest import wait_for
 from journal_brains import Suicidal, Unsaveable
 
-from osmarkets.architecture import Architecture
 from osmarkets.brokers.simulated import SimulatedBroker
 from osmarkets.journal import Journal
 
@@ -68,7 +67,7 @@ def test_a_brain_dying_after_an_order_does_not_send_it_twice(architectures, tmp_
     # every order has exactly one terminal event
     kinds = Counter(e.client_id for e in journal.fills("bot"))
     assert set(kinds.values()) == {1}
-    assert {o for o, in journal._query("SELECT client_id FROM orders")} == set(kinds)
+    assert {o for (o,) in journal._query("SELECT client_id FROM orders")} == set(kinds)
 
 
 def _bar_cause(journal: Journal, rank: int) -> str:
