@@ -24,6 +24,7 @@ the simulated broker, which is just fast.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import secrets
@@ -281,10 +282,12 @@ class TraderAgent(OsmAgent):
     def _on_result(self, data: bytes) -> None:
         self.in_flight -= 1
         job, events, state = pickle.loads(data)  # inproc, from this process's own thread
-        self.positions = state["positions"]
-        self.broker_state = state
         if self.journal is not None:  # recorded before delivered; a copy is not delivered
             events = self.journal.record_events(events)
+            if state["positions"] != self.positions:  # the account's, as last read
+                self.journal.set("trader.positions", json.dumps(state["positions"]))
+        self.positions = state["positions"]
+        self.broker_state = state
         for event in events:
             self._deliver(event)
         if job[0] == "step" or (job[0] == "market" and job[1][0] == "bar"):
