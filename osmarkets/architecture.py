@@ -577,22 +577,33 @@ class Architecture:
             if self._closing:
                 return None
             handle = self._bury("router")
-            return self._spawn("router", "router", handle.cls, dict(handle.cfg))
+            proxy = self._spawn("router", "router", handle.cls, dict(handle.cfg))
+            if "feeder" in self.restartable:
+                # the quotes of the bars that were forming died with the Router: the Feeders
+                # start again from the start of those bars (OANDA's backfill gives them again)
+                points = dict(proxy.resume_points())
+                for name in list(self._feeders):
+                    self._restart_feeder(name, points)
+            return proxy
 
-    def _restart_feeder(self, name: str) -> Any:
-        """Replace a dead Feeder; it resumes after the last tick the Router received of each
-        symbol (a live feed backfills the gap, see :class:`OandaFeederAgent`)."""
+    def _restart_feeder(self, name: str, resume_after: dict[str, int] | None = None) -> Any:
+        """Replace a dead Feeder; it resumes after ``resume_after`` (symbol -> time), by
+        default after the last tick the Router received of each symbol (a live feed
+        backfills the gap, see :class:`OandaFeederAgent`)."""
         with self._lock:
             if self._closing:
                 return None
             handle = self._bury(name)
             cfg = dict(handle.cfg)
-            router = self.proxy("router")
-            try:
-                with contextlib.suppress(Exception):
-                    cfg["resume_after"] = dict(router.last_times())
-            finally:
-                router._pyroRelease()
+            if resume_after is not None:
+                cfg["resume_after"] = dict(resume_after)
+            else:
+                router = self.proxy("router")
+                try:
+                    with contextlib.suppress(Exception):
+                        cfg["resume_after"] = dict(router.last_times())
+                finally:
+                    router._pyroRelease()
             proxy = self._spawn(name, "feeder", handle.cls, cfg)
             proxy.start_feed()
             return proxy
@@ -1093,6 +1104,12 @@ class OandaArchitecture(Architecture):
             "oanda": self._settings, "backfill": options.get("backfill", self.backfill),
             "stream": dict(self.stream_options, **dict(options.get("stream") or {})),
         }  # fmt: skip
+        router = self["router"]
+        if router.get_attr("restored_series"):
+            # a deployment that resumes: the candles completed while it was down are
+            # backfilled first (the Router journaled where each series stopped)
+            points = dict(router.resume_points())
+            cfg["resume_after"] = {s: points[s] for s in symbols if s in points}
         proxy = self._spawn(name, "feeder", OandaFeederAgent, cfg)
         self._feeders.append(name)
         proxy.start_feed()

@@ -298,14 +298,18 @@ class BrainAgent(OsmAgent):
             return  # already in the series (it came with the history)
         series = self.osm_series[bsid]
         if seq > last + 1:
-            # Bars were lost (PUB/SUB high-water mark, slow joiner): reload from the Router.
+            # Bars were lost (PUB/SUB high-water mark, slow joiner, a Router restarting): the
+            # series is reloaded from the Router and the lost bars replayed to on_new_bar
+            # (series.replayed), this one with them; those beyond the history go to on_gap.
             self.osm_gaps += 1
-            self.log_warning(f"{bsid}: gap in sequence ({last} -> {seq}), reloading history")
+            self.log_warning(f"{bsid}: gap in sequence ({last} -> {seq}), replaying the bars")
+            self._osm_resume[bsid.key] = last
             self._osm_load_history(bsid, series.capacity)
-            series = self.osm_series[bsid]
-            if self.osm_seq[bsid] < seq:  # the Router's history is behind: keep this bar
-                series.append(bar)
-                self.osm_seq[bsid] = seq
+            if self.osm_seq[bsid] >= seq:
+                return  # this bar came with the history: replayed with the lost ones
+            series = self.osm_series[bsid]  # the Router's history is behind: keep this bar
+            series.append(bar)
+            self.osm_seq[bsid] = seq
         else:
             series.append(bar)
             self.osm_seq[bsid] = seq

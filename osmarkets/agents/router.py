@@ -292,6 +292,20 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         self.last_time[symbol] = payload.time
         return (kind, symbol, payload)
 
+    def resume_points(self) -> dict[str, int]:
+        """symbol -> time after which a Feeder sends its quotes again to a Router that was
+        restarted (or a deployment that resumes): the start of the oldest bar forming in the
+        symbol's series (the quotes of a forming bar died with the Router), else the newest
+        quote received."""
+        points = dict(self.last_time)
+        for series in self.series.values():
+            timeframe = series.bsid.timeframe
+            if series.history and timeframe.is_intraday:
+                start = series.history[-1].time + timeframe.nanoseconds - 1
+                symbol = series.bsid.symbol
+                points[symbol] = min(points.get(symbol, start), start)
+        return points
+
     def last_times(self) -> dict[str, int]:
         """symbol -> time of the newest tick or bar received: where a restarted Feeder
         resumes."""

@@ -4,8 +4,9 @@ killed (SIGTERM or SIGINT: a clean shutdown; SIGKILL: the orphan guards clean up
 resumes). The token comes from ``OANDA_ACCESS_TOKEN``.
 
 Prints one JSON line once the Brain handled ``--first-bars`` bars: ``ready``, the owner's ``pid``,
-the deployment's ``run_id``, ``resumed_from`` (the pid of a dead owner this run takes over), the
-agents' ``pids``, the private token directory ``private``.
+the deployment's ``run_id``, ``resumed_from`` (the pid of a dead owner this run takes over),
+``pids`` (the agents' and the name server's), ``agents`` (name -> pid), the private token
+directory ``private``.
 
 Run: ``PYTHONPATH=tests/oanda_arch python tests/oanda_arch/chaos_launcher.py --rest-url ...``
 """
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         info = {
             "ready": True, "pid": system._owner, "run_id": system.run_id,
             "resumed_from": system.resumed_from, "pids": system.pids(),
+            "agents": {name: h.process.pid for name, h in system._agents.items()},
             "private": str(system._private), "state_dir": str(system.state_dir),
         }  # fmt: skip
         print(json.dumps(info), flush=True)

@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -174,6 +175,14 @@ def wait_restarted(system: Any, name: str, old_pid: int, killed_at: float,
 
     wait_for(running, timeout, f"a new {name} process", step=0.01)
     return time.monotonic() - killed_at
+
+
+def before_next_bar(clock: Callable[[], int], margin: float = 0.05, factor: float = 60.0,
+                    step: int = MINUTE) -> float:  # fmt: skip
+    """Real seconds from now until ``margin`` seconds before the sandbox's ``clock`` (running
+    ``factor`` times real time) reaches the next bar boundary (0 if closer than that)."""
+    left = (step - clock() % step) / factor / 1e9
+    return max(0.0, left - margin)
 
 
 def bars_seen(log_path: str) -> int:
@@ -483,10 +492,12 @@ def check_bars(journal: Journal, logs: Mapping[str, str], key: str = M1_KEY,
     bar to its last, minus those it saw (live or replayed) and minus as many as ``on_gap``
     told it of: ``bars_lost``. ``unpublished``: minutes (``step``) in that span the journal
     has no bar of (never published: a gap of the feed nobody filled). ``bars_twice``: a bar
-    handled twice without ``series.replayed`` the second time."""
-    journaled = {int(bar.time) for _, bar in journal.bars(key, 1_000_000)}
+    handled twice without ``series.replayed`` the second time. ``thin_bars`` (informational,
+    not an invariant): bars built from under a quarter of the usual number of quotes."""
+    volumes = {int(bar.time): float(bar.volume) for _, bar in journal.bars(key, 1_000_000)}
+    journaled = set(volumes)
     counts = {"bars_lost": 0, "unpublished": 0, "bars_twice": 0, "bars_seen": 0, "gaps": 0,
-              "replayed": 0, "backfilled": 0}  # fmt: skip
+              "replayed": 0, "backfilled": 0, "thin_bars": 0}  # fmt: skip
     problems: list[str] = []
     for brain, path in logs.items():
         records = read_log(path)
@@ -504,6 +515,13 @@ def check_bars(journal: Journal, logs: Mapping[str, str], key: str = M1_KEY,
         grid = set(range(first, last + 1, step))
         unpublished = sorted(grid - journaled - seen)
         twice = sorted(t for t, n in live.items() if n > 1)
+        # informational: a bar built from far fewer quotes than usual (not from candles), after
+        # its first: the quotes of a bar forming in an agent that died were lost with it
+        marked = {int(r["t"]) for r in bars if r.get("backfilled")}
+        inside = [t for t in sorted(expected) if t > first and t not in marked]
+        usual = statistics.median([volumes[t] for t in inside]) if inside else 0.0
+        thin = [t for t in inside if volumes[t] < 0.25 * usual]
+        counts["thin_bars"] += len(thin)
         counts["bars_lost"] += lost
         counts["unpublished"] += len(unpublished)
         counts["bars_twice"] += len(twice)
@@ -519,6 +537,9 @@ def check_bars(journal: Journal, logs: Mapping[str, str], key: str = M1_KEY,
                             f"{_times(unpublished)}")  # fmt: skip
         if twice:
             problems.append(f"{brain}: bars handled twice, not marked replayed: {_times(twice)}")
+        if thin:
+            problems.append(f"{brain} (informational): {len(thin)} bars of under a quarter of "
+                            f"the usual {usual:g} quotes: {_times(thin)}")  # fmt: skip
     counts["problems"] = problems
     return counts
 
