@@ -51,7 +51,7 @@ from .agents.base import OsmAgentProcess, start_nameserver
 from .brain import Brain
 from .data.timeframes import BarSeriesID
 from .incidents import Incidents
-from .journal import Journal
+from .journal import Journal, JournalKeeper
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,40}$")
 _RESERVED = {"router", "trader", "logger", "feeder", "overmind"}
@@ -216,6 +216,8 @@ class Architecture:
             if self._state_tmp is not None:
                 shutil.rmtree(self._state_tmp, ignore_errors=True)
             raise
+        self._keeper = JournalKeeper(self.journal)
+        self._keeper.start()
         # in every client id ('<brain>-<deployment>-<n>'): unique across runs on one account,
         # and kept by a deployment that resumes (its journal knows the numbers used)
         self.run_id = self.journal.deployment_id()
@@ -711,6 +713,9 @@ class Architecture:
                 atexit.unregister(self.shutdown)
 
     def _close_journal(self) -> None:
+        keeper = getattr(self, "_keeper", None)
+        if keeper is not None:
+            keeper.stop()
         journal = getattr(self, "journal", None)
         if journal is not None:
             with contextlib.suppress(Exception):

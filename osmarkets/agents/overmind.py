@@ -97,16 +97,9 @@ class Overmind(threading.Thread):
             self._close_status()
 
     def run(self) -> None:
-        journal = getattr(self.architecture, "journal", None)
-        checkpointed = time.monotonic()
         try:
             while not self._stop_event.wait(self.interval):
                 try:
-                    if journal is not None and time.monotonic() - checkpointed > 2.0:
-                        # the journal's log is folded into its file here, in the owner, so
-                        # that an agent seldom pays for it in one of its commits
-                        checkpointed = time.monotonic()
-                        journal.checkpoint_log()
                     rows = self.check()
                     if self._status_socket is not None and not self._stop_event.is_set():
                         self._status_seq += 1

@@ -129,7 +129,9 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         self._floors: dict[str, int] = {}  # series key -> newest bar time before a restart
         self._described: dict[str, dict[str, int]] = {}  # series key -> subscribers journaled
         self._meta_saved: dict[str, str] = {}
-        if cfg.get("journal_path"):
+        # A lock-step Router is not journaled: a simulation cannot resume without it (its
+        # lock-step state dies with it) and starts from its data every run.
+        if cfg.get("journal_path") and not self.lockstep:
             durability = cfg.get("durability", "process")
             self.journal = Journal(cfg["journal_path"], durability=durability)
             self._journal_restore(self.journal)

@@ -282,7 +282,7 @@ class TraderAgent(OsmAgent):
     def _on_result(self, data: bytes) -> None:
         self.in_flight -= 1
         job, events, state = pickle.loads(data)  # inproc, from this process's own thread
-        if self.journal is not None:  # recorded before delivered; a copy is not delivered
+        if self.journal is not None and events:  # recorded before delivered; not a copy
             events = self.journal.record_events(events)
             if state["positions"] != self.positions:  # the account's, as last read
                 self.journal.set("trader.positions", json.dumps(state["positions"]))
