@@ -28,6 +28,7 @@ import zmq
 from ..brokers.oanda.parsers import Price, format_time
 from ..brokers.oanda.stream import Backfill, PriceStream, backfill_gap
 from ..brokers.oanda.trading import client_from_settings
+from ..data.timeframes import Timeframe
 from ..data.types import Tick
 from .base import OsmAgent, dumps
 from .feeder import zmq_url
@@ -90,7 +91,19 @@ class OandaFeederAgent(OsmAgent):
             str(k): int(v) for k, v in (cfg.get("resume_after") or {}).items() if k in instruments
         }
 
+        # Symbols backfilled while a candle was still forming (left to the live stream):
+        # when the first live quote comes, the candles that completed in between without any
+        # quote of ours (a gap or a restart that ended just before a candle closed) are
+        # backfilled first, so no period of the feed is skipped.
+        unfinished: set[str] = set()
+        length = Timeframe.parse(granularity).nanoseconds
+
         def send(symbol: str, tick: Tick) -> bool:
+            if symbol in unfinished:
+                unfinished.discard(symbol)
+                end = (last.get(symbol, 0) // length + 1) * length  # of the newest quote's candle
+                if tick.time >= end + length:  # a whole candle in between
+                    fill(symbol, reconnected=True, since=end - 1)
             if tick.time <= last.get(symbol, 0):
                 self.stale += 1
                 return False
@@ -131,24 +144,27 @@ class OandaFeederAgent(OsmAgent):
                 self.reconnects += 1
                 self.reconnect_waits.append(reader.last_wait)
             for symbol in instruments:
-                since = last.get(symbol)
-                if since is None:
-                    continue  # nothing pushed yet: no gap to fill
-                self.backfill_gaps += 1
-                try:
-                    gap = backfill_gap(client, symbol, since, granularity)
-                except Exception as exc:  # the stream goes on; the gap is reported
-                    self.backfill_errors += 1
-                    self.log_error(f"{symbol}: backfill after a gap failed: {exc}")
-                    continue
-                sent = send_backfill(symbol, gap.ticks)
-                self.backfilled_ticks += sent
-                self.backfilled_bars += gap.candles
-                self.backfill_completed += int(gap.completed)
-                if sent != len(gap.ticks):  # cannot happen: every quote is after `since`
-                    self.log_warning(f"{symbol}: {len(gap.ticks) - sent} backfill quotes stale")
-                if gap.ticks:
-                    self._record_backfill(gap, granularity, reconnected)
+                if symbol in last:  # else nothing pushed yet: no gap to fill
+                    self.backfill_gaps += 1
+                    fill(symbol, reconnected)
+                    unfinished.add(symbol)
+
+        def fill(symbol: str, reconnected: bool, since: int | None = None) -> None:
+            try:
+                start = last[symbol] if since is None else since
+                gap = backfill_gap(client, symbol, start, granularity)
+            except Exception as exc:  # the stream goes on; the gap is reported
+                self.backfill_errors += 1
+                self.log_error(f"{symbol}: backfill after a gap failed: {exc}")
+                return
+            sent = send_backfill(symbol, gap.ticks)
+            self.backfilled_ticks += sent
+            self.backfilled_bars += gap.candles
+            self.backfill_completed += int(gap.completed)
+            if sent != len(gap.ticks):  # cannot happen: every quote is after `since`
+                self.log_warning(f"{symbol}: {len(gap.ticks) - sent} backfill quotes stale")
+            if gap.ticks:
+                self._record_backfill(gap, granularity, reconnected)
 
         try:
             client = client_from_settings(cfg["oanda"])

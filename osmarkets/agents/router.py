@@ -461,14 +461,18 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
             for key, description in descriptions.items():
                 described[key] = description["subscribers"]
         except Exception as exc:
-            self.journal_errors += 1
-            self.osm_errors += 1
-            text = f"journal: {len(rows)} bars not recorded ({exc!r}), not published"
-            self.osm_last_errors.append(text)
-            if self.journal_errors <= 5 or self.journal_errors % 1000 == 0:
-                self.log_error(text)
+            self._journal_failed(f"{len(rows)} bars not recorded ({exc!r}), not published")
             return False
         return True
+
+    def _journal_failed(self, what: str) -> None:
+        """Count and log (the first five, then every 1000th) a write the journal refused."""
+        self.journal_errors += 1
+        self.osm_errors += 1
+        text = f"journal: {what}"
+        self.osm_last_errors.append(text)
+        if self.journal_errors <= 5 or self.journal_errors % 1000 == 0:
+            self.log_error(text)
 
     def _journal_restore(self, journal: Journal) -> None:
         """Take up what a previous Router of this deployment journaled: each series with its
@@ -524,12 +528,7 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
                     journal.set(f"{self.name}.{item}", text)
                     saved[item] = text
         except Exception as exc:  # tried again at the next tick of the timer
-            self.journal_errors += 1
-            self.osm_errors += 1
-            text = f"journal: resume points not recorded ({exc!r})"
-            self.osm_last_errors.append(text)
-            if self.journal_errors <= 5 or self.journal_errors % 1000 == 0:
-                self.log_error(text)
+            self._journal_failed(f"resume points not recorded ({exc!r})")
 
     def osm_history_seed(self, bsid: BarSeriesID, records: Any) -> int:
         """The downloaded bars go in front of the series and its sequence number moves on
