@@ -152,7 +152,9 @@ def test_the_gui_shows_every_kind_of_order_event_and_the_status_feed() -> None:
 
         state.blotter.add_event = record  # type: ignore[method-assign]
         try:
-            system.stream(data={"EUR_USD": make_bars(40, seed=5)}, speed=0)
+            # paced (50 ms a bar): unpaced, all 40 bars can pass before the market order
+            # reaches the Trader, and it then waits for a price that never comes
+            system.stream(data={"EUR_USD": make_bars(40, seed=5)}, speed=1200)
             wait_for(
                 lambda: state.apply(connection.drain()) or len(seen) >= 5,
                 what="five order events at the GUI",
