@@ -49,7 +49,8 @@ from .agents import (
 from .agents.auth import DeploymentKeys, install_pyro_key, pyro_key
 from .agents.base import OsmAgentProcess, start_nameserver
 from .brain import Brain
-from .data.timeframes import BarSeriesID
+from .data.conform import conform, given_for, own_timeframe
+from .data.timeframes import Alignment, BarSeriesID, Timeframe
 from .incidents import Incidents
 from .journal import Journal, JournalKeeper
 
@@ -169,6 +170,7 @@ class Architecture:
         heartbeat: float = 0.5,
         history_capacity: int = 10_000,
         base_timeframes: Mapping[str, str | None] | None = None,
+        alignments: Mapping[str, Mapping[str, Any]] | None = None,
         handle_signals: bool = True,
         state_dir: str | os.PathLike[str] | None = None,
         durability: str = "process",
@@ -258,7 +260,8 @@ class Architecture:
             self._spawn(
                 "router", "router", RouterAgent,
                 {"lockstep": self.lockstep, "history_capacity": history_capacity,
-                 "base_timeframes": dict(base_timeframes or {})},
+                 "base_timeframes": dict(base_timeframes or {}),
+                 "alignments": {k: dict(v) for k, v in (alignments or {}).items()}},
             )  # fmt: skip
             router = self._agents["router"].proxy
             if transport == "tcp":  # a restarted Router binds the same ports (see osm_bind)
@@ -761,6 +764,30 @@ def _kill(process: Any) -> None:
     process.join(5)
 
 
+def _conform_replay(
+    data: Mapping[str, Any], alignment: Alignment, data_timeframe: Any
+) -> tuple[dict[str, pd.DataFrame], dict[str, str | None], dict[str, dict[str, Any]]]:
+    """Each symbol's replay frame at its own time frame (daily files stamped by date or by
+    session, regular hours kept: :func:`~osmarkets.data.conform.conform`), its frame code
+    (None for ticks) and the alignment the Router resamples it with."""
+    frames: dict[str, pd.DataFrame] = {}
+    base: dict[str, str | None] = {}
+    alignments: dict[str, dict[str, Any]] = {}
+    for symbol, source in data.items():
+        frame = feeds.load_frame(source, symbol)
+        if feeds.is_tick_frame(frame):
+            frames[symbol], base[symbol] = frame, None
+            alignments[symbol] = alignment._asdict()
+            continue
+        given = given_for(data_timeframe, symbol)
+        label = f"data for {symbol!r}"
+        own = own_timeframe(frame, given) if len(frame) > 1 else Timeframe(1, "Minutes")
+        frames[symbol], aligned = conform(frame, own, alignment, data_timeframe=own, label=label)
+        base[symbol] = own.code
+        alignments[symbol] = aligned._asdict()
+    return frames, base, alignments
+
+
 class SimulatedArchitecture(Architecture):
     """The architecture on the embedded simulated broker, replaying data in lock-step.
 
@@ -791,9 +818,17 @@ class SimulatedArchitecture(Architecture):
         commission: Any = None,
         margin_rate: float | dict[str, float] = 1.0,
         ticks_per_minute: float = 60.0,
+        data_timeframe: Any = None,
+        daily_alignment: int = 17,
+        alignment_timezone: str = "America/New_York",
+        weekly_alignment: str = "Friday",
+        calendar: str | None = None,
+        regular_hours: bool = False,
+        instruments: Any = None,
         **kwargs: Any,
     ) -> None:
         from .brokers.simulated import SimulatedBroker
+        from .instruments import load_instruments
 
         if kwargs.get("state_dir") is not None:
             raise ValueError(
@@ -808,29 +843,36 @@ class SimulatedArchitecture(Architecture):
                 )
             if not data:
                 raise ValueError("data: expected at least one symbol")
-            frames = {sym: feeds.load_frame(src, sym) for sym, src in data.items()}
-            base = feeds.base_timeframes(frames)
+            alignment = Alignment.of(
+                daily_alignment=daily_alignment, alignment_timezone=alignment_timezone,
+                weekly_alignment=weekly_alignment, calendar=calendar,
+                regular_hours=regular_hours,
+            )  # fmt: skip
+            frames, base, alignments = _conform_replay(data, alignment, data_timeframe)
             self._source: dict[str, Any] = {"data": frames}
         else:
             symbols = list(symbols)
             if not symbols:
                 raise ValueError("symbols: expected at least one instrument")
-            frames = {}
+            frames, alignments = {}, {}
             base = {sym: None for sym in symbols}
             self._source = {"symbols": symbols, "seed": seed, "bars": bars,
                             "options": {"ticks_per_minute": ticks_per_minute}}  # fmt: skip
+        specs = load_instruments(instruments)
         SimulatedBroker(cash, spread=spread, slippage=slippage, commission=commission,
-                        margin_rate=margin_rate)  # validate options here  # fmt: skip
+                        margin_rate=margin_rate, instruments=specs)  # validate here  # fmt: skip
         factory = functools.partial(
             SimulatedBroker, cash, spread=spread, slippage=slippage, commission=commission,
-            margin_rate=margin_rate,
+            margin_rate=margin_rate, instruments=specs,
         )  # fmt: skip
         self.cash = float(cash)
         self.speed = speed
         self.frames = frames
         self._result: Any = None
         self._started = False
-        super().__init__(broker_factory=factory, base_timeframes=base, **kwargs)
+        super().__init__(
+            broker_factory=factory, base_timeframes=base, alignments=alignments, **kwargs
+        )
 
     def _start_feed(self) -> None:
         if self._started:

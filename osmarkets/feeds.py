@@ -104,24 +104,20 @@ def synthetic_minutes(symbol: str, *, bars: int, seed: int = 0, **kwargs: Any) -
 
 # -- replay ------------------------------------------------------------------------------------
 def load_frame(source: Any, symbol: str) -> pd.DataFrame:
-    """A DataFrame of bars or ticks from a DataFrame or a CSV / Parquet path.
+    """A DataFrame of bars or ticks from a DataFrame or a file path (any layout
+    :func:`osmarkets.data.io.read_bars` reads: CSV exports, MetaTrader, Parquet...)."""
+    from .data.io import read_bars
 
-    A CSV needs a ``time`` column (ISO times or ns since the epoch, UTC); it becomes the index.
-    """
     if isinstance(source, pd.DataFrame):
         frame = source
     elif isinstance(source, str | Path):
         path = Path(source)
         if not path.exists():
             raise ValueError(f"data[{symbol!r}]: no such file {str(path)!r}")
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-        if "time" in frame.columns:
-            times = frame["time"]
-            if pd.api.types.is_integer_dtype(times):
-                index = pd.to_datetime(times, unit="ns", utc=True)
-            else:
-                index = pd.to_datetime(times, utc=True)
-            frame = frame.drop(columns="time").set_index(pd.DatetimeIndex(index, name="time"))
+        try:
+            frame = read_bars(path)
+        except ValueError as exc:
+            raise ValueError(f"data[{symbol!r}]: {exc}") from None
     else:
         raise ValueError(
             f"data[{symbol!r}]: expected a DataFrame or a file path, got {type(source).__name__}"
@@ -165,8 +161,8 @@ def replay_events(data: Mapping[str, Any]) -> Iterator[Event]:
 
 def base_timeframes(data: Mapping[str, Any]) -> dict[str, str | None]:
     """The bar time frame code of each replayed bar frame (``None`` for ticks), inferred from
-    the smallest gap between bars (``'M1'``, ``'H1'``...)."""
-    from .data.timeframes import Timeframe
+    its times by :func:`osmarkets.data.timeframes.infer_timeframe` (``'M1'`` for one bar)."""
+    from .data.timeframes import infer_timeframe
 
     out: dict[str, str | None] = {}
     for symbol, source in data.items():
@@ -174,11 +170,9 @@ def base_timeframes(data: Mapping[str, Any]) -> dict[str, str | None]:
         if is_tick_frame(frame) or len(frame) < 2:
             out[symbol] = None if is_tick_frame(frame) else "M1"
             continue
-        gap = int(np.diff(pd.DatetimeIndex(frame.index).as_unit("ns").asi8).min())
-        for unit, ns in (("Hours", 3_600_000_000_000), ("Minutes", _MINUTE_NS)):
-            if gap % ns == 0:
-                out[symbol] = Timeframe(gap // ns, unit).code
-                break
-        else:
-            out[symbol] = Timeframe(max(gap // 1_000_000_000, 1), "Seconds").code
+        times = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
+        try:
+            out[symbol] = infer_timeframe(times).code
+        except ValueError as exc:
+            raise ValueError(f"data[{symbol!r}]: {exc}") from None
     return out

@@ -143,6 +143,11 @@ class Wait(Message, tag="wait"):
     seq: int
 
 
+class Refused(Message, tag="refused"):
+    reason: str  # why the Router cannot serve this series (a frame shorter than its feed's)
+    seq: int
+
+
 # -- orders, Brains -> Trader; events, Trader -> Brains -------------------------------------------
 # ``auth`` is the Brain's credential, known only to that Brain, the Trader and the owner: the
 # Trader binds every order, cancel and hello to the Brain it names only when it matches, and a
@@ -189,7 +194,7 @@ class Status(Message, tag="status"):
 #: What each socket accepts.
 ROUTER_IN = TickIn | TicksIn | BarIn | BackfillIn | End | Ack | ProbeAck | TraderAck
 ROUTER_HISTORY = HistoryRequest | TicksRequest
-HISTORY_REPLY = Ok | Wait
+HISTORY_REPLY = Ok | Wait | Refused
 BRAIN_PUB = BarOut | Probe | TickOut | TicksOut
 TRADER_MARKET = Step | TickIn | TicksIn | BarIn
 TRADER_ORDERS = Hello | OrderMsg | Cancel

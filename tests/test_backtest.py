@@ -182,8 +182,11 @@ def test_bad_arguments():
     bad.iloc[3, 0] = np.nan
     with pytest.raises(ValueError, match="open"):
         backtest(SmaCross, bad, "X:M1")
-    with pytest.raises(ValueError, match="M5"):
-        backtest(SmaCross, data, "X:M5")  # one-minute bars are not M5 bars
+    five = data.iloc[::5]  # M5 bars: M1 cannot be made from them, the error names M5
+    with pytest.raises(ValueError, match=r"data for 'X' has M5 bars.*M1 is shorter"):
+        backtest(SmaCross, five, "X:M1")
+    with pytest.raises(ValueError, match=r"M7.*bar 0 at .* straddles"):
+        backtest(SmaCross, five, "X:M7")  # M5 bars do not fit in 7-minute periods
 
 
 def test_multi_instrument_orders_fill_at_the_other_instruments_next_bar():

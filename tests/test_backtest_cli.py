@@ -10,6 +10,7 @@ import pytest
 from test_backtest import make_bars
 
 from osmarkets.cli import main
+from osmarkets.strategies import SmaCross
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sma_cross.py"
 
@@ -110,3 +111,85 @@ def test_subprocess_exit_status(bars_csv, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def yahoo_csv(path, n=300, seed=3):
+    """A daily file as Yahoo writes it: dates of New York sessions, Adj Close."""
+    import exchange_calendars as xcals
+
+    frame = make_bars(n, seed=seed, start="2021-01-04", freq="B")
+    dates = xcals.get_calendar("XNYS", start="2021-01-04", end="2023-12-29").sessions[:n]
+    frame.index = dates
+    lines = ["Date,Open,High,Low,Close,Adj Close,Volume"]
+    for time, row in frame.iterrows():
+        prices = f"{row.open:.4f},{row.high:.4f},{row.low:.4f},{row.close:.4f}"
+        lines.append(f"{time:%Y-%m-%d},{prices},{row.close * 0.9:.4f},{int(row.volume * 1e3)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_yahoo_daily_file_backtests_on_sym_d(tmp_path, capsys):
+    path = yahoo_csv(tmp_path / "orcl.csv")
+    argv = ["backtest", f"{EXAMPLE}:SmaCross", "--data", str(path), "--bsid", "ORCL:D",
+            "--param", "fast=5", "--param", "slow=20"]  # fmt: skip
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    from osmarkets.backtest import backtest
+    from osmarkets.data.io import read_bars
+
+    expected = backtest(SmaCross, read_bars(path), "ORCL:D", params={"fast": 5, "slow": 20})
+    assert expected.stats["trades"] > 4
+    assert f"{expected.final_value:,.2f}" in out
+    code, out, err = run([*argv, "--calendar", "XNYS"], capsys)  # the same fills by session
+    assert code == 0, err
+    assert f"{expected.final_value:,.2f}" in out
+
+
+def test_a_longer_frame_is_derived_and_a_shorter_one_refused(tmp_path, capsys, bars_csv):
+    argv = ["backtest", f"{EXAMPLE}:SmaCross", "--data", str(bars_csv), "--param", "fast=2",
+            "--param", "slow=5"]  # fmt: skip
+    code, out, err = run([*argv, "--bsid", "FUT:M5"], capsys)
+    assert code == 0, err
+    assert "FUT:M5" in out
+    code, out, err = run([*argv, "--bsid", "FUT:M5", "--bsid", "FUT:M15"], capsys)
+    assert code == 0, err
+    daily = yahoo_csv(tmp_path / "daily.csv", n=40)
+    code, _, err = run(["backtest", f"{EXAMPLE}:SmaCross", "--data", str(daily), "--bsid",
+                        "ORCL:M1"], capsys)  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "has D bars" in err and "M1 is shorter; ask for D or a longer frame" in err
+    five = tmp_path / "five.csv"
+    make_bars(300, freq="5min").to_csv(five)
+    code, _, err = run(["backtest", f"{EXAMPLE}:SmaCross", "--data", str(five), "--bsid",
+                        "FUT:M7"], capsys)  # fmt: skip
+    assert code == 2 and "its M5 bars do not fit in M7 periods" in err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--calendar", "NOPE"], "--calendar: unknown exchange calendar 'NOPE'"),
+        (["--regular-hours"], "--regular-hours: needs an exchange calendar"),
+        (["--daily-alignment", "25"], "--daily-alignment: expected an hour 0..23, got 25"),
+        (["--alignment-timezone", "Mars/Base"], "--alignment-timezone: unknown time zone"),
+        (["--weekly-alignment", "Funday"], "--weekly-alignment: expected one of Monday"),
+        (["--data-timeframe", "Q9"], "--data-timeframe: timeframe: unknown granularity"),
+        (["--instruments", "missing.toml"], "--instruments:"),
+    ],
+)
+def test_bad_data_options_are_one_line_exit_2(bars_csv, capsys, options, message):
+    argv = ["backtest", f"{EXAMPLE}:SmaCross", "--data", str(bars_csv), "--bsid", "X:M1"]
+    code, _, err = run([*argv, *options], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_instruments_file_on_the_command_line(tmp_path, capsys, bars_csv):
+    spec = tmp_path / "spec.toml"
+    spec.write_text("[X]\nlot_size = 7\n")
+    argv = ["backtest", f"{EXAMPLE}:SmaCross", "--data", str(bars_csv), "--bsid", "X:M1",
+            "--param", "fast=3", "--param", "slow=9", "--param", "size=10"]  # fmt: skip
+    code, out, err = run([*argv, "--instruments", str(spec)], capsys)
+    assert code == 0, err
+    assert "trades                 0" in out  # every order of 10 is off the lot of 7
+    code, out, err = run(argv, capsys)
+    assert "trades                 0" not in out

@@ -229,6 +229,8 @@ class BrainAgent(OsmAgent):
                 raise TimeoutError(f"{self.name}: no history for {bsid} in {HISTORY_WAIT:g} s")
             time.sleep(0.05)
             reply = self._osm_request(request)
+        if reply[0] == "refused":
+            raise ValueError(f"{self.name}: cannot subscribe to {bsid}: {reply[1]}")
         _, packed, seq = reply
         records = wire.unpack_bars(packed)
         old = self.osm_series[bsid]

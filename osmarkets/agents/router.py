@@ -41,7 +41,8 @@ import zmq
 
 from .. import wire
 from ..data.aggregate import BarResampler, TickAggregator
-from ..data.timeframes import BarSeriesID, Timeframe
+from ..data.conform import rank
+from ..data.timeframes import Alignment, BarSeriesID, Timeframe
 from ..data.types import Bar, Tick
 from ..journal import Journal
 from .base import OsmAgent, dumps
@@ -73,6 +74,9 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         self.lockstep = bool(cfg.get("lockstep", False))
         self.capacity = int(cfg.get("history_capacity", 10_000))
         self.base_timeframes: dict[str, str | None] = dict(cfg.get("base_timeframes", {}))
+        # symbol -> Alignment fields for its longer frames (a simulation's calendar, a daily
+        # file's date alignment); OANDA's default otherwise
+        self.alignments: dict[str, dict[str, Any]] = dict(cfg.get("alignments", {}))
         self.series: dict[BarSeriesID, _Series] = {}
         self.by_symbol: dict[str, list[_Series]] = {}
         self.tick_seq: dict[str, int] = {}
@@ -546,15 +550,7 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         series = self.series.get(bsid)
         if series is not None:
             return series
-        base = self.base_timeframes.get(bsid.symbol)
-        aggregator: Any
-        if base is None:
-            aggregator = TickAggregator(bsid.timeframe, lenient=True)
-        elif Timeframe.parse(base) == bsid.timeframe:
-            aggregator = None
-        else:
-            aggregator = BarResampler(bsid.timeframe, lenient=True)
-        series = _Series(bsid, aggregator, self.capacity)
+        series = _Series(bsid, self._aggregator(bsid), self.capacity)
         self.series[bsid] = series
         self.by_symbol.setdefault(bsid.symbol, []).append(series)
         return series
@@ -564,8 +560,19 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         message = self.osm_decode(data, _HISTORY)
         if message is None:
             return b"\x00"  # a REP socket must answer; the requester sees an undecodable reply
-        reply = self.osm_guard("router history", self._history, message)
+        reply = self.osm_guard("router history", self._answer, message)
         return reply if reply is not None else b"\x00"
+
+    def _answer(self, message: tuple) -> bytes:
+        """A request the Router cannot serve is refused with its reason (the Brain raises it
+        to whoever subscribed), not left to an undecodable reply."""
+        try:
+            return self._history(message)
+        except ValueError as exc:
+            self.osm_errors += 1
+            self.osm_last_errors.append(f"history request refused: {exc}")
+            self.log_warning(f"history request refused: {exc}")
+            return dumps(("refused", str(exc)[:500], 0))
 
     def _history(self, message: tuple) -> bytes:
         if message[0] == "ticks":  # ('ticks', brain, symbol): stream this symbol's ticks
@@ -602,14 +609,28 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         self.base_timeframes.update(mapping)
         for symbol in mapping:
             for series in self.by_symbol.get(symbol, ()):
-                base = self.base_timeframes.get(symbol)
-                if base is None:
-                    series.aggregator = TickAggregator(series.bsid.timeframe, lenient=True)
-                elif Timeframe.parse(base) == series.bsid.timeframe:
-                    series.aggregator = None
-                else:
-                    series.aggregator = BarResampler(series.bsid.timeframe, lenient=True)
+                series.aggregator = self._aggregator(series.bsid)
         self.osm_journal_meta()
+
+    def _aggregator(self, bsid: BarSeriesID) -> Any:
+        """What makes ``bsid``'s bars from its symbol's feed: ticks aggregated, longer bars
+        resampled, or None for the feed's own bars. A frame shorter than the feed's bars, or
+        one they do not fit in, raises ``ValueError`` (the subscriber is told why)."""
+        base = self.base_timeframes.get(bsid.symbol)
+        alignment = Alignment.of(self.alignments.get(bsid.symbol))
+        if base is None:
+            return TickAggregator(bsid.timeframe, alignment, lenient=True)
+        own = Timeframe.parse(base)
+        if own == bsid.timeframe:
+            return None
+        want = bsid.timeframe
+        shorter = rank(want) < rank(own)
+        if shorter or (want.is_intraday and want.nanoseconds % own.nanoseconds):
+            raise ValueError(
+                f"the feed of {bsid.symbol} carries {own.code} bars; ask for {own.code} "
+                f"or a longer frame its bars fit in"
+            )
+        return BarResampler(bsid.timeframe, alignment, lenient=True)
 
     def unsubscribe_brain(self, brain: str) -> None:
         """Forget a Brain (it was removed): the lock-step stops waiting for it."""

@@ -25,20 +25,26 @@ import pandas as pd
 from ..brain import Brain
 from ..brokers.base import Order, OrderEvent
 from ..brokers.simulated import Commission, SimulatedBroker
+from ..data.calendars import period_ends as calendar_period_ends
+from ..data.calendars import sessions
+from ..data.conform import conform, given_for, rank
 from ..data.io import read_bars
-from ..data.resample import resample
 from ..data.series import BarSeries, frame_to_records
-from ..data.timeframes import BarSeriesID, Timeframe, period_bounds, period_starts
+from ..data.timeframes import (
+    DEFAULT_ALIGNMENT,
+    Alignment,
+    BarSeriesID,
+    Timeframe,
+    period_bounds,
+    period_starts,
+)
 from ..data.types import BAR_DTYPE, Bar, to_timestamp
 from ..data.validate import validate_bars
+from ..instruments import load_instruments
 from .result import Result
 
 FILL_MODES = ("next_open", "close")
 DEFAULT_HISTORY = 1000
-_UNIT_SECONDS = {
-    "Seconds": 1, "Minutes": 60, "Hours": 3600, "Days": 86_400, "Weeks": 604_800,
-    "Months": 2_629_746,
-}  # fmt: skip
 
 
 class BacktestError(RuntimeError):
@@ -108,29 +114,31 @@ class _Instrument:
         self.close = base.records["close"]
 
 
-def _rank(tf: Timeframe) -> float:
-    return tf.size * _UNIT_SECONDS[tf.unit]
-
-
-def _bar_ends(times: np.ndarray, tf: Timeframe) -> np.ndarray:
+def _bar_ends(times: np.ndarray, tf: Timeframe, alignment: Alignment) -> np.ndarray:
     if tf.is_intraday:
         return times + tf.nanoseconds
-    return np.array([period_bounds(int(t), tf)[1] for t in times], dtype=np.int64)
+    if alignment.calendar is not None and len(times):
+        cal = sessions(alignment.calendar, int(times[0]), int(times[-1]))
+        return calendar_period_ends(times, tf, cal)
+    return np.array([period_bounds(int(t), tf, alignment)[1] for t in times], dtype=np.int64)
 
 
 def _higher_feed(
-    bsid: BarSeriesID, frame: pd.DataFrame, base: _Feed, base_tf: Timeframe, history: int
+    bsid: BarSeriesID, base: _Feed, frame: pd.DataFrame, alignment: Alignment, history: int
 ) -> _Feed:
     """Resample the base bars to ``bsid`` and work out when each longer bar is complete: right
     after the last base bar of its period when that bar reaches the period's end, otherwise
     right after the first base bar of a later period (what a streaming resampler sees)."""
     times = base.records["time"]
-    starts = period_starts(times, bsid.timeframe)
+    base_tf = base.bsid.timeframe
+    starts = period_starts(times, bsid.timeframe, alignment)
     first = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
     last = np.r_[first[1:] - 1, len(times) - 1]
-    bars = frame_to_records(resample(frame, bsid.timeframe))
-    period_end = _bar_ends(bars["time"], bsid.timeframe)
-    base_end = _bar_ends(times[last], base_tf)
+    longer, _ = conform(frame, bsid.timeframe, alignment, data_timeframe=base_tf,
+                        label=f"data for {bsid.symbol!r}")  # fmt: skip
+    bars = frame_to_records(longer)
+    period_end = _bar_ends(bars["time"], bsid.timeframe, alignment)
+    base_end = _bar_ends(times[last], base_tf, alignment)
     after = np.where(base_end >= period_end, last, last + 1)
     keep = after < len(times)  # the last period is still forming at the end of the data
     feed = _Feed(bsid, bars[keep], history)
@@ -138,7 +146,13 @@ def _higher_feed(
     return feed
 
 
-def _instruments(data: Any, bsids: list[BarSeriesID], history: int) -> list[_Instrument]:
+def _instruments(
+    data: Any,
+    bsids: list[BarSeriesID],
+    history: int,
+    alignment: Alignment = DEFAULT_ALIGNMENT,
+    data_timeframe: Any = None,
+) -> list[_Instrument]:
     symbols = list(dict.fromkeys(b.symbol for b in bsids))
     if isinstance(data, Mapping):
         frames = {}
@@ -159,21 +173,15 @@ def _instruments(data: Any, bsids: list[BarSeriesID], history: int) -> list[_Ins
         validate_bars(frame)
         if not len(frame):
             raise ValueError(f"data for {symbol!r}: no bars")
-        own = sorted((b for b in bsids if b.symbol == symbol), key=lambda b: _rank(b.timeframe))
-        base_tf = own[0].timeframe
-        records = frame_to_records(frame)
-        aligned = period_starts(records["time"], base_tf)
-        off = np.flatnonzero(aligned != records["time"])
-        if len(off):
-            row = int(off[0])
-            raise ValueError(
-                f"data for {symbol!r}: bar {row} at {to_timestamp(int(records['time'][row]))} "
-                f"is not a {base_tf.code} bar time; give bars of the shortest requested time "
-                f"frame ({base_tf.code})"
-            )
-        base = _Feed(own[0], records, history)
-        higher = [_higher_feed(b, frame, base, base_tf, history) for b in own[1:]]
-        instruments.append(_Instrument(symbol, base, higher, frame))
+        own = sorted((b for b in bsids if b.symbol == symbol), key=lambda b: rank(b.timeframe))
+        given = given_for(data_timeframe, symbol)
+        base_frame, aligned = conform(frame, own[0].timeframe, alignment, data_timeframe=given,
+                                      label=f"data for {symbol!r}")  # fmt: skip
+        if not len(base_frame):
+            raise ValueError(f"data for {symbol!r}: no bars left (regular hours only?)")
+        base = _Feed(own[0], frame_to_records(base_frame), history)
+        higher = [_higher_feed(b, base, base_frame, aligned, history) for b in own[1:]]
+        instruments.append(_Instrument(symbol, base, higher, base_frame))
     return instruments
 
 
@@ -240,15 +248,26 @@ def backtest(
     commission: Commission | None = None,
     margin_rate: float | dict[str, float] = 1.0,
     name: str | None = None,
+    data_timeframe: Any = None,
+    daily_alignment: int = 17,
+    alignment_timezone: str = "America/New_York",
+    weekly_alignment: str = "Friday",
+    calendar: str | None = None,
+    regular_hours: bool = False,
+    instruments: Any = None,
 ) -> Result:
     """Run ``brain_class`` on historical bars in this process and return a :class:`Result`.
 
     ``data``: a bars DataFrame (DESIGN.md conventions), a CSV path or a BarSeries for the one
     instrument of ``bsid``, or a mapping symbol -> any of those. ``bsid``: one bar-series id or
-    a list; for each instrument the data holds bars of its shortest requested time frame and the
-    longer ones are resampled from them. ``history``: capacity of each series (default 1000).
-    ``params`` override the Brain's class attributes. The broker options are those of
-    :class:`~osmarkets.brokers.simulated.SimulatedBroker`.
+    a list. Each instrument's data may be of any time frame up to its shortest requested one
+    (inferred from the times, or ``data_timeframe``: a code, or a mapping symbol -> code): bars
+    at the requested frame are used as they are, longer frames are resampled from them with the
+    alignment options or the exchange ``calendar`` (:mod:`osmarkets.data.conform`).
+    ``history``: capacity of each series (default 1000). ``params`` override the Brain's class
+    attributes. The broker options are those of
+    :class:`~osmarkets.brokers.simulated.SimulatedBroker`; ``instruments`` (a TOML/JSON path,
+    or :class:`~osmarkets.instruments.Instrument` objects) give multipliers, ticks and lots.
 
     Raises :class:`BacktestError` (with the bar's time in the message) when a Brain handler
     raises, and ``ValueError`` for bad arguments or data.
@@ -263,20 +282,26 @@ def backtest(
         raise ValueError(f"history: expected a positive integer, got {history!r}")
     bsids = parse_bsids(bsid)
     brain = make_brain(brain_class, params, name)
-    instruments = _instruments(data, bsids, history)
+    alignment = Alignment.of(
+        daily_alignment=daily_alignment, alignment_timezone=alignment_timezone,
+        weekly_alignment=weekly_alignment, calendar=calendar, regular_hours=regular_hours,
+    )  # fmt: skip
+    feeds = _instruments(data, bsids, history, alignment, data_timeframe)
+    specs = load_instruments(instruments) if instruments is not None else {}
     broker = SimulatedBroker(
-        cash, spread=spread, slippage=slippage, commission=commission, margin_rate=margin_rate
-    )
-    series = {inst.base.bsid: inst.base.series for inst in instruments}
-    series.update({f.bsid: f.series for inst in instruments for f in inst.higher})
-    context = _Context(broker, instruments, series)
+        cash, spread=spread, slippage=slippage, commission=commission, margin_rate=margin_rate,
+        instruments=specs,
+    )  # fmt: skip
+    series = {inst.base.bsid: inst.base.series for inst in feeds}
+    series.update({f.bsid: f.series for inst in feeds for f in inst.higher})
+    context = _Context(broker, feeds, series)
     brain.bind(context, name)
     fills: list[tuple[int, int, OrderEvent]] = []  # (instrument number, base index, event)
-    if len(instruments) == 1:
-        _run_single(brain, context, instruments[0], fill == "close", fills)
+    if len(feeds) == 1:
+        _run_single(brain, context, feeds[0], fill == "close", fills)
     else:
-        _run_multi(brain, context, instruments, fill == "close", fills)
-    return _result(brain, broker, instruments, fills, float(cash), params)
+        _run_multi(brain, context, feeds, fill == "close", fills)
+    return _result(brain, broker, feeds, fills, float(cash), params)
 
 
 def parse_bsids(bsid: Any) -> list[BarSeriesID]:
@@ -497,7 +522,14 @@ def _result(
     number = np.array([k for k, _, _ in fills], dtype=np.int64)
     local = np.array([i for _, i, _ in fills], dtype=np.int64)
     signed = np.array([e.signed_size for _, _, e in fills], dtype=float)
-    cost = np.array([e.signed_size * e.price + e.commission for _, _, e in fills], dtype=float)
+    scale = [broker.multiplier(instruments[k].symbol) for k, _, _ in fills]
+    cost = np.array(
+        [
+            e.signed_size * e.price * m + e.commission
+            for (_, _, e), m in zip(fills, scale, strict=True)
+        ],
+        dtype=float,
+    )
     for k, inst in enumerate(instruments):
         own_times = inst.base.records["time"]
         mine = number == k
@@ -507,7 +539,8 @@ def _result(
         where = np.searchsorted(own_times, times, side="right") - 1  # last own bar at or before
         seen = where >= 0
         idx = np.maximum(where, 0)
-        value += np.where(seen, units[idx] * inst.close[idx], 0.0)
+        multiplier = broker.multiplier(inst.symbol)
+        value += np.where(seen, units[idx] * inst.close[idx] * multiplier, 0.0)
     equity = cash - np.cumsum(flows) + value
     index = pd.DatetimeIndex(times.view("M8[ns]"), name="time").tz_localize("UTC")
     prices = {inst.symbol: inst.frame for inst in instruments}
@@ -519,6 +552,7 @@ def _result(
         name=brain.name,
         params=dict(params or {}),
         open_positions=broker.positions,
+        multipliers={inst.symbol: broker.multiplier(inst.symbol) for inst in instruments},
     )
 
 

@@ -60,6 +60,39 @@ def trades_frame(fills: Iterable[OrderEvent]) -> pd.DataFrame:
     return frame
 
 
+def _multipliers(values: Mapping[str, float] | None) -> dict[str, float]:
+    """The multipliers other than 1 (so an all-ones mapping changes nothing), checked."""
+    table = {}
+    for symbol, value in (values or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"multipliers[{symbol!r}]: expected a number, got {value!r:.60}")
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"multipliers[{symbol!r}]: expected a positive number, got {value!r}")
+        if value != 1:
+            table[symbol] = float(value)
+    return table
+
+
+def _round_trips(trades: pd.DataFrame, multipliers: Mapping[str, float]) -> pd.DataFrame:
+    """:func:`stats.round_trips` with each trip's ``pnl`` in account currency.
+
+    stats.round_trips values a trip as size times price. For symbols with a multiplier the
+    trips are built a second time from prices scaled by it (the value of one unit), which
+    gives ``direction * size * (exit_price - entry_price) * multiplier - commission``; the
+    prices shown stay the traded ones. Both passes see the same sizes in the same order, so
+    their rows match one to one.
+    """
+    trips = stats.round_trips(trades)
+    if not multipliers or not len(trips):
+        return trips
+    factor = trades["symbol"].map(multipliers).fillna(1.0).astype(float)
+    if bool((factor == 1.0).all()):
+        return trips
+    valued = trades.assign(price=trades["price"] * factor)
+    trips["pnl"] = stats.round_trips(valued)["pnl"].to_numpy()
+    return trips
+
+
 class Result:
     """Fills, equity curve and statistics of one run.
 
@@ -67,7 +100,10 @@ class Result:
     client_id). ``equity``: account value after every bar (indexed by the bar's time).
     ``positions``: round trips. ``stats``: the summary statistics of
     :func:`osmarkets.backtest.stats.summary` (see :doc:`statistics`). ``final_value``: cash
-    plus open positions marked at the last close.
+    plus open positions marked at the last close. ``multipliers``: symbol -> contract
+    multiplier (see :mod:`osmarkets.instruments`); the round trips' ``pnl`` and the statistics
+    drawn from it (win rate, profit factor, average trade) are in account currency, price move
+    times size times multiplier. Symbols left out have a multiplier of 1.
     """
 
     def __init__(
@@ -80,6 +116,7 @@ class Result:
         open_positions: Mapping[str, float] | None = None,
         name: str = "",
         params: Mapping[str, Any] | None = None,
+        multipliers: Mapping[str, float] | None = None,
     ) -> None:
         self.trades = trades
         self.equity = equity
@@ -88,6 +125,7 @@ class Result:
         self.open_positions = dict(open_positions or {})
         self.name = name
         self.params = dict(params or {})
+        self.multipliers = _multipliers(multipliers)
         self._stats: dict[str, Any] | None = None
         self._positions: pd.DataFrame | None = None
         self._holdings: pd.DataFrame | None = None
@@ -103,9 +141,12 @@ class Result:
         open_positions: Mapping[str, float] | None = None,
         name: str = "",
         params: Mapping[str, Any] | None = None,
+        multipliers: Mapping[str, float] | None = None,
     ) -> Result:
         """Build a Result from fill events (``kind == 'filled'``; others are ignored), the
-        equity after every bar and, for plots, the bars of each symbol."""
+        equity after every bar and, for plots, the bars of each symbol. ``multipliers``
+        (symbol -> contract multiplier, 1 when left out) scale the round trips' P&L as the
+        broker scaled the account's; the equity is taken as given."""
         if not isinstance(equity, pd.Series):
             raise TypeError("equity: expected a pandas Series indexed by time")
         return cls(
@@ -116,6 +157,7 @@ class Result:
             open_positions=open_positions,
             name=name,
             params=params,
+            multipliers=multipliers,
         )
 
     # -- figures ----------------------------------------------------------------------------
@@ -128,7 +170,7 @@ class Result:
     def positions(self) -> pd.DataFrame:
         """Round trips (entry to exit per instrument) from :func:`stats.round_trips`."""
         if self._positions is None:
-            self._positions = stats.round_trips(self.trades)
+            self._positions = _round_trips(self.trades, self.multipliers)
         return self._positions
 
     @property
@@ -149,6 +191,11 @@ class Result:
                     positions=self.holdings,
                 )
             )
+            if self.multipliers:  # summary() prices round trips at 1 per point: redo those
+                trips = self.positions
+                self._stats["win_rate"] = stats.win_rate(trips)
+                self._stats["profit_factor"] = stats.profit_factor(trips)
+                self._stats["average_trade"] = stats.average_trade(trips)
         return self._stats
 
     def __repr__(self) -> str:

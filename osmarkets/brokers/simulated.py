@@ -33,15 +33,39 @@ Margin
     ``'insufficient margin'`` when the margin of the resulting positions would exceed the
     equity, checked on submit against the last price and again at the fill. Margin calls and
     forced close-outs are not modelled.
+
+Instruments
+    ``instruments`` (:class:`~osmarkets.instruments.Instrument` objects, see
+    :func:`~osmarkets.instruments.load_instruments`) give a symbol its contract rules; a symbol
+    without one keeps the defaults (multiplier 1, any price, any size), which is exactly the
+    model above.
+
+    * ``multiplier``: the account value of a price move of 1.0 per unit. Realised and unrealised
+      P&L are ``units * price move * multiplier``; the notional used for margin is
+      ``|units| * price * multiplier``; the commission is called with ``price * multiplier``
+      (the value of one unit), so a :class:`Commission`'s ``fraction`` applies to that notional
+      while ``per_unit`` stays per unit (per contract). Prices and fills stay in price units.
+    * ``tick_size``: on submit the order's price (limit, stop, market-if-touched) and its
+      stop-loss and take-profit levels are rounded to the *nearest* tick (a half tick up); the
+      accepted order carries the rounded prices. Every fill price (after spread and slippage)
+      is rounded to the tick in the adverse direction, buys up and sells down, so the simulation
+      never fills at a price better than the market could quote; a limit or take-profit level
+      already on the tick is kept. The trailing-stop distance is not rounded.
+    * ``lot_size`` / ``min_size``: an order whose size is below the minimum or not a whole
+      number of lots is rejected with a reason naming the size, the rule and the symbol, e.g.
+      ``'size 150 is not a multiple of the lot size 100 for XYZ'``.
+    * ``margin_rate``: replaces the broker's ``margin_rate`` for that symbol.
+    * ``quote_currency`` is not converted: the account has one currency.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..data.types import Bar, Tick
+from ..instruments import Instrument, load_instruments
 from .base import ORDER_TYPES, SIDES, Order, OrderEvent
 
 _NAN = float("nan")
@@ -112,6 +136,21 @@ class _Trigger:
         self.order = order
 
 
+def _on_ticks(order: Order, spec: Instrument) -> Order:
+    """``order`` with its price, stop-loss and take-profit on ``spec``'s tick (nearest)."""
+    if spec.tick_size is None:
+        return order
+
+    def nearest(value: float | None) -> float | None:
+        return None if value is None else spec.round_price(value)
+
+    return order._replace(
+        price=nearest(order.price),
+        stop_loss=nearest(order.stop_loss),
+        take_profit=nearest(order.take_profit),
+    )
+
+
 def _per_symbol(name: str, value: float | Mapping[str, float], default: float) -> dict:
     if isinstance(value, Mapping):
         table = {}
@@ -145,6 +184,7 @@ class SimulatedBroker:
         commission: Commission | None = None,
         margin_rate: float | dict[str, float] = 1.0,
         path: str = "ohlc",
+        instruments: Mapping[str, Instrument] | Iterable[Instrument] | None = None,
     ) -> None:
         if isinstance(cash, bool) or not isinstance(cash, int | float) or not math.isfinite(cash):
             raise ValueError(f"cash: expected a finite number, got {cash!r}")
@@ -167,6 +207,14 @@ class SimulatedBroker:
             if rate <= 0 or rate > 1:
                 name = "margin_rate" if key is None else f"margin_rate[{key!r}]"
                 raise ValueError(f"{name}: expected a fraction in (0, 1], got {rate!r}")
+        #: symbol -> Instrument; symbols not in it trade with multiplier 1 and no rules.
+        self.instruments: dict[str, Instrument] = load_instruments(instruments)
+        self._multiplier: dict[str, float] = {}
+        for symbol, spec in self.instruments.items():
+            if spec.multiplier != 1.0:
+                self._multiplier[symbol] = spec.multiplier
+            if spec.margin_rate is not None:
+                self._margin[symbol] = spec.margin_rate
         self._units: dict[str, float] = {}  # symbol -> signed units (read on the hot path)
         self._positions: dict[str, _Position] = {}
         self._mark: dict[str, float] = {}  # symbol -> last mid price
@@ -187,6 +235,15 @@ class SimulatedBroker:
         table = self._margin
         return table.get(symbol, table.get(None, 1.0))
 
+    def multiplier(self, symbol: str) -> float:
+        """Account value of a price move of 1.0 per unit of ``symbol`` (1.0 without an
+        instrument)."""
+        return self._multiplier.get(symbol, 1.0)
+
+    def _margin_per_value(self, symbol: str) -> float:
+        """Margin per unit of price per unit held: the margin rate times the multiplier."""
+        return self.margin_rate(symbol) * self._multiplier.get(symbol, 1.0)
+
     # -- account ----------------------------------------------------------------------------
     def position(self, symbol: str) -> float:
         """Signed units held in ``symbol``."""
@@ -206,7 +263,8 @@ class SimulatedBroker:
         total = 0.0
         for symbol, pos in self._positions.items():
             if pos.units:
-                total += pos.units * (self._mark.get(symbol, pos.avg) - pos.avg)
+                move = self._mark.get(symbol, pos.avg) - pos.avg
+                total += pos.units * move * self._multiplier.get(symbol, 1.0)
         return total
 
     @property
@@ -216,7 +274,7 @@ class SimulatedBroker:
     @property
     def margin_used(self) -> float:
         return sum(
-            abs(pos.units) * self._mark.get(symbol, pos.avg) * self.margin_rate(symbol)
+            abs(pos.units) * self._mark.get(symbol, pos.avg) * self._margin_per_value(symbol)
             for symbol, pos in self._positions.items()
             if pos.units
         )
@@ -236,6 +294,10 @@ class SimulatedBroker:
     def submit(self, order: Order) -> list[OrderEvent]:
         """Accept or reject ``order``; an accepted order waits for the next price."""
         reason = self._invalid(order)
+        spec = self.instruments.get(order.symbol) if reason is None else None
+        if spec is not None:
+            order = _on_ticks(order, spec)
+            reason = self._invalid(order) or spec.size_problem(order.size)
         if not isinstance(order, Order):
             client_id = str(getattr(order, "client_id", ""))
             return [OrderEvent("rejected", client_id, "", "", 0.0, time=self._now, reason=reason)]
@@ -304,7 +366,7 @@ class SimulatedBroker:
         new = units + signed
         if abs(new) <= abs(units):
             return True  # reducing or closing never needs margin
-        rate = self.margin_rate(symbol)
+        rate = self._margin_per_value(symbol)
         current = abs(units) * self._mark.get(symbol, price) * rate
         required = self.margin_used - current + abs(new) * price * rate
         return required <= self.equity * (1 + 1e-12)
@@ -456,12 +518,18 @@ class SimulatedBroker:
     ) -> None:
         pos = self._positions[symbol]
         size = abs(pos.units)
+        spec = self.instruments.get(symbol)
+        if spec is not None:
+            price = spec.round_price(price, trig.side)
         event = self._apply_fill(
             symbol, trig.side, size, price, time, pos.origin, pos.brain, trig.kind, None
         )
         events.append(event)
 
     def _execute(self, order: Order, price: float, time: int, events: list[OrderEvent]) -> None:
+        spec = self.instruments.get(order.symbol)
+        if spec is not None:
+            price = spec.round_price(price, order.side)
         if not self._margin_ok(order.symbol, order.signed_size, price):
             events.append(self._event("rejected", order, reason="insufficient margin", time=time))
             return
@@ -491,7 +559,9 @@ class SimulatedBroker:
             pos = self._positions[symbol] = _Position()
         signed = size if side == "buy" else -size
         units = pos.units
-        commission = self.commission(size, price) if self.commission is not None else 0.0
+        multiplier = self._multiplier.get(symbol, 1.0)
+        unit_value = price * multiplier  # account value of one unit: the commission's "price"
+        commission = self.commission(size, unit_value) if self.commission is not None else 0.0
         realised = 0.0
         new = units + signed
         if units == 0 or (units > 0) == (signed > 0):
@@ -499,7 +569,7 @@ class SimulatedBroker:
             opened = True
         else:
             closed = min(abs(signed), abs(units))
-            realised = closed * (price - pos.avg) * (1.0 if units > 0 else -1.0)
+            realised = closed * (price - pos.avg) * (1.0 if units > 0 else -1.0) * multiplier
             opened = (new > 0) != (units > 0) and abs(new) > 1e-12
             if opened:  # reversal: the rest opens a new position at this price
                 pos.avg = price

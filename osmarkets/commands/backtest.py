@@ -40,7 +40,68 @@ def add_parser(subparsers: Any) -> None:
                         help="margin fraction (1 = no leverage, 0.02 = 50:1)")  # fmt: skip
     parser.add_argument("--history", type=int, default=None, help="bars kept per series")
     parser.add_argument("--html", help="also write a self-contained HTML report here")
+    add_data_options(parser)
     parser.set_defaults(handler=run)
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say what the data is and how longer frames are made from it."""
+    group = parser.add_argument_group("data")
+    add = group.add_argument
+    add("--data-timeframe", metavar="CODE",
+        help="the data's own time frame (default: inferred from the bars' times)")  # fmt: skip
+    add(
+        "--calendar",
+        metavar="NAME",
+        help="exchange calendar for sessions, e.g. XNYS, XLON, CMES (exchange_calendars)",
+    )
+    add("--regular-hours", action="store_true",
+        help="keep only bars inside the calendar's sessions")  # fmt: skip
+    add(
+        "--daily-alignment",
+        type=int,
+        metavar="HOUR",
+        help="hour days start at when resampling without a calendar (default 17)",
+    )
+    add("--alignment-timezone", metavar="ZONE",
+        help="time zone of --daily-alignment (default America/New_York)")  # fmt: skip
+    add("--weekly-alignment", metavar="DAY", help="day weeks start on (default Friday)")
+    add(
+        "--instruments",
+        metavar="FILE",
+        help="TOML or JSON file of instrument specifications (multiplier, tick_size, ...)",
+    )
+
+
+def data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The data options given on the command line, checked: one line naming the bad one."""
+    from ..data.timeframes import Alignment, Timeframe
+    from ..instruments import load_instruments
+
+    options: dict[str, Any] = {}
+    if args.data_timeframe is not None:
+        try:
+            options["data_timeframe"] = Timeframe.parse(args.data_timeframe).code
+        except ValueError as exc:
+            raise UsageError(f"--data-timeframe: {exc}") from None
+    alignment = {
+        "daily_alignment": args.daily_alignment, "alignment_timezone": args.alignment_timezone,
+        "weekly_alignment": args.weekly_alignment, "calendar": args.calendar,
+        "regular_hours": args.regular_hours or None,
+    }  # fmt: skip
+    try:
+        options.update(
+            {k: v for k, v in Alignment.of(**alignment)._asdict().items() if k in alignment}
+        )
+    except ValueError as exc:
+        option = "--" + str(exc).split(":")[0].replace("_", "-")
+        raise UsageError(f"{option}: {first_line(exc).partition(': ')[2]}") from None
+    if args.instruments is not None:
+        try:
+            options["instruments"] = load_instruments(args.instruments)
+        except ValueError as exc:
+            raise UsageError(f"--instruments: {first_line(exc)}") from None
+    return options
 
 
 def load_brain_class(target: str) -> type:
@@ -149,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     cls = load_brain_class(args.target)
     params = parse_params(cls, args.param)
     bsids = parse_bsid_option(args.bsid)
+    options = data_options(args)
     data = read_data(args.data)
     symbols = {b.symbol for b in bsids}
     frames: Any = data if len(symbols) == 1 else {s: data for s in symbols}
@@ -157,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         result = backtest(
             cls, frames, bsids, params=params, history=args.history, cash=args.cash,
             fill=args.fill, spread=args.spread, slippage=args.slippage, commission=commission,
-            margin_rate=args.margin_rate,
+            margin_rate=args.margin_rate, **options,
         )  # fmt: skip
     except ValueError as exc:
         raise UsageError(first_line(exc)) from None

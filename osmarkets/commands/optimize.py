@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from ..cli import UsageError, first_line
+from .backtest import add_data_options
 
 
 class ProgressBar:
@@ -133,6 +134,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("--host", default="127.0.0.1",
         help="address the name server and sockets bind to (remote workers need a reachable "
              "one; only holders of --key-file can call it or connect)")  # fmt: skip
+    add_data_options(parser)
     add(
         "--port",
         type=int,
@@ -178,7 +180,13 @@ def add_parser(subparsers: Any) -> None:
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     from ..brokers.simulated import Commission
     from ..optimize.space import Space, parse_dimension
-    from .backtest import load_brain_class, parse_bsid_option, parse_params, read_data
+    from .backtest import (
+        data_options,
+        load_brain_class,
+        parse_bsid_option,
+        parse_params,
+        read_data,
+    )
 
     cls = load_brain_class(args.target)
     fixed = parse_params(cls, args.param)
@@ -217,6 +225,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
         "spread": args.spread, "slippage": args.slippage, "engine": args.engine,
         "commission": Commission(fraction=args.commission) if args.commission else None,
         "params": fixed, "workers": args.workers, "batch": args.batch, "host": args.host,
+        "data_options": data_options(args),
         "filters": {k: v for k, v in (
             ("min_trades", args.min_trades), ("min_trades_per_day", args.min_trades_per_day),
             ("min_active_days", args.min_active_days), ("min_sharpe", args.min_sharpe),

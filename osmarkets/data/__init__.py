@@ -1,14 +1,33 @@
 """Market data: ticks, bars, bar series, time frames and resampling (numpy/pandas only)."""
 
 from .aggregate import BarResampler, TickAggregator
-from .io import read_bars, read_csv, read_parquet, write_csv, write_parquet
+from .conform import conform
+from .io import (
+    LAYOUTS,
+    detect_layout,
+    read_bars,
+    read_csv,
+    read_mt4_hst,
+    read_parquet,
+    write_csv,
+    write_parquet,
+)
 from .resample import resample, ticks_to_bars
 from .series import BarSeries, frame_to_records, records_to_frame
-from .timeframes import UNITS, Alignment, BarSeriesID, Timeframe, period_bounds, period_starts
+from .timeframes import (
+    UNITS,
+    Alignment,
+    BarSeriesID,
+    Timeframe,
+    infer_timeframe,
+    period_bounds,
+    period_starts,
+)
 from .types import BAR_DTYPE, BAR_FIELDS, TICK_DTYPE, TICK_FIELDS, Bar, Tick, to_ns, to_timestamp
 from .validate import DataError, validate_bars, validate_ticks
 
 __all__ = [
+    "LAYOUTS",
     "BAR_DTYPE",
     "BAR_FIELDS",
     "TICK_DTYPE",
@@ -23,11 +42,15 @@ __all__ = [
     "Tick",
     "TickAggregator",
     "Timeframe",
+    "conform",
+    "detect_layout",
     "frame_to_records",
+    "infer_timeframe",
     "period_bounds",
     "period_starts",
     "read_bars",
     "read_csv",
+    "read_mt4_hst",
     "read_parquet",
     "records_to_frame",
     "resample",

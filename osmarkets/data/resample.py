@@ -53,6 +53,10 @@ def _period_runs(
     which avoids an integer division or a time-zone conversion per record.
     """
     n = len(times)
+    if alignment.calendar is not None:  # session-counted periods are off any fixed grid
+        starts = period_starts(times, tf, alignment)
+        first, last = _runs(starts)
+        return first, last, starts[first]
     grid = tf.nanoseconds if tf.is_intraday else _QUARTER_HOUR
     low = int(times[0]) - int(times[0]) % grid
     cells = (int(times[-1]) - low) // grid + 1
@@ -96,8 +100,26 @@ def _frame(time: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=index)
 
 
-def _alignment(daily_alignment: int, alignment_timezone: str, weekly_alignment: str) -> Alignment:
-    return Alignment(daily_alignment, alignment_timezone, weekly_alignment).checked()
+def _alignment(
+    daily_alignment: int,
+    alignment_timezone: str,
+    weekly_alignment: str,
+    calendar: str | None = None,
+    regular_hours: bool = False,
+) -> Alignment:
+    return Alignment(
+        daily_alignment, alignment_timezone, weekly_alignment, calendar, regular_hours
+    ).checked()
+
+
+def regular_hours_mask(times: np.ndarray, calendar: str) -> np.ndarray:
+    """True for the times inside a session of ``calendar`` (lunch breaks excluded)."""
+    from .calendars import intraday_sessions, sessions
+
+    if not len(times):
+        return np.zeros(0, dtype=bool)
+    cal = sessions(calendar, int(times[0]), int(times[-1]))
+    return intraday_sessions(times, cal)[1]
 
 
 def ticks_to_bars(
@@ -143,17 +165,29 @@ def resample(
     daily_alignment: int = 17,
     alignment_timezone: str = "America/New_York",
     weekly_alignment: str = "Friday",
+    calendar: str | None = None,
+    regular_hours: bool = False,
 ) -> pd.DataFrame:
     """Resample a bars DataFrame to a longer ``timeframe`` (``'M5'``, ``'D'``, ``(4, 'Hours')``).
 
     Each input bar goes to the period holding its open time. Output: open of the first bar,
     max of highs, min of lows, close of the last bar, volume summed; ``bid_*`` / ``ask_*`` OHLC
-    likewise when the input has them. Raises :class:`~osmarkets.data.validate.DataError` on bad
-    bars and ``ValueError`` on an unknown timeframe or alignment.
+    likewise when the input has them. With an exchange ``calendar`` (``'XNYS'``), periods are
+    its sessions (:mod:`osmarkets.data.calendars`) and ``regular_hours`` first drops the bars
+    outside them. Raises :class:`~osmarkets.data.validate.DataError` on bad bars and
+    ``ValueError`` on an unknown timeframe, alignment or calendar.
     """
     tf = Timeframe.parse(timeframe)
-    alignment = _alignment(daily_alignment, alignment_timezone, weekly_alignment)
+    alignment = _alignment(
+        daily_alignment, alignment_timezone, weekly_alignment, calendar, regular_hours
+    )
     data = validate_bars(bars)
+    if regular_hours and calendar is not None and len(data.time):
+        return resample(
+            bars[regular_hours_mask(data.time, calendar)], tf, daily_alignment=daily_alignment,
+            alignment_timezone=alignment_timezone, weekly_alignment=weekly_alignment,
+            calendar=calendar,
+        )  # fmt: skip
     quoted = data.bid is not None and data.ask is not None
     names = (*OHLC, "volume", *BID_OHLC, *ASK_OHLC) if quoted else (*OHLC, "volume")
     if not len(data.time):

@@ -14,6 +14,7 @@ vectorised batch path and the per-tick streaming path.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -192,11 +193,28 @@ class BarSeriesID(_BarSeriesIDFields):
 
 
 class Alignment(NamedTuple):
-    """OANDA's candle alignment for days, weeks and months."""
+    """Where periods start: OANDA's candle alignment for days, weeks and months, or the
+    sessions of an exchange ``calendar`` (a name exchange_calendars knows, such as ``'XNYS'``;
+    :mod:`osmarkets.data.calendars`), with ``regular_hours`` keeping only bars inside them."""
 
     daily_alignment: int = 17
     alignment_timezone: str = "America/New_York"
     weekly_alignment: str = "Friday"
+    calendar: str | None = None
+    regular_hours: bool = False
+
+    @classmethod
+    def of(cls, options: Alignment | Mapping[str, Any] | None = None, **more: Any) -> Alignment:
+        """An Alignment from another, a mapping of its field names, keywords, or defaults;
+        unknown names raise ``ValueError`` listing the known ones."""
+        fields = dict(options._asdict() if isinstance(options, Alignment) else options or {})
+        fields.update({k: v for k, v in more.items() if v is not None})
+        unknown = sorted(set(fields) - set(cls._fields))
+        if unknown:
+            raise ValueError(
+                f"alignment: unknown option {unknown[0]!r} (known: {', '.join(cls._fields)})"
+            )
+        return cls(**fields).checked()
 
     def checked(self) -> Alignment:
         if not isinstance(self.daily_alignment, int) or not 0 <= self.daily_alignment <= 23:
@@ -214,6 +232,14 @@ class Alignment(NamedTuple):
             raise ValueError(
                 f"alignment_timezone: unknown time zone {self.alignment_timezone!r}"
             ) from exc
+        if not isinstance(self.regular_hours, bool):
+            raise ValueError(f"regular_hours: expected True or False, got {self.regular_hours!r}")
+        if self.calendar is not None:
+            from .calendars import check_calendar
+
+            check_calendar(self.calendar)
+        elif self.regular_hours:
+            raise ValueError("regular_hours: needs an exchange calendar (calendar='XNYS'...)")
         return self
 
 
@@ -225,6 +251,11 @@ def period_starts(
 ) -> np.ndarray:
     """Open time (int64 ns, UTC) of the period holding each time, vectorised."""
     times_ns = np.asarray(times_ns, dtype=np.int64)
+    if alignment.calendar is not None and len(times_ns):
+        from . import calendars
+
+        cal = calendars.sessions(alignment.calendar, int(times_ns.min()), int(times_ns.max()))
+        return calendars.period_starts(times_ns, timeframe, cal)
     if timeframe.is_intraday:
         length = timeframe.nanoseconds
         return times_ns - np.mod(times_ns, length)
@@ -268,6 +299,11 @@ def period_bounds(
     time_ns: int, timeframe: Timeframe, alignment: Alignment = DEFAULT_ALIGNMENT
 ) -> tuple[int, int]:
     """``(start, end)`` of the period holding ``time_ns``; used once per period when streaming."""
+    if alignment.calendar is not None:
+        from . import calendars
+
+        cal = calendars.sessions(alignment.calendar, time_ns, time_ns)
+        return calendars.period_bounds(time_ns, timeframe, cal)
     if timeframe.is_intraday:
         length = timeframe.nanoseconds
         start = time_ns - time_ns % length
@@ -279,3 +315,38 @@ def period_bounds(
     probe = start + longest + 12 * _HOUR_NS
     end = int(period_starts(np.array([probe]), timeframe, alignment)[0])
     return start, end
+
+
+_HOUR = 3_600_000_000_000
+_INFERRED_LONG = (  # smallest gap between bars (in days) -> time frame
+    (20 / 24, 28 / 24, Timeframe(1, "Days")),
+    (5, 8, Timeframe(1, "Weeks")),
+    (27, 32, Timeframe(1, "Months")),
+    (88, 93, Timeframe(3, "Months")),
+)
+
+
+def infer_timeframe(times_ns: np.ndarray) -> Timeframe:
+    """The time frame of bars stamped ``times_ns`` (sorted), from the smallest gap between two
+    consecutive bars (the one least affected by missing bars, weekends and holidays): 20 to 28
+    hours is a day (a gap of 23 or 25 hours crosses a daylight-saving change), 5 to 8 days a
+    week, 27 to 32 days a month, 88 to 93 days three months; any other gap is intraday, in the
+    largest of hours, minutes or seconds that divides it. ``ValueError`` when there are fewer
+    than two bars or the gap fits none of these (give the frame explicitly then)."""
+    times_ns = np.asarray(times_ns, dtype=np.int64)
+    if len(times_ns) < 2:
+        raise ValueError("cannot infer the time frame of fewer than two bars; give it")
+    gap = int(np.diff(times_ns).min())
+    if gap <= 0:
+        raise ValueError("cannot infer the time frame: two bars share a time")
+    days = gap / _DAY_NS
+    for low, high, timeframe in _INFERRED_LONG:
+        if low <= days <= high:
+            return timeframe
+    if gap < 20 * _HOUR:
+        for unit in ("Hours", "Minutes", "Seconds"):
+            if gap % UNIT_NS[unit] == 0:
+                return Timeframe(gap // UNIT_NS[unit], unit)
+    raise ValueError(
+        f"cannot infer a time frame from a gap of {pd.Timedelta(gap)} between bars; give it"
+    )

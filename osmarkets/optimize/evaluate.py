@@ -30,7 +30,10 @@ from ..backtest.stats import infer_periods_per_year
 from ..backtest.vectorized import vectorized
 from ..brain import Brain
 from ..brokers.simulated import Commission
+from ..data.conform import conform, own_timeframe
+from ..data.timeframes import Alignment, BarSeriesID, Timeframe
 from ..data.validate import validate_bars
+from ..instruments import load_instruments
 from .space import Space, config_id
 
 #: The statistics kept for every configuration (a subset of ``Result.stats``).
@@ -129,6 +132,7 @@ class Evaluator:
         slippage: float = 0.0,
         commission: Commission | None = None,
         history: int | None = None,
+        data_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not (isinstance(brain_class, type) and issubclass(brain_class, Brain)):
             raise TypeError(f"brain_class: expected a Brain subclass, got {brain_class!r}")
@@ -141,11 +145,12 @@ class Evaluator:
             raise ValueError(f"engine: {brain_class.__name__} has no signals classmethod")
         self.vectorized = engine == "vectorized" or (engine == "auto" and has_signals)
         self.brain_class = brain_class
-        self.frame = load_bars(data)
-        validate_bars(self.frame)
+        self.frame, self.bsid, self.data_options = prepare_data(data, bsid, data_options)
         if len(self.frame) < 2:
             raise ValueError("data: at least two bars are needed to evaluate a strategy")
-        self.bsid = bsid if bsid is not None else "DATA:M1"
+        if self.data_options.get("instruments") and self.vectorized:
+            raise ValueError("instruments: the vectorised engine has no instrument model; "
+                             "use engine='event'")  # fmt: skip
         self.filters = Filters.coerce(filters)
         self.score = score
         self.fixed = dict(params or {})
@@ -202,7 +207,7 @@ class Evaluator:
     def _event_stats(self, config: Mapping[str, Any]) -> dict[str, Any]:
         result = backtest(
             self.brain_class, self.frame, self.bsid, params={**self.fixed, **config},
-            history=self.history, cash=self.cash, **self.options,
+            history=self.history, cash=self.cash, **self.options, **self.data_options,
         )  # fmt: skip
         stats = result.stats
         return {key: _number(stats[key]) for key in STAT_KEYS}
@@ -259,7 +264,8 @@ class Evaluator:
             assert run.equity is not None
             return run.equity.iloc[:, 0].rename("equity")
         result = backtest(self.brain_class, self.frame, self.bsid, params=full,
-                          history=self.history, cash=self.cash, **self.options)  # fmt: skip
+                          history=self.history, cash=self.cash, **self.options,
+                          **self.data_options)  # fmt: skip
         return result.equity
 
     def spec(self) -> dict[str, Any]:
@@ -274,6 +280,7 @@ class Evaluator:
             "params": self.fixed,
             "cash": self.cash,
             "history": self.history,
+            "data_options": self.data_options,
             **self.options,
         }
 
@@ -281,6 +288,42 @@ class Evaluator:
     def from_spec(cls, spec: Mapping[str, Any]) -> Evaluator:
         spec = dict(spec)
         return cls(spec.pop("brain_class"), spec.pop("data"), spec.pop("bsid"), **spec)
+
+
+DATA_OPTIONS = (
+    "data_timeframe", "daily_alignment", "alignment_timezone", "weekly_alignment", "calendar",
+    "regular_hours", "instruments",
+)  # fmt: skip
+
+
+def prepare_data(
+    data: Any, bsid: Any, options: Mapping[str, Any] | None
+) -> tuple[pd.DataFrame, BarSeriesID, dict[str, Any]]:
+    """``(bars, bsid, backtest options)``: the data at the bar series' frame, made once for
+    every configuration (:func:`~osmarkets.data.conform.conform`; the bsid defaults to the
+    data's own frame), and the options that make :func:`backtest` take those bars as they are
+    and derive nothing differently."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(DATA_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"data_options: unknown option {unknown[0]!r} (known: {', '.join(DATA_OPTIONS)})"
+        )
+    frame = load_bars(data)
+    validate_bars(frame)
+    given = options.pop("data_timeframe", None)
+    instruments = options.pop("instruments", None)
+    alignment = Alignment.of(options)
+    if bsid is None:
+        own = own_timeframe(frame, given) if len(frame) > 1 else Timeframe(1, "Minutes")
+        bsid = BarSeriesID("DATA", own.size, own.unit)
+    bsid = BarSeriesID.parse(bsid)
+    frame, alignment = conform(frame, bsid.timeframe, alignment, data_timeframe=given,
+                               label=f"data for {bsid.symbol!r}")  # fmt: skip
+    out: dict[str, Any] = {"data_timeframe": bsid.code, **alignment._asdict()}
+    if instruments is not None:
+        out["instruments"] = load_instruments(instruments)
+    return frame, bsid, out
 
 
 def _number(value: Any) -> float:

@@ -30,10 +30,8 @@ import numpy as np
 import pandas as pd
 
 from ..backtest import stats as st
-from ..backtest.engine import load_bars
 from ..brain import Brain
-from ..data.validate import validate_bars
-from .evaluate import Evaluator
+from .evaluate import Evaluator, prepare_data
 from .pipeline import InProcessRunner, explore
 from .portfolio import combine, measure_of
 from .results import ExploreResult, WalkForwardResult
@@ -131,8 +129,7 @@ def walk_forward(
     agents for every window; ``runner``: an existing runner (e.g. an
     :class:`~osmarkets.optimize.agents.AgentRunner` that remote workers join), not closed here.
     """
-    frame = load_bars(data)
-    validate_bars(frame)
+    frame, bsid, data_options = prepare_data(data, bsid, options.get("data_options"))
     index = pd.DatetimeIndex(frame.index)
     windows = make_windows(index, train, test, step, anchored)
     space = Space.coerce(space)
@@ -140,6 +137,7 @@ def walk_forward(
     cash = float(options.get("cash", 100_000.0))
     names = ("cash", "fill", "spread", "slippage", "commission", "history", "engine", "params")
     settings = {k: options[k] for k in names if k in options}
+    settings["data_options"] = data_options
     own_runner = runner is None
     rows: list[dict[str, Any]] = []
     explorations: list[ExploreResult] = []
@@ -168,6 +166,7 @@ def walk_forward(
 
             explore_options = {k: v for k, v in options.items()
                                if k not in ("batch", "host", "requeue_after")}  # fmt: skip
+            explore_options["data_options"] = data_options
             exploration = explore(brain_class, train_frame, space, bsid=bsid, runner=runner,
                                   progress=report, measure=measure, workers=workers,
                                   **explore_options)  # fmt: skip

@@ -16,8 +16,8 @@ from osmarkets.strategies import SmaCross
 def test_vectorised_and_event_driven_evaluations_agree():
     bars = make_bars(2500, seed=4, freq="7min")  # several calendar days
     configs = [{"fast": f, "slow": s} for f, s in [(3, 21), (8, 40), (12, 30), (5, 77)]]
-    fast = Evaluator(SmaCross, bars, "X:M1", cash=1e6)
-    slow = Evaluator(SmaCross, bars, "X:M1", cash=1e6, engine="event")
+    fast = Evaluator(SmaCross, bars, "X:M7", cash=1e6)
+    slow = Evaluator(SmaCross, bars, "X:M7", cash=1e6, engine="event")
     assert fast.vectorized and not slow.vectorized
     for a, b in zip(fast.evaluate(configs), slow.evaluate(configs), strict=True):
         assert a["id"] == b["id"]
