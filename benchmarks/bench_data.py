@@ -15,6 +15,12 @@ random gaps, several ticks often sharing a timestamp):
 
 If the real 1-minute file of ``/work/shared/data/market`` is present, its read and M1 -> M5
 resample are timed too (batch, streaming, pandas).
+
+Data of any market (``--calendar-years``, 10 by default: about 1M New York session minutes):
+``infer_timeframe`` against pandas finding the smallest gap (``index.to_series().diff().min()``),
+and ``conform(minutes, 'D', calendar='XNYS')`` (validation, session of every bar, daily bars
+stamped at the session open) against pandas grouping the same minutes by their New York date
+and aggregating first/max/min/last/sum.
 """
 
 from __future__ import annotations
@@ -29,10 +35,13 @@ import numpy as np
 import pandas as pd
 
 from osmarkets.data import (
+    Alignment,
     Bar,
     BarResampler,
     BarSeries,
     TickAggregator,
+    conform,
+    infer_timeframe,
     read_csv,
     resample,
     ticks_to_bars,
@@ -172,14 +181,72 @@ def bench_real(repeats: int) -> None:
     row("BarResampler M1->M5 (streaming)", f"{n / streaming / 1e3:,.0f} k bars/s", "", "")
 
 
+def session_minutes(years: int, seed: int = 3) -> pd.DataFrame:
+    """One-minute bars of every XNYS session of ``years`` years from 2010."""
+    import exchange_calendars as xcals
+
+    cal = xcals.get_calendar("XNYS", start="2010-01-04", end=f"{2010 + years - 1}-12-31")
+    opens = cal.schedule["open"].dt.tz_convert(None).to_numpy().astype(np.int64)
+    closes = cal.schedule["close"].dt.tz_convert(None).to_numpy().astype(np.int64)
+    minute = 60_000_000_000
+    counts = (closes - opens) // minute
+    times = (
+        np.repeat(opens, counts)
+        + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)) * minute
+    )
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 5e-4, len(times))))
+    open_ = np.r_[100.0, close[:-1]]
+    index = pd.DatetimeIndex(times.view("M8[ns]"), name="time").tz_localize("UTC")
+    return pd.DataFrame(
+        {"open": open_, "high": np.maximum(open_, close) * 1.0002,
+         "low": np.minimum(open_, close) * 0.9998, "close": close, "volume": 1.0},
+        index=index,
+    )  # fmt: skip
+
+
+def bench_calendar(years: int, repeats: int) -> None:
+    minutes = session_minutes(years)
+    n = len(minutes)
+    times = minutes.index.as_unit("ns").asi8
+    ours = median_time(lambda: infer_timeframe(times), repeats)
+    pandas = median_time(lambda: minutes.index.to_series().diff().min(), repeats)
+    print(f"\nData of any market, {n:,} XNYS session minutes over {years} years "
+          f"(median of {repeats}; target >= pandas)")  # fmt: skip
+    row("infer_timeframe vs pandas diff().min()", f"{n / ours / 1e6:,.0f} M bars/s",
+        f"{n / pandas / 1e6:,.0f} M bars/s", f"{pandas / ours:.2f}x")  # fmt: skip
+    nyse = Alignment.of(calendar="XNYS")
+    start = time.perf_counter()
+    conform(minutes, "D", nyse)  # the first call loads the calendar's decades (then cached)
+    print(f"  first call, with the calendar's load: {time.perf_counter() - start:.2f} s")
+
+    def pandas_daily() -> pd.DataFrame:
+        day = minutes.index.tz_convert("America/New_York").normalize()
+        return minutes.groupby(day).agg(
+            {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+        )
+
+    ours = median_time(lambda: conform(minutes, "D", nyse), repeats)
+    pandas = median_time(pandas_daily, repeats)
+    ours_bars, _ = conform(minutes, "D", nyse)
+    assert np.array_equal(ours_bars["close"].to_numpy(), pandas_daily()["close"].to_numpy())
+    row("conform M1 -> D, calendar XNYS, vs pandas groupby", f"{n / ours / 1e6:,.1f} M bars/s",
+        f"{n / pandas / 1e6:,.1f} M bars/s", f"{pandas / ours:.2f}x")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=10_000_000)
     parser.add_argument("--stream-ticks", type=int, default=2_000_000)
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--calendar-years", type=int, default=10)
+    parser.add_argument("--only-calendar", action="store_true", help="skip the other measures")
     args = parser.parse_args()
     print(f"numpy {np.__version__}, pandas {pd.__version__}")
+    bench_calendar(args.calendar_years, args.repeats)
+    if args.only_calendar:
+        return
     ticks = synthetic_ticks(args.ticks)
     bench_batch(ticks, args.repeats)
     bench_streaming(ticks.iloc[: args.stream_ticks], args.repeats)

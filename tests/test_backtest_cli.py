@@ -193,3 +193,20 @@ def test_instruments_file_on_the_command_line(tmp_path, capsys, bars_csv):
     assert "trades                 0" in out  # every order of 10 is off the lot of 7
     code, out, err = run(argv, capsys)
     assert "trades                 0" not in out
+
+
+def test_the_readme_backtest_command_runs_as_written(tmp_path, capsys, monkeypatch):
+    import re
+    import shlex
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.rst").read_text()
+    block = re.search(r"(osmarkets backtest [^\n]*\\\n[^\n]*)", readme)
+    assert block is not None
+    argv = shlex.split(block.group(1).replace("\\\n", " "))[1:]
+    assert argv[argv.index("--bsid") + 1] == "STOCK:D"
+    argv[argv.index("--html") + 1] = str(tmp_path / "report.html")
+    monkeypatch.chdir(root)
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert "final_value" in out and (tmp_path / "report.html").exists()

@@ -145,7 +145,7 @@ def test_with_a_calendar_every_convention_gives_bars_stamped_at_the_session_open
 
 def test_a_daily_bar_on_a_holiday_is_refused_with_its_date():
     frame = daily(pd.DatetimeIndex(["2020-07-02", "2020-07-03", "2020-07-06"]))
-    with pytest.raises(ValueError, match=r"bar 1: 2020-07-03 \(Friday\) is not a XNYS session"):
+    with pytest.raises(ValueError, match=r"bar 1: 2020-07-03 \(Friday\) is not in a XNYS session"):
         conform(frame, "D", Alignment.of(calendar="XNYS"))
 
 
@@ -351,3 +351,39 @@ def test_without_a_calendar_a_week_is_complete_at_the_next_weeks_first_bar():
 def test_shorter_frame_than_the_data_is_one_clear_error():
     with pytest.raises(ValueError, match=r"^data for 'X' has D bars .*M1 is shorter; ask for D"):
         backtest(SmaCross, daily(SESSIONS), "X:M1")
+
+
+def test_weekly_and_monthly_data_stamped_at_either_end_give_the_same_bars():
+    weeks = daily(pd.date_range("2020-01-06", periods=30, freq="W-MON"))  # Yahoo: Mondays
+    fridays = weeks.copy()
+    fridays.index = (weeks.index + pd.Timedelta(days=4, hours=21)).rename("time")  # closes
+    months = daily(pd.date_range("2020-01-01", periods=12, freq="MS"))  # 1 January: a holiday
+    month_ends = months.copy()
+    month_ends.index = pd.DatetimeIndex(
+        [XNYS.sessions_in_range(d, d + pd.offsets.MonthEnd(0))[-1] for d in
+         months.index.tz_localize(None)], name="time").tz_localize("UTC")  # fmt: skip
+    for first, second, code in ((weeks, fridays, "W"), (months, month_ends, "M")):
+        a, _ = conform(first, code)
+        b, _ = conform(second, code)
+        pd.testing.assert_frame_equal(a, b)
+        assert list(a.index) == list(first.index)  # Mondays, first days: the period's date
+        nyse = Alignment.of(calendar="XNYS")
+        a, _ = conform(first, code, nyse)
+        b, _ = conform(second, code, nyse)
+        pd.testing.assert_frame_equal(a, b)
+        assert (a.index.tz_convert("America/New_York").strftime("%H:%M") == "09:30").all()
+    # 2 January 2020 is the year's first session: the January bar opens there
+    assert conform(months, "M", nyse)[0].index[0] == XNYS.schedule.loc["2020-01-02", "open"]
+
+
+def test_the_any_market_example_runs(capsys, monkeypatch):
+    import runpy
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "any_market.py"
+    monkeypatch.setattr("sys.argv", [str(example)])
+    runpy.run_path(str(example), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "time frame D (inferred)" in out
+    assert "19,200 from 4:00 to 20:00, 7,800 in regular hours" in out  # 20 sessions x 390
+    assert "ES:M5, 1 contract x 50" in out

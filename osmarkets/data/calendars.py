@@ -138,36 +138,49 @@ def intraday_sessions(times: np.ndarray, cal: Sessions) -> tuple[np.ndarray, np.
 
 def daily_sessions(times: np.ndarray, cal: Sessions, timeframe: Timeframe) -> np.ndarray:
     """The session index of each bar of daily (or longer) data: its date's session for days;
-    the first session on or after its date for weeks and months. Raises ``ValueError`` naming
-    the first daily bar whose date is not a session."""
+    for weeks and months, the first session of the period holding its date (a week stamped
+    on its Monday holiday or on its Friday, a month on its first or last day, all open at the
+    period's first session). Raises ``ValueError`` naming the first bar whose date is not a
+    session, or whose week or month has none."""
     dates = bar_dates(times, cal.tz)
-    index = np.searchsorted(cal.labels, dates, side="left")
-    if (index >= len(cal)).any():
-        raise ValueError(f"calendar {cal.name}: a bar lies after its last known session")
     if timeframe.unit == "Days":
-        off = np.flatnonzero(cal.labels[index] != dates)
-        if len(off):
-            row = int(off[0])
-            day = pd.Timestamp(int(dates[row])).strftime("%Y-%m-%d (%A)")
-            raise ValueError(f"bar {row}: {day} is not a {cal.name} session")
+        index = np.searchsorted(cal.labels, dates, side="left")
+        found = index < len(cal)
+        found[found] = cal.labels[index[found]] == dates[found]
+        what = "session"
+    else:
+        periods = _periods(cal.labels, timeframe)
+        wanted = _periods(dates, timeframe)
+        index = np.searchsorted(periods, wanted, side="left")
+        found = index < len(cal)
+        found[found] = periods[index[found]] == wanted[found]
+        what = "week with a session" if timeframe.unit == "Weeks" else "month with a session"
+    if not found.all():
+        row = int(np.flatnonzero(~found)[0])
+        day = pd.Timestamp(int(dates[row])).strftime("%Y-%m-%d (%A)")
+        raise ValueError(f"bar {row}: {day} is not in a {cal.name} {what}")
     return index
 
 
 def _groups(session: np.ndarray, timeframe: Timeframe, cal: Sessions) -> np.ndarray:
     """The index of the first session of the period holding each session."""
-    n = timeframe.size
     if timeframe.unit == "Days":
-        return session - session % n
-    labels = pd.DatetimeIndex(cal.labels.view(_NS))
-    if timeframe.unit == "Weeks":
-        monday = cal.labels - np.asarray(labels.day_of_week, dtype=np.int64) * _DAY_NS
-        period = (monday + 3 * _DAY_NS) // (7 * _DAY_NS)  # epoch Monday-weeks
-    else:
-        period = (np.asarray(labels.year, dtype=np.int64) - 1970) * 12 + labels.month - 1
-        period = np.asarray(period, dtype=np.int64)
-    period = period - period % n
+        return session - session % timeframe.size
+    period = _periods(cal.labels, timeframe)
     first = np.searchsorted(period, period, side="left")  # labels are sorted, so periods too
     return first[session]
+
+
+def _periods(dates: np.ndarray, timeframe: Timeframe) -> np.ndarray:
+    """A number per week (Monday to Sunday) or month of each date, ``size`` of them together."""
+    index = pd.DatetimeIndex(np.asarray(dates, dtype=np.int64).view(_NS))
+    if timeframe.unit == "Weeks":
+        monday = index.asi8 - np.asarray(index.day_of_week, dtype=np.int64) * _DAY_NS
+        period = (monday + 3 * _DAY_NS) // (7 * _DAY_NS)  # epoch Monday-weeks
+    else:
+        period = (np.asarray(index.year, dtype=np.int64) - 1970) * 12 + index.month - 1
+    period = np.asarray(period, dtype=np.int64)
+    return period - period % timeframe.size
 
 
 def period_starts(

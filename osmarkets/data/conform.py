@@ -8,9 +8,10 @@ then:
 * bars at the asked frame are used as they are. Daily, weekly and monthly bars that do not sit
   on the alignment's boundaries (OANDA's 17:00 New York by default) are stamped with their date
   at 00:00 UTC (:func:`~osmarkets.data.calendars.bar_dates`: a close stamped in UTC, a local
-  time or a midnight all give the same date), and longer frames are made from them by date:
-  Monday-to-Sunday weeks, calendar months. With an exchange calendar they are stamped with
-  their session's open instead, and longer frames follow its sessions;
+  time or a midnight all give the same date; a week its Monday, a month its first day), and
+  longer frames are made from them by date: Monday-to-Sunday weeks, calendar months. With an
+  exchange calendar they are stamped with the open of their (first) session instead, and
+  longer frames follow its sessions;
 * a longer frame is resampled from them (with the alignment or the calendar);
 * a shorter frame, or one the data's bars do not fit in (``H4`` bars for 17:00 New York days),
   is refused with one line naming the data's own frame.
@@ -133,6 +134,8 @@ def _stamp_days(
     if np.array_equal(period_starts(times, own, alignment), times):
         return frame, alignment
     dates = bar_dates(times, alignment.alignment_timezone)
+    if own.unit != "Days":  # a week stamped on its Friday or its Monday: the Monday
+        dates = period_starts(dates, own, DATE_ALIGNMENT)
     return _restamped(frame, dates, label, "date"), DATE_ALIGNMENT
 
 
@@ -141,8 +144,8 @@ def _check_fit(
 ) -> None:
     """Each bar of the data must lie in one period of ``want``: its first and last instant
     fall in the same period (no ``M7`` from ``M5`` bars, no 17:00 days from ``H4`` bars)."""
-    if not len(times):
-        return
+    if not len(times) or 60_000_000_000 % own.nanoseconds == 0:
+        return  # every period boundary (time zones, sessions) lies on a whole minute
     first = period_starts(times, want, alignment)
     last = period_starts(times + own.nanoseconds - 1, want, alignment)
     split = np.flatnonzero(first != last)
