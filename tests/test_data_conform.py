@@ -387,3 +387,22 @@ def test_the_any_market_example_runs(capsys, monkeypatch):
     assert "time frame D (inferred)" in out
     assert "19,200 from 4:00 to 20:00, 7,800 in regular hours" in out  # 20 sessions x 390
     assert "ES:M5, 1 contract x 50" in out
+
+
+def test_ticks_to_bars_follows_the_calendar_and_its_regular_hours():
+    from osmarkets.data import ticks_to_bars
+
+    day = SESSIONS[50]
+    local = pd.date_range(f"{day.date()} 08:00", f"{day.date()} 18:00", freq="7s",
+                          tz="America/New_York", inclusive="left")  # fmt: skip
+    bid = 100 + np.sin(np.arange(len(local)) / 50)
+    ticks = pd.DataFrame({"bid": bid, "ask": bid + 0.01},
+                         index=local.tz_convert("UTC").rename("time"))  # fmt: skip
+    hours = ticks_to_bars(ticks, "H1", calendar="XNYS", regular_hours=True)
+    assert list(hours.index.tz_convert("America/New_York").strftime("%H:%M")) == [
+        "09:30", "10:30", "11:30", "12:30", "13:30", "14:30", "15:30",
+    ]  # fmt: skip
+    assert hours["volume"].sum() == ((local.hour * 60 + local.minute >= 570)
+                                     & (local.hour < 16)).sum()  # fmt: skip
+    whole = ticks_to_bars(ticks, "D", calendar="XNYS")
+    assert len(whole) == 1 and whole["volume"].iloc[0] == len(ticks)

@@ -129,8 +129,12 @@ def ticks_to_bars(
     daily_alignment: int = 17,
     alignment_timezone: str = "America/New_York",
     weekly_alignment: str = "Friday",
+    calendar: str | None = None,
+    regular_hours: bool = False,
 ) -> pd.DataFrame:
-    """Bars of ``timeframe`` (a granularity code or ``(size, unit)``) from a ticks DataFrame.
+    """Bars of ``timeframe`` (a granularity code or ``(size, unit)``) from a ticks DataFrame;
+    with an exchange ``calendar``, periods follow its sessions and ``regular_hours`` keeps only
+    the ticks inside them (as for :func:`resample`).
 
     Output: UTC ``DatetimeIndex`` named ``time`` (bar open), mid ``open`` … ``close``, ``volume``
     (tick count) and ``bid_*`` / ``ask_*`` OHLC. Trade ticks (a ``price`` column) give plain
@@ -138,8 +142,16 @@ def ticks_to_bars(
     ``ValueError`` on an unknown timeframe or alignment.
     """
     tf = Timeframe.parse(timeframe)
-    alignment = _alignment(daily_alignment, alignment_timezone, weekly_alignment)
+    alignment = _alignment(
+        daily_alignment, alignment_timezone, weekly_alignment, calendar, regular_hours
+    )
     data = validate_ticks(ticks)
+    if regular_hours and calendar is not None and len(data.time):
+        return ticks_to_bars(
+            ticks[regular_hours_mask(data.time, calendar)], tf, daily_alignment=daily_alignment,
+            alignment_timezone=alignment_timezone, weekly_alignment=weekly_alignment,
+            calendar=calendar,
+        )  # fmt: skip
     names = (*OHLC, "volume", *BID_OHLC, *ASK_OHLC) if data.quoted else (*OHLC, "volume")
     if not len(data.time):
         return _frame(data.time, {name: np.empty(0) for name in names})

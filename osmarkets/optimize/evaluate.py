@@ -110,6 +110,10 @@ class Filters:
 class Evaluator:
     """One optimisation's data and settings; :meth:`evaluate` turns configurations into rows.
 
+    ``data_options`` (or the same names as keywords: ``data_timeframe``, ``daily_alignment``,
+    ``alignment_timezone``, ``weekly_alignment``, ``calendar``, ``regular_hours``,
+    ``instruments``) say what the data is, as for :func:`~osmarkets.backtest.backtest`.
+
     ``engine``: ``'auto'`` (vectorised when the Brain has ``signals``), ``'vectorized'`` or
     ``'event'``. ``score``: the statistic configurations are ranked by (higher is better).
     ``params``: fixed parameters applied under every configuration. Broker options are those of
@@ -133,6 +137,7 @@ class Evaluator:
         commission: Commission | None = None,
         history: int | None = None,
         data_options: Mapping[str, Any] | None = None,
+        **more_data_options: Any,
     ) -> None:
         if not (isinstance(brain_class, type) and issubclass(brain_class, Brain)):
             raise TypeError(f"brain_class: expected a Brain subclass, got {brain_class!r}")
@@ -145,7 +150,8 @@ class Evaluator:
             raise ValueError(f"engine: {brain_class.__name__} has no signals classmethod")
         self.vectorized = engine == "vectorized" or (engine == "auto" and has_signals)
         self.brain_class = brain_class
-        self.frame, self.bsid, self.data_options = prepare_data(data, bsid, data_options)
+        options = {**(data_options or {}), **more_data_options}
+        self.frame, self.bsid, self.data_options = prepare_data(data, bsid, options)
         if len(self.frame) < 2:
             raise ValueError("data: at least two bars are needed to evaluate a strategy")
         if self.data_options.get("instruments") and self.vectorized:

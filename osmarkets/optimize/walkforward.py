@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..backtest import stats as st
 from ..brain import Brain
-from .evaluate import Evaluator, prepare_data
+from .evaluate import DATA_OPTIONS, Evaluator, prepare_data
 from .pipeline import InProcessRunner, explore
 from .portfolio import combine, measure_of
 from .results import ExploreResult, WalkForwardResult
@@ -129,7 +129,9 @@ def walk_forward(
     agents for every window; ``runner``: an existing runner (e.g. an
     :class:`~osmarkets.optimize.agents.AgentRunner` that remote workers join), not closed here.
     """
-    frame, bsid, data_options = prepare_data(data, bsid, options.get("data_options"))
+    given = dict(options.pop("data_options", None) or {})
+    given.update({k: options.pop(k) for k in DATA_OPTIONS if k in options})
+    frame, bsid, data_options = prepare_data(data, bsid, given)
     index = pd.DatetimeIndex(frame.index)
     windows = make_windows(index, train, test, step, anchored)
     space = Space.coerce(space)

@@ -86,3 +86,20 @@ def test_the_optimize_command_on_a_yahoo_file(tmp_path, capsys):
                  "fast=3:6", "--quiet"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "has D bars" in err and len(err.strip().splitlines()) == 1
+
+
+def test_alignment_options_are_keywords_of_explore_and_walk_forward_too():
+    data = yahoo()
+    space = {"fast": [3], "slow": [10]}
+    by_keyword = explore(SmaCross, data, space, bsid="STK:W", grid=True, calendar="XNYS",
+                         filters={"min_trades": 0})  # fmt: skip
+    by_mapping = explore(SmaCross, data, space, bsid="STK:W", grid=True,
+                         data_options={"calendar": "XNYS"}, filters={"min_trades": 0})  # fmt: skip
+    assert by_keyword.table["final_value"].iloc[0] == by_mapping.table["final_value"].iloc[0]
+    stamped = Evaluator(SmaCross, data, "STK:W", calendar="XNYS").frame.index
+    dated = Evaluator(SmaCross, data, "STK:W").frame.index
+    assert (stamped.tz_convert("America/New_York").strftime("%H:%M") == "09:30").all()
+    assert (dated.hour == 0).all() and len(dated) == len(stamped)
+    walk = walk_forward(SmaCross, data, space, train=60, test=20, bsid="STK:W", grid=True,
+                        calendar="XNYS", filters={"min_trades": 0})  # fmt: skip
+    assert len(walk.windows) >= 2
