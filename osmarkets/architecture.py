@@ -50,6 +50,7 @@ from .agents.auth import DeploymentKeys, install_pyro_key, pyro_key
 from .agents.base import OsmAgentProcess, start_nameserver
 from .brain import Brain
 from .data.conform import conform, given_for, own_timeframe
+from .data.resample import regular_hours_mask
 from .data.timeframes import Alignment, BarSeriesID, Timeframe
 from .incidents import Incidents
 from .journal import Journal, JournalKeeper
@@ -388,15 +389,17 @@ class Architecture:
         stamp_now: bool = False,
         options: Mapping[str, Any] | None = None,
         name: str | None = None,
+        base_timeframes: Mapping[str, str | None] | None = None,
     ) -> Any:
         """Start a Feeder: a replay of ``data`` (symbol -> DataFrame or path), or synthetic
         quotes for ``symbols`` (``bars`` minutes' worth, endless if None) at ``speed`` times
-        real time (0 = as fast as possible)."""
+        real time (0 = as fast as possible). ``base_timeframes``: each replayed symbol's frame
+        code (None for ticks), inferred from the data's times when not given."""
         if data is not None:
             for symbol, frame in data.items():
                 feeds.load_frame(frame, symbol)  # bad input fails here, in the caller
             source: dict[str, Any] = {"kind": "replay", "data": dict(data)}
-            self._set_base_timeframes(feeds.base_timeframes(data))
+            self._set_base_timeframes(dict(base_timeframes or feeds.base_timeframes(data)))
         else:
             if symbols is None or isinstance(symbols, str):
                 raise ValueError("stream symbols: expected a list of instruments")
@@ -776,13 +779,22 @@ def _conform_replay(
     for symbol, source in data.items():
         frame = feeds.load_frame(source, symbol)
         if feeds.is_tick_frame(frame):
+            if alignment.regular_hours and len(frame):
+                times = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
+                frame = frame[regular_hours_mask(times, str(alignment.calendar))]
+            if not len(frame):
+                raise ValueError(f"data for {symbol!r}: no ticks inside {alignment.calendar} "
+                                 "sessions (regular_hours=True)")  # fmt: skip
             frames[symbol], base[symbol] = frame, None
             alignments[symbol] = alignment._asdict()
             continue
         given = given_for(data_timeframe, symbol)
         label = f"data for {symbol!r}"
-        own = own_timeframe(frame, given) if len(frame) > 1 else Timeframe(1, "Minutes")
+        own = own_timeframe(frame, given, default="M1")
         frames[symbol], aligned = conform(frame, own, alignment, data_timeframe=own, label=label)
+        if not len(frames[symbol]):
+            raise ValueError(f"{label}: no bars inside {alignment.calendar} sessions "
+                             "(regular_hours=True)")  # fmt: skip
         base[symbol] = own.code
         alignments[symbol] = aligned._asdict()
     return frames, base, alignments
@@ -868,6 +880,8 @@ class SimulatedArchitecture(Architecture):
         self.cash = float(cash)
         self.speed = speed
         self.frames = frames
+        self.instruments = specs
+        self._base_timeframes = base
         self._result: Any = None
         self._started = False
         super().__init__(
@@ -879,7 +893,8 @@ class SimulatedArchitecture(Architecture):
             return
         self._started = True
         if "data" in self._source:
-            self.stream(data=self._source["data"], speed=self.speed)
+            self.stream(data=self._source["data"], speed=self.speed,
+                        base_timeframes=self._base_timeframes)  # fmt: skip
         else:
             src = self._source
             self.stream(src["symbols"], seed=src["seed"], bars=src["bars"], speed=self.speed,
@@ -973,6 +988,7 @@ class SimulatedArchitecture(Architecture):
         result = Result.from_run(
             record["fills"], equity, initial_cash=self.cash, prices=self.frames,
             open_positions=record["state"].get("positions", {}), name=",".join(brains),
+            multipliers={symbol: spec.multiplier for symbol, spec in self.instruments.items()},
         )  # fmt: skip
         self._result = result
         return result
@@ -1039,7 +1055,6 @@ class OandaArchitecture(Architecture):
 
         from .brokers.oanda.client import OandaClient
         from .brokers.oanda.trading import TOKEN_ENV, make_trading_broker, write_token_file
-        from .data.timeframes import Timeframe
         from .secrecy import disable_core_dumps, environ_secret, remove_stale_dirs, write_owner
 
         if not account_id or not isinstance(account_id, str):

@@ -114,6 +114,7 @@ def test_the_simulated_architecture_takes_the_same_specifications(tmp_path):
         result = system.run(timeout=120)
     assert result.final_value == pytest.approx(expected.final_value)
     np.testing.assert_allclose(result.trades["price"], expected.trades["price"])
+    assert result.positions["pnl"].tolist() == pytest.approx([1_800.0])  # x 50, not x 1
 
 
 def test_a_bad_specification_is_refused_before_anything_runs(tmp_path):
@@ -123,3 +124,27 @@ def test_a_bad_specification_is_refused_before_anything_runs(tmp_path):
         backtest(Script, FUTURE, "ES:D", instruments=str(path))
     with pytest.raises(ValueError, match="multiplier"):
         SimulatedArchitecture({"ES": FUTURE}, instruments=str(path))
+
+
+def test_order_prices_are_rounded_to_ticks_never_worse_than_asked():
+    from osmarkets.brokers.base import Order
+    from osmarkets.brokers.simulated import SimulatedBroker
+
+    broker = SimulatedBroker(1e9, instruments=[Instrument("ES", tick_size=0.25)])
+    broker.mark("ES", 4000.0)
+
+    def accepted(**fields):
+        order = Order(client_id=f"c{len(fields)}{fields}", symbol="ES", size=1, **fields)
+        (event,) = broker.submit(order)
+        assert event.kind == "accepted", event.reason
+        return broker.pending_orders[-1]
+
+    assert accepted(side="buy", type="limit", price=3990.13).price == 3990.0
+    assert accepted(side="sell", type="limit", price=4010.13).price == 4010.25
+    assert accepted(side="buy", type="stop", price=4010.13).price == 4010.25
+    assert accepted(side="sell", type="stop", price=3990.13).price == 3990.0
+    long = accepted(side="buy", type="limit", price=3999.0, stop_loss=3950.13, take_profit=4050.13)
+    assert (long.stop_loss, long.take_profit) == (3950.0, 4050.25)
+    short = accepted(side="sell", type="limit", price=4001.0, stop_loss=4050.13,
+                     take_profit=3950.13)  # fmt: skip
+    assert (short.stop_loss, short.take_profit) == (4050.25, 3950.0)

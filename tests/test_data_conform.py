@@ -406,3 +406,82 @@ def test_ticks_to_bars_follows_the_calendar_and_its_regular_hours():
                                      & (local.hour < 16)).sum()  # fmt: skip
     whole = ticks_to_bars(ticks, "D", calendar="XNYS")
     assert len(whole) == 1 and whole["volume"].iloc[0] == len(ticks)
+
+
+def test_calendars_that_model_a_few_years_only_still_serve_their_years():
+    xshg = xcals.get_calendar("XSHG")
+    inside = int(pd.Timestamp("2024-03-05 02:00", tz="UTC").value)
+    cal = sessions("XSHG", inside, inside)
+    assert len(cal) and str(type(xshg).bound_max().date()) >= "2024-12-31"
+    with pytest.raises(ValueError, match=r"calendar XSHG: sessions are known from .* to "):
+        sessions("XSHG", int(pd.Timestamp("2090-01-02", tz="UTC").value),
+                 int(pd.Timestamp("2090-01-03", tz="UTC").value))  # fmt: skip
+
+
+def test_streaming_and_batch_agree_around_the_open_and_the_close():
+    from osmarkets.data import BarResampler, Bar
+
+    day = SESSIONS[60]
+    local = pd.date_range(f"{day.date()} 08:00", f"{day.date()} 17:59", freq="min",
+                          tz="America/New_York")  # fmt: skip
+    minutes = make_bars(len(local), seed=9)
+    minutes.index = local.tz_convert("UTC").rename("time")
+    nyse = Alignment.of(calendar="XNYS")
+    batch = resample(minutes, "H1", calendar="XNYS")
+    streamer = BarResampler("H1", nyse)
+    out = []
+    for record in minutes.itertuples():
+        time = int(record.Index.value)
+        out += streamer.close_until(time)
+        out += streamer.update(Bar(time, record.open, record.high, record.low, record.close,
+                                   record.volume))  # fmt: skip
+    out.append(streamer.flush())
+    starts = [pd.Timestamp(b.time, tz="UTC") for b in out]
+    assert starts == list(batch.index)
+    assert [b.volume for b in out] == list(batch["volume"])
+    local_starts = batch.index.tz_convert("America/New_York").strftime("%H:%M")
+    assert list(local_starts[:3]) == ["08:00", "09:00", "09:30"]  # pre-market cut at the open
+    assert "16:00" in list(local_starts)  # after-hours start at the close
+
+
+def test_with_a_calendar_the_last_hour_of_a_session_reaches_the_brain_at_the_close():
+    minutes = session_minutes(SESSIONS[10:12])
+    seen = []
+
+    class Watch(Recorder):
+        def on_new_bar(self, series):
+            seen.append((str(series.bsid), pd.Timestamp(int(series.time[0]), tz="UTC")))
+
+    backtest(Watch, minutes, ["X:M5", "X:H1"], calendar="XNYS")
+    hours = [i for i, (b, _) in enumerate(seen) if b == "X:H1"]
+    first_day_last_hour = [i for i in hours if seen[i][1].tz_convert("America/New_York")
+                           .strftime("%H:%M") == "15:30"][0]  # fmt: skip
+    previous = seen[first_day_last_hour - 1][1].tz_convert("America/New_York")
+    assert previous.strftime("%H:%M") == "15:55"  # right after the session's last M5 bar
+    assert previous.date() == seen[first_day_last_hour][1].tz_convert("America/New_York").date()
+
+
+def test_local_time_stamps_in_their_own_zone_give_their_local_dates():
+    dates = pd.DatetimeIndex(["2024-03-07", "2024-03-08", "2024-03-11"])
+    frame = daily(dates)
+    tokyo = frame.copy()
+    tokyo.index = dates.tz_localize("Asia/Tokyo").rename("time")  # midnight in Tokyo
+    bars, _ = conform(tokyo, "D")
+    pd.testing.assert_frame_equal(bars, frame)
+
+
+def test_dated_weeks_follow_a_weekly_alignment_that_is_given():
+    frame = daily(SESSIONS[:20])
+    wednesday, alignment = conform(frame, "W", Alignment.of(weekly_alignment="Wednesday"))
+    assert (wednesday.index.day_of_week == 2).all()
+    assert alignment.weekly_alignment == "Wednesday"
+    monday, _ = conform(frame, "W")  # OANDA's Friday default: trading weeks from Monday
+    assert (monday.index.day_of_week == 0).all()
+
+
+def test_weeks_do_not_make_months_and_the_frame_given_is_named():
+    weeks = daily(pd.date_range("2020-01-06", periods=30, freq="W-MON"))
+    with pytest.raises(ValueError, match="its W bars do not fit in M periods"):
+        conform(weeks, "M")
+    with pytest.raises(ValueError, match=r"has D bars \(as given\): M1 is shorter"):
+        conform(weeks, "M1", data_timeframe="D")

@@ -115,11 +115,11 @@ class _Instrument:
 
 
 def _bar_ends(times: np.ndarray, tf: Timeframe, alignment: Alignment) -> np.ndarray:
-    if tf.is_intraday:
-        return times + tf.nanoseconds
-    if alignment.calendar is not None and len(times):
+    if alignment.calendar is not None and len(times):  # cut at the session's close
         cal = sessions(alignment.calendar, int(times[0]), int(times[-1]))
         return calendar_period_ends(times, tf, cal)
+    if tf.is_intraday:
+        return times + tf.nanoseconds
     return np.array([period_bounds(int(t), tf, alignment)[1] for t in times], dtype=np.int64)
 
 
@@ -178,7 +178,8 @@ def _instruments(
         base_frame, aligned = conform(frame, own[0].timeframe, alignment, data_timeframe=given,
                                       label=f"data for {symbol!r}")  # fmt: skip
         if not len(base_frame):
-            raise ValueError(f"data for {symbol!r}: no bars left (regular hours only?)")
+            raise ValueError(f"data for {symbol!r}: no bars inside {alignment.calendar} "
+                             "sessions (regular_hours=True)")  # fmt: skip
         base = _Feed(own[0], frame_to_records(base_frame), history)
         higher = [_higher_feed(b, base, base_frame, aligned, history) for b in own[1:]]
         instruments.append(_Instrument(symbol, base, higher, base_frame))

@@ -45,9 +45,11 @@ Instruments
       ``|units| * price * multiplier``; the commission is called with ``price * multiplier``
       (the value of one unit), so a :class:`Commission`'s ``fraction`` applies to that notional
       while ``per_unit`` stays per unit (per contract). Prices and fills stay in price units.
-    * ``tick_size``: on submit the order's price (limit, stop, market-if-touched) and its
-      stop-loss and take-profit levels are rounded to the *nearest* tick (a half tick up); the
-      accepted order carries the rounded prices. Every fill price (after spread and slippage)
+    * ``tick_size``: on submit the order's price and its stop-loss and take-profit levels are
+      rounded to the tick in the direction that never trades worse than asked (a buy limit
+      down, a sell limit up, a buy stop up, a sell stop down, a long's stop-loss down and
+      take-profit up; market-if-touched to the nearest tick); the accepted order carries the
+      rounded prices. Every fill price (after spread and slippage)
       is rounded to the tick in the adverse direction, buys up and sells down, so the simulation
       never fills at a price better than the market could quote; a limit or take-profit level
       already on the tick is kept. The trailing-stop distance is not rounded.
@@ -137,17 +139,24 @@ class _Trigger:
 
 
 def _on_ticks(order: Order, spec: Instrument) -> Order:
-    """``order`` with its price, stop-loss and take-profit on ``spec``'s tick (nearest)."""
+    """``order`` with its price, stop-loss and take-profit on ``spec``'s tick, each rounded the
+    way that never trades worse than the trader asked: a buy limit and a take-profit that buys
+    round down, a sell limit and a take-profit that sells round up; a buy stop and a stop-loss
+    that buys round up, a sell stop and a stop-loss that sells round down (so a stop never
+    triggers before its level); a market-if-touched price to the nearest tick."""
     if spec.tick_size is None:
         return order
+    up, down = "buy", "sell"  # round_price's directions: ceil, floor
+    buy = order.side == "buy"
 
-    def nearest(value: float | None) -> float | None:
-        return None if value is None else spec.round_price(value)
+    def rounded(value: float | None, direction: str | None) -> float | None:
+        return None if value is None else spec.round_price(value, direction)
 
+    price_way = {"limit": down if buy else up, "stop": up if buy else down}.get(order.type)
     return order._replace(
-        price=nearest(order.price),
-        stop_loss=nearest(order.stop_loss),
-        take_profit=nearest(order.take_profit),
+        price=rounded(order.price, price_way),
+        stop_loss=rounded(order.stop_loss, down if buy else up),  # sells below / buys above
+        take_profit=rounded(order.take_profit, up if buy else down),
     )
 
 

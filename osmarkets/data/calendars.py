@@ -60,9 +60,6 @@ class Sessions:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def covers(self, low: int, high: int) -> bool:
-        return bool(len(self)) and int(self.opens[0]) <= low and high < int(self.closes[-1])
-
 
 def _ns(values: Any) -> np.ndarray:
     index = pd.DatetimeIndex(values)
@@ -82,25 +79,49 @@ def check_calendar(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _load(name: str, first_year: int, last_year: int) -> Sessions:
+def _load(name: str, first: str, last: str) -> Sessions:
     import exchange_calendars as xcals
 
-    calendar = xcals.get_calendar(name, start=f"{first_year}-01-01", end=f"{last_year}-12-31")
+    calendar = xcals.get_calendar(name, start=first, end=last)
     return Sessions(name, calendar.schedule, str(calendar.tz))
+
+
+def _bounds(name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last dates exchange_calendars models for ``name`` (some calendars cover
+    a few years only)."""
+    import exchange_calendars as xcals
+
+    cls = type(xcals.get_calendar(name))
+    low, high = cls.bound_min(), cls.bound_max()
+    return (
+        pd.Timestamp("1900-01-01") if low is None else pd.Timestamp(low).tz_localize(None),
+        pd.Timestamp("2099-12-31") if high is None else pd.Timestamp(high).tz_localize(None),
+    )
 
 
 def sessions(name: str, low: int, high: int) -> Sessions:
     """The sessions of calendar ``name`` around the times ``low`` .. ``high`` (ns, UTC): whole
-    decades are loaded and cached, so streaming one bar at a time costs a lookup."""
+    decades (within what the library models) are loaded and cached, so streaming one bar at a
+    time costs a lookup. ``ValueError`` when the times lie outside the calendar's range."""
     check_calendar(name)
     first = pd.Timestamp(int(low), tz="UTC").year - 1
     last = pd.Timestamp(int(high), tz="UTC").year + 1
-    first -= first % 10
-    last += 9 - last % 10
+    bound_low, bound_high = _bounds(name)
+    start = max(pd.Timestamp(f"{first - first % 10}-01-01"), bound_low)
+    end = min(pd.Timestamp(f"{last + 9 - last % 10}-12-31"), bound_high)
+    wanted_low = pd.Timestamp(int(low)).normalize()
+    wanted_high = pd.Timestamp(int(high)).normalize()
+    if wanted_low < bound_low or wanted_high > bound_high:
+        raise ValueError(
+            f"calendar {name}: sessions are known from {bound_low.date()} to "
+            f"{bound_high.date()}, the data runs from {wanted_low.date()} to {wanted_high.date()}"
+        )
     try:
-        return _load(name, max(first, 1900), min(last, 2099))
+        return _load(name, str(start.date()), str(end.date()))
     except Exception as exc:  # the library refuses dates outside what it models
-        raise ValueError(f"calendar {name}: no sessions for {first}..{last}: {exc}") from None
+        raise ValueError(
+            f"calendar {name}: no sessions for {start.date()}..{end.date()}: {exc}"
+        ) from None
 
 
 def _local_dates(times: np.ndarray, tz: str) -> np.ndarray:
@@ -136,13 +157,16 @@ def intraday_sessions(times: np.ndarray, cal: Sessions) -> tuple[np.ndarray, np.
     return index, regular
 
 
-def daily_sessions(times: np.ndarray, cal: Sessions, timeframe: Timeframe) -> np.ndarray:
+def daily_sessions(
+    times: np.ndarray, cal: Sessions, timeframe: Timeframe, zone: str | None = None
+) -> np.ndarray:
     """The session index of each bar of daily (or longer) data: its date's session for days;
     for weeks and months, the first session of the period holding its date (a week stamped
     on its Monday holiday or on its Friday, a month on its first or last day, all open at the
     period's first session). Raises ``ValueError`` naming the first bar whose date is not a
-    session, or whose week or month has none."""
-    dates = bar_dates(times, cal.tz)
+    session, or whose week or month has none. ``zone``: the zone the data was stamped in, if
+    it said so (else the exchange's)."""
+    dates = bar_dates(times, zone or cal.tz)
     if timeframe.unit == "Days":
         index = np.searchsorted(cal.labels, dates, side="left")
         found = index < len(cal)
@@ -183,41 +207,56 @@ def _periods(dates: np.ndarray, timeframe: Timeframe) -> np.ndarray:
     return period - period % timeframe.size
 
 
+def _intraday(
+    times: np.ndarray, timeframe: Timeframe, cal: Sessions
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, end)`` of the intraday period of each time: inside a session counted from its
+    open and cut at its close; outside, the UTC grid cut by the last close before and the
+    next open after (so pre-market, session and after-hours bars never share a period)."""
+    length = timeframe.nanoseconds
+    before = np.searchsorted(cal.opens, times, side="right") - 1
+    safe = np.maximum(before, 0)
+    opened = before >= 0
+    inside = opened & (times < cal.closes[safe])
+    counted = cal.opens[safe] + (times - cal.opens[safe]) // length * length
+    grid = times - np.mod(times, length)
+    last_close = np.where(opened, cal.closes[safe], np.iinfo(np.int64).min)
+    start = np.where(inside, counted, np.maximum(grid, last_close))
+    following = np.minimum(before + 1, len(cal) - 1)
+    next_open = np.where(before + 1 < len(cal), cal.opens[following], np.iinfo(np.int64).max)
+    end = np.where(
+        inside,
+        np.minimum(counted + length, cal.closes[safe]),
+        np.minimum(grid + length, next_open),
+    )
+    return start, end
+
+
 def period_starts(
     times: np.ndarray, timeframe: Timeframe, cal: Sessions, session: np.ndarray | None = None
 ) -> np.ndarray:
     """Open time of the period holding each (intraday) time under the calendar's rules."""
     times = np.asarray(times, dtype=np.int64)
+    if timeframe.is_intraday:
+        return _intraday(times, timeframe, cal)[0]
     if session is None:
         session = intraday_sessions(times, cal)[0]
-    if timeframe.is_intraday:
-        length = timeframe.nanoseconds
-        opens = cal.opens[session]
-        inside = (times >= opens) & (times < cal.closes[session])
-        grid = times - np.mod(times, length)
-        counted = opens + (times - opens) // length * length
-        return np.where(inside, counted, grid)
     return cal.opens[_groups(session, timeframe, cal)]
 
 
-def period_bounds(time_ns: int, timeframe: Timeframe, cal: Sessions) -> tuple[int, int]:
-    """``(start, end)`` of the period holding ``time_ns``: its first session's open and its
-    last session's close (intraday: the next count of the length, cut at the close)."""
-    times = np.array([time_ns], dtype=np.int64)
-    session = intraday_sessions(times, cal)[0]
-    start = int(period_starts(times, timeframe, cal, session)[0])
-    k = int(session[0])
-    if timeframe.is_intraday:
-        end = start + timeframe.nanoseconds
-        if int(cal.opens[k]) <= time_ns < int(cal.closes[k]):
-            end = min(end, int(cal.closes[k]))
-        return start, end
-    return start, int(period_ends(times, timeframe, cal)[0])
-
-
 def period_ends(times: np.ndarray, timeframe: Timeframe, cal: Sessions) -> np.ndarray:
-    """Close of the last session of the (daily or longer) period holding each time."""
-    session = intraday_sessions(np.asarray(times, dtype=np.int64), cal)[0]
+    """End of the period holding each time: for days and longer, the close of its last
+    session; intraday, as :func:`_intraday` cuts it."""
+    times = np.asarray(times, dtype=np.int64)
+    if timeframe.is_intraday:
+        return _intraday(times, timeframe, cal)[1]
+    session = intraday_sessions(times, cal)[0]
     groups = _groups(np.arange(len(cal)), timeframe, cal)
     last = np.searchsorted(groups, groups[session], side="right") - 1
     return cal.closes[last]
+
+
+def period_bounds(time_ns: int, timeframe: Timeframe, cal: Sessions) -> tuple[int, int]:
+    """``(start, end)`` of the period holding ``time_ns`` (one record at a time, streaming)."""
+    times = np.array([time_ns], dtype=np.int64)
+    return int(period_starts(times, timeframe, cal)[0]), int(period_ends(times, timeframe, cal)[0])

@@ -46,11 +46,15 @@ def rank(timeframe: Timeframe) -> float:
     return timeframe.size * _UNIT_SECONDS[timeframe.unit]
 
 
-def own_timeframe(frame: pd.DataFrame, given: Any = None) -> Timeframe:
-    """The data's own frame: ``given`` if not None, else inferred from its times."""
+def own_timeframe(frame: pd.DataFrame, given: Any = None, default: Any = None) -> Timeframe:
+    """The data's own frame: ``given`` if not None, else inferred from its times (``default``
+    for fewer than two bars, when given)."""
     if given is not None:
         return Timeframe.parse(given)
-    return infer_timeframe(validate_bars(frame).time)
+    times = validate_bars(frame).time
+    if len(times) < 2 and default is not None:
+        return Timeframe.parse(default)
+    return infer_timeframe(times)
 
 
 def given_for(data_timeframe: Any, symbol: str) -> Any:
@@ -72,29 +76,40 @@ def conform(
     want = Timeframe.parse(timeframe)
     alignment = alignment.checked()
     times = validate_bars(frame).time
-    if len(times) < 2 and data_timeframe is None:
-        own = want  # one bar: nothing to infer from, take it as asked
-    else:
-        try:
-            own = own_timeframe(frame, data_timeframe)
-        except ValueError as exc:
-            raise ValueError(f"{label}: {exc} (data_timeframe=)") from None
+    try:
+        own = own_timeframe(frame, data_timeframe, default=want)  # one bar: as asked
+    except ValueError as exc:
+        raise ValueError(f"{label}: {exc} (data_timeframe=)") from None
+    source = "as given" if data_timeframe is not None else "inferred from their times"
     if rank(want) < rank(own):
         raise ValueError(
-            f"{label} has {own.code} bars (inferred from their times):"
-            f" {want.code} is shorter; ask for {own.code} or a longer frame"
+            f"{label} has {own.code} bars ({source}): {want.code} is shorter; ask for "
+            f"{own.code} or a longer frame"
         )
+    if own.unit == "Weeks" and want.unit == "Months":
+        raise ValueError(
+            f"{label}: its W bars do not fit in {want.code} periods (a week can span two "
+            f"months); ask for W or give daily bars"
+        )
+    zone = _zone(frame)
     frame = _utc(frame)
     if own.is_intraday:
         if alignment.regular_hours and len(times):
             frame = frame[regular_hours_mask(times, str(alignment.calendar))]
     else:
-        frame, alignment = _stamp_days(frame, times, own, alignment, label)
+        frame, alignment = _stamp_days(frame, times, own, alignment, label, zone)
     if want == own:
         return frame, alignment
     if own.is_intraday:
         _check_fit(validate_bars(frame).time, own, want, alignment, label)
     return resample(frame, want, **alignment._asdict()), alignment
+
+
+def _zone(frame: pd.DataFrame) -> str | None:
+    """The time zone the data's index carries, when it is not UTC (local-time stamps)."""
+    tz = getattr(frame.index, "tz", None)
+    name = str(tz) if tz is not None else None
+    return None if name in (None, "UTC", "utc") else name
 
 
 def _utc(frame: pd.DataFrame) -> pd.DataFrame:
@@ -118,25 +133,39 @@ def _restamped(frame: pd.DataFrame, times: np.ndarray, label: str, what: str) ->
 
 
 def _stamp_days(
-    frame: pd.DataFrame, times: np.ndarray, own: Timeframe, alignment: Alignment, label: str
+    frame: pd.DataFrame,
+    times: np.ndarray,
+    own: Timeframe,
+    alignment: Alignment,
+    label: str,
+    zone: str | None,
 ) -> tuple[pd.DataFrame, Alignment]:
     """Daily or longer bars: stamped at their session's open (with a calendar), kept when they
-    sit on the alignment's boundaries, else stamped with their date (module rules)."""
+    sit on the alignment's boundaries, else stamped with their date (module rules): the date in
+    the zone the data's index carries, if any, else in ``alignment_timezone``."""
     if not len(times):
         return frame, alignment
     if alignment.calendar is not None:
         cal = sessions(alignment.calendar, int(times[0]), int(times[-1]))
         try:
-            index = daily_sessions(times, cal, own)
+            index = daily_sessions(times, cal, own, zone)
         except ValueError as exc:
             raise ValueError(f"{label}: {exc}") from None
         return _restamped(frame, cal.opens[index], label, f"{cal.name} session"), alignment
     if np.array_equal(period_starts(times, own, alignment), times):
         return frame, alignment
-    dates = bar_dates(times, alignment.alignment_timezone)
-    if own.unit != "Days":  # a week stamped on its Friday or its Monday: the Monday
-        dates = period_starts(dates, own, DATE_ALIGNMENT)
-    return _restamped(frame, dates, label, "date"), DATE_ALIGNMENT
+    dates = bar_dates(times, zone or alignment.alignment_timezone)
+    dated = date_alignment(alignment)
+    if own.unit != "Days":  # a week stamped on its Friday or its Monday: the week's start
+        dates = period_starts(dates, own, dated)
+    return _restamped(frame, dates, label, "date"), dated
+
+
+def date_alignment(alignment: Alignment) -> Alignment:
+    """How dated bars are grouped: days at 00:00 UTC, weeks from Monday (or from the
+    ``weekly_alignment`` given, when it is not OANDA's Friday default), calendar months."""
+    weekday = alignment.weekly_alignment
+    return DATE_ALIGNMENT._replace(weekly_alignment="Monday" if weekday == "Friday" else weekday)
 
 
 def _check_fit(

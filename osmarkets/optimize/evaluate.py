@@ -31,7 +31,7 @@ from ..backtest.vectorized import vectorized
 from ..brain import Brain
 from ..brokers.simulated import Commission
 from ..data.conform import conform, own_timeframe
-from ..data.timeframes import Alignment, BarSeriesID, Timeframe
+from ..data.timeframes import Alignment, BarSeriesID
 from ..data.validate import validate_bars
 from ..instruments import load_instruments
 from .space import Space, config_id
@@ -321,7 +321,7 @@ def prepare_data(
     instruments = options.pop("instruments", None)
     alignment = Alignment.of(options)
     if bsid is None:
-        own = own_timeframe(frame, given) if len(frame) > 1 else Timeframe(1, "Minutes")
+        own = own_timeframe(frame, given, default="M1")
         bsid = BarSeriesID("DATA", own.size, own.unit)
     bsid = BarSeriesID.parse(bsid)
     frame, alignment = conform(frame, bsid.timeframe, alignment, data_timeframe=given,

@@ -66,3 +66,25 @@ def test_the_router_derives_weeks_and_refuses_a_shorter_frame(simulated, tmp_pat
     # every week but the last, still forming when the data ends, stamped at its first open
     assert len(weekly) == len(expected) - 1
     pd.testing.assert_frame_equal(weekly[expected.columns], expected.iloc[:-1], check_freq=False)
+
+
+def test_a_given_data_timeframe_and_regular_hours_ticks_reach_the_router(simulated, tmp_path):
+    # an irregular file (a 36-hour gap only): its frame cannot be inferred, it is given
+    frame = pd.DataFrame(
+        {"open": [1.0, 1.1, 1.2], "high": [1.2, 1.3, 1.4], "low": [0.9, 1.0, 1.1],
+         "close": [1.1, 1.2, 1.3], "volume": 1.0},
+        index=pd.DatetimeIndex(["2024-01-02", "2024-01-03 12:00", "2024-01-05"], tz="UTC",
+                               name="time"),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="cannot infer"):
+        simulated({"X": frame})
+    system = simulated({"X": frame}, data_timeframe="D")
+    assert system["router"].get_attr("base_timeframes") == {"X": "D"}
+    # ticks from 8:00 to 18:00 New York: only those inside the session are replayed
+    local = pd.date_range("2024-03-05 08:00", "2024-03-05 18:00", freq="30s",
+                          tz="America/New_York", inclusive="left")  # fmt: skip
+    ticks = pd.DataFrame({"bid": 1.0, "ask": 1.0001}, index=local.tz_convert("UTC").rename("time"))
+    regular = simulated({"T": ticks}, calendar="XNYS", regular_hours=True)
+    kept = regular.frames["T"].index.tz_convert("America/New_York")
+    assert kept.min().strftime("%H:%M") == "09:30" and kept.max().strftime("%H:%M") == "15:59"
+    assert len(kept) == 390 * 2
