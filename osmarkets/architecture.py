@@ -49,6 +49,7 @@ from .agents import (
 from .agents.auth import DeploymentKeys, install_pyro_key, pyro_key
 from .agents.base import OsmAgentProcess, start_nameserver
 from .brain import Brain
+from .brokers.money import CLOSEOUT_LEVEL
 from .data.conform import conform, given_for, own_timeframe
 from .data.resample import regular_hours_mask
 from .data.timeframes import Alignment, BarSeriesID, Timeframe
@@ -805,9 +806,12 @@ class SimulatedArchitecture(Architecture):
 
     ``data``: a mapping of symbol to a bars or ticks DataFrame or a CSV/Parquet path; with
     ``None``, seeded synthetic quotes for ``symbols`` (``bars`` one-minute bars' worth).
-    ``cash``, ``spread``, ``slippage``, ``commission``, ``margin_rate``: the
-    :class:`~osmarkets.brokers.simulated.SimulatedBroker`'s options. ``speed``: 0 replays as
-    fast as the lock-step allows, else a factor of real time.
+    ``cash``, ``spread``, ``slippage``, ``commission``, ``margin_rate``, ``instruments``,
+    ``currency``, ``rates``, ``financing``, ``closeout``: the
+    :class:`~osmarkets.brokers.simulated.SimulatedBroker`'s options (an account currency
+    switches on OANDA's money rules). The data options (``data_timeframe``, the alignment,
+    ``calendar``, ``regular_hours``) are :func:`~osmarkets.backtest.backtest`'s. ``speed``: 0
+    replays as fast as the lock-step allows, else a factor of real time.
 
     :meth:`run` replays to the end and returns the :class:`~osmarkets.backtest.Result`
     (:meth:`result` gives it again).
@@ -837,6 +841,10 @@ class SimulatedArchitecture(Architecture):
         calendar: str | None = None,
         regular_hours: bool = False,
         instruments: Any = None,
+        currency: str | None = None,
+        rates: Mapping[str, float] | None = None,
+        financing: Mapping[str, Any] | None = None,
+        closeout: float | None = CLOSEOUT_LEVEL,
         **kwargs: Any,
     ) -> None:
         from .brokers.simulated import SimulatedBroker
@@ -871,12 +879,14 @@ class SimulatedArchitecture(Architecture):
             self._source = {"symbols": symbols, "seed": seed, "bars": bars,
                             "options": {"ticks_per_minute": ticks_per_minute}}  # fmt: skip
         specs = load_instruments(instruments)
-        SimulatedBroker(cash, spread=spread, slippage=slippage, commission=commission,
-                        margin_rate=margin_rate, instruments=specs)  # validate here  # fmt: skip
         factory = functools.partial(
             SimulatedBroker, cash, spread=spread, slippage=slippage, commission=commission,
-            margin_rate=margin_rate, instruments=specs,
+            margin_rate=margin_rate, instruments=specs, currency=currency, rates=rates,
+            financing=financing, closeout=closeout,
         )  # fmt: skip
+        check = factory()  # bad options fail here, in the caller
+        if check.account is not None:
+            check.account.check(list(frames) if frames else list(base))
         self.cash = float(cash)
         self.speed = speed
         self.frames = frames

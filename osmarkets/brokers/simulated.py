@@ -65,10 +65,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..data.types import Bar, Tick
 from ..instruments import Instrument, load_instruments
 from .base import ORDER_TYPES, SIDES, Order, OrderEvent
+from .money import CLOSEOUT_LEVEL, AccountCurrency, NoConversion, next_rollover, parse_financing
 
 _NAN = float("nan")
 _PROTECTIVE = ("stop_loss", "take_profit", "trailing_stop")
@@ -101,11 +103,14 @@ class Commission:
 class _Position:
     """Netted position of one instrument with the protective orders attached to it."""
 
-    __slots__ = ("units", "avg", "stop_loss", "take_profit", "trail", "extreme", "origin", "brain")
+    __slots__ = (
+        "units", "avg", "stop_loss", "take_profit", "trail", "extreme", "origin", "brain", "lots",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.units = 0.0
         self.avg = 0.0
+        self.lots: list[list[float]] = []  # [signed units, price], oldest first (account mode)
         self.stop_loss: float | None = None
         self.take_profit: float | None = None
         self.trail: float | None = None  # trailing distance
@@ -160,6 +165,31 @@ def _on_ticks(order: Order, spec: Instrument) -> Order:
     )
 
 
+def _fifo(pos: _Position, signed: float, price: float) -> float:
+    """Net a fill into ``pos``'s lots, oldest first; returns the price P&L of the units it
+    closed (in quote currency, before the multiplier)."""
+    remaining = signed
+    pnl = 0.0
+    lots = pos.lots
+    while lots and remaining and (lots[0][0] > 0) != (remaining > 0):
+        lot = lots[0]
+        take = min(abs(lot[0]), abs(remaining))
+        direction = 1.0 if lot[0] > 0 else -1.0
+        pnl += take * (price - lot[1]) * direction
+        lot[0] -= take * direction
+        remaining += take * direction
+        if abs(lot[0]) <= 1e-12 * max(1.0, take):
+            lots.pop(0)
+    if abs(remaining) > 1e-12 * max(1.0, abs(signed)):
+        lots.append([remaining, price])
+    return pnl
+
+
+def _average(lots: list[list[float]]) -> float:
+    units = sum(lot[0] for lot in lots)
+    return sum(lot[0] * lot[1] for lot in lots) / units if units else 0.0
+
+
 def _per_symbol(name: str, value: float | Mapping[str, float], default: float) -> dict:
     if isinstance(value, Mapping):
         table = {}
@@ -194,6 +224,10 @@ class SimulatedBroker:
         margin_rate: float | dict[str, float] = 1.0,
         path: str = "ohlc",
         instruments: Mapping[str, Instrument] | Iterable[Instrument] | None = None,
+        currency: str | None = None,
+        rates: Mapping[str, float] | None = None,
+        closeout: float | None = CLOSEOUT_LEVEL,
+        financing: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(cash, bool) or not isinstance(cash, int | float) or not math.isfinite(cash):
             raise ValueError(f"cash: expected a finite number, got {cash!r}")
@@ -224,6 +258,24 @@ class SimulatedBroker:
                 self._multiplier[symbol] = spec.multiplier
             if spec.margin_rate is not None:
                 self._margin[symbol] = spec.margin_rate
+        # The account currency switches on OANDA's money rules (brokers/money.py).
+        self.account: AccountCurrency | None = None
+        if currency is not None:
+            quotes = {s: spec.quote_currency for s, spec in self.instruments.items()
+                      if spec.quote_currency}  # fmt: skip
+            self.account = AccountCurrency(currency, rates, quotes)
+        elif rates or financing:
+            raise ValueError("rates, financing: need an account currency (currency='USD')")
+        if closeout is not None and (not isinstance(closeout, int | float) or
+                                     not 0 < closeout <= 1):  # fmt: skip
+            raise ValueError(f"closeout: expected a fraction in (0, 1] or None, got {closeout!r}")
+        self.closeout = closeout if self.account is not None else None
+        self.financing = parse_financing(financing)
+        self.financing_total = 0.0  # account currency, + received / - paid
+        self.closeouts = 0
+        self._bid: dict[str, float] = {}  # closing prices (account mode): longs close at bids
+        self._ask: dict[str, float] = {}
+        self._next_roll: tuple[int, int] | None = None
         self._units: dict[str, float] = {}  # symbol -> signed units (read on the hot path)
         self._positions: dict[str, _Position] = {}
         self._mark: dict[str, float] = {}  # symbol -> last mid price
@@ -270,9 +322,14 @@ class SimulatedBroker:
     @property
     def unrealized_pnl(self) -> float:
         total = 0.0
+        account = self.account is not None
         for symbol, pos in self._positions.items():
             if pos.units:
-                move = self._mark.get(symbol, pos.avg) - pos.avg
+                if account:
+                    price = self._closing_price(symbol, pos.units, pos.avg)
+                    move = (price - pos.avg) * self._rate(symbol, price)
+                else:
+                    move = self._mark.get(symbol, pos.avg) - pos.avg
                 total += pos.units * move * self._multiplier.get(symbol, 1.0)
         return total
 
@@ -282,11 +339,76 @@ class SimulatedBroker:
 
     @property
     def margin_used(self) -> float:
+        if self.account is not None:
+            total = 0.0
+            for symbol, pos in self._positions.items():
+                if pos.units:
+                    price = self._closing_price(symbol, pos.units, pos.avg)
+                    value = abs(pos.units) * price * self._rate(symbol, price)
+                    total += value * self._margin_per_value(symbol)
+            return total
         return sum(
             abs(pos.units) * self._mark.get(symbol, pos.avg) * self._margin_per_value(symbol)
             for symbol, pos in self._positions.items()
             if pos.units
         )
+
+    # -- account currency (brokers/money.py) ------------------------------------------------
+    def _rate(self, symbol: str, price: float) -> float:
+        """Account-currency value of one unit of ``symbol``'s quote currency (1 without an
+        account currency); raises NoConversion."""
+        if self.account is None:
+            return 1.0
+        return self.account.rate(symbol, price, self._mark)
+
+    def _closing_price(self, symbol: str, units: float, default: float) -> float:
+        """The price a position of ``units`` would close at: the bid for a long, the ask for
+        a short (the mark when no quote was seen)."""
+        book = self._bid if units > 0 else self._ask
+        price = book.get(symbol)
+        return price if price is not None else self._mark.get(symbol, default)
+
+    def _quote(self, symbol: str, bid: float, ask: float) -> None:
+        if self.account is not None:
+            self._bid[symbol], self._ask[symbol] = bid, ask
+
+    def _roll(self, time: int) -> None:
+        """Financing for every 17:00 New York passed by ``time`` (brokers/money.py)."""
+        if not self.financing and self._next_roll is None:
+            return
+        if self._next_roll is None:
+            self._next_roll = next_rollover(time)
+            return
+        while time >= self._next_roll[0]:
+            stamp, days = self._next_roll
+            for symbol, pos in self._positions.items():
+                rates = self.financing.get(symbol)
+                if not pos.units or rates is None:
+                    continue
+                annual = rates[0] if pos.units > 0 else rates[1]
+                price = self._closing_price(symbol, pos.units, pos.avg)
+                value = abs(pos.units) * price * self._multiplier.get(symbol, 1.0)
+                amount = value * annual / 365.0 * days * self._rate(symbol, price)
+                self.balance += amount
+                self.financing_total += amount
+            self._next_roll = next_rollover(stamp)
+
+    def _check_closeout(self, time: int, events: list[OrderEvent]) -> None:
+        """Close every position at its closing price when the NAV has fallen to ``closeout``
+        times the margin used (OANDA: margin used / (2 x NAV) reaching 1.0)."""
+        if self.closeout is None or not self._units:
+            return
+        margin = self.margin_used
+        if margin <= 0 or self.equity > self.closeout * margin:
+            return
+        self.closeouts += 1
+        for symbol, pos in list(self._positions.items()):
+            if pos.units:
+                side = "sell" if pos.units > 0 else "buy"
+                price = self._closing_price(symbol, pos.units, pos.avg)
+                fill = self._apply_fill(symbol, side, abs(pos.units), price, time, pos.origin,
+                                        pos.brain, "margin closeout", None)  # fmt: skip
+                events.append(fill)
 
     @property
     def pending_orders(self) -> list[Order]:
@@ -296,6 +418,8 @@ class SimulatedBroker:
         """Set the mark (mid) price of ``symbol`` without running any order: the engine calls
         this on bars it does not pass to :meth:`on_bar`, before submitting orders."""
         self._mark[symbol] = price
+        half = self.half_spread(symbol)
+        self._quote(symbol, price - half, price + half)
         if time is not None:
             self._now = time
 
@@ -314,8 +438,12 @@ class SimulatedBroker:
             reason = f"duplicate client id {order.client_id!r}"
         if reason is None:
             price = order.price if order.type != "market" else self._mark.get(order.symbol)
-            if price is not None and not self._margin_ok(order.symbol, order.signed_size, price):
-                reason = "insufficient margin"
+            try:
+                if price is not None and not self._margin_ok(order.symbol, order.signed_size,
+                                                             price):  # fmt: skip
+                    reason = "insufficient margin"
+            except NoConversion as exc:
+                reason = str(exc)
         if reason is not None:
             return [self._event("rejected", order, reason=reason)]
         if order.type == "market_if_touched":
@@ -376,6 +504,13 @@ class SimulatedBroker:
         if abs(new) <= abs(units):
             return True  # reducing or closing never needs margin
         rate = self._margin_per_value(symbol)
+        if self.account is not None:
+            mark = self._closing_price(symbol, units, price) if units else price
+            current = abs(units) * mark * rate * self._rate(symbol, mark)
+            required = (
+                self.margin_used - current + abs(new) * price * rate * self._rate(symbol, price)
+            )
+            return required <= self.equity * (1 + 1e-12)
         current = abs(units) * self._mark.get(symbol, price) * rate
         required = self.margin_used - current + abs(new) * price * rate
         return required <= self.equity * (1 + 1e-12)
@@ -384,20 +519,12 @@ class SimulatedBroker:
     def on_bar(self, symbol: str, bar: Bar) -> list[OrderEvent]:
         """Run ``symbol``'s orders through one bar: pending market orders at the open, then the
         intrabar path; mark the position at the close."""
+        if self.account is not None:
+            return self._on_bar_accounted(symbol, bar)
         self._now = bar.time
         events: list[OrderEvent] = []
         if symbol in self.active:
-            half = self.half_spread(symbol)
-            if bar.has_quotes:
-                bids = (bar.bid_open, bar.bid_low, bar.bid_high, bar.bid_close)
-                asks = (bar.ask_open, bar.ask_low, bar.ask_high, bar.ask_close)
-            else:
-                mids = (bar.open, bar.low, bar.high, bar.close)
-                bids = (mids[0] - half, mids[1] - half, mids[2] - half, mids[3] - half)
-                asks = (mids[0] + half, mids[1] + half, mids[2] + half, mids[3] + half)
-            if bar.close < bar.open:  # bearish: the high comes first
-                bids = (bids[0], bids[2], bids[1], bids[3])
-                asks = (asks[0], asks[2], asks[1], asks[3])
+            bids, asks = self._path(symbol, bar)
             self._fill_market(symbol, bids[0], asks[0], bar.time, events)
             self._run_segment(symbol, bids[0], asks[0], bids[0], asks[0], bar.time, events)
             for k in range(1, 4):
@@ -407,14 +534,53 @@ class SimulatedBroker:
         self._mark[symbol] = bar.close
         return events
 
+    def _path(self, symbol: str, bar: Bar) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The bid and ask at the four points of the assumed intrabar path."""
+        if bar.has_quotes:
+            bids = (bar.bid_open, bar.bid_low, bar.bid_high, bar.bid_close)
+            asks = (bar.ask_open, bar.ask_low, bar.ask_high, bar.ask_close)
+        else:
+            half = self.half_spread(symbol)
+            mids = (bar.open, bar.low, bar.high, bar.close)
+            bids = (mids[0] - half, mids[1] - half, mids[2] - half, mids[3] - half)
+            asks = (mids[0] + half, mids[1] + half, mids[2] + half, mids[3] + half)
+        if bar.close < bar.open:  # bearish: the high comes first
+            bids = (bids[0], bids[2], bids[1], bids[3])
+            asks = (asks[0], asks[2], asks[1], asks[3])
+        return bids, asks
+
+    def _on_bar_accounted(self, symbol: str, bar: Bar) -> list[OrderEvent]:
+        """:meth:`on_bar` under the account currency's rules: financing at each 17:00 New York
+        passed, and the closeout checked at each point of the path (the worst one included)."""
+        self._roll(bar.time)
+        self._now = bar.time
+        events: list[OrderEvent] = []
+        bids, asks = self._path(symbol, bar)
+        for k in range(4):
+            if symbol in self.active:
+                if k == 0:
+                    self._fill_market(symbol, bids[0], asks[0], bar.time, events)
+                start = max(k - 1, 0)
+                self._run_segment(
+                    symbol, bids[start], asks[start], bids[k], asks[k], bar.time, events
+                )
+            self._quote(symbol, bids[k], asks[k])
+            self._mark[symbol] = (bids[k] + asks[k]) / 2.0
+            self._check_closeout(bar.time, events)
+        self._mark[symbol] = bar.close
+        return events
+
     def on_tick(self, symbol: str, tick: Tick) -> list[OrderEvent]:
         """The same as :meth:`on_bar` for one quote: everything that is due fills at it."""
+        self._roll(tick.time)
         self._now = tick.time
         events: list[OrderEvent] = []
         if symbol in self.active:
             self._fill_market(symbol, tick.bid, tick.ask, tick.time, events)
             self._run_segment(symbol, tick.bid, tick.ask, tick.bid, tick.ask, tick.time, events)
         self._mark[symbol] = (tick.bid + tick.ask) / 2.0
+        self._quote(symbol, tick.bid, tick.ask)
+        self._check_closeout(tick.time, events)
         return events
 
     def fill_at_close(self, symbol: str, bar: Bar) -> list[OrderEvent]:
@@ -539,8 +705,16 @@ class SimulatedBroker:
         spec = self.instruments.get(order.symbol)
         if spec is not None:
             price = spec.round_price(price, order.side)
-        if not self._margin_ok(order.symbol, order.signed_size, price):
-            events.append(self._event("rejected", order, reason="insufficient margin", time=time))
+        try:
+            problem = (
+                None
+                if self._margin_ok(order.symbol, order.signed_size, price)
+                else ("insufficient margin")
+            )
+        except NoConversion as exc:
+            problem = str(exc)
+        if problem is not None:
+            events.append(self._event("rejected", order, reason=problem, time=time))
             return
         event = self._apply_fill(
             order.symbol, order.side, order.size, price, time, order.client_id, order.brain,
@@ -569,11 +743,22 @@ class SimulatedBroker:
         signed = size if side == "buy" else -size
         units = pos.units
         multiplier = self._multiplier.get(symbol, 1.0)
-        unit_value = price * multiplier  # account value of one unit: the commission's "price"
+        rate = self._rate(symbol, price) if self.account is not None else 1.0
+        unit_value = price * multiplier * rate  # account value of one unit: the commission's
         commission = self.commission(size, unit_value) if self.commission is not None else 0.0
         realised = 0.0
         new = units + signed
-        if units == 0 or (units > 0) == (signed > 0):
+        if self.account is not None:  # FIFO lots, P&L in the account currency (OANDA's way)
+            realised = _fifo(pos, signed, price) * multiplier * rate
+            if abs(new) <= 1e-12 * max(1.0, abs(units)):
+                new = 0.0
+                pos.lots.clear()
+            flipped = units != 0 and new != 0.0 and (new > 0) != (units > 0)
+            opened = new != 0.0 and (units == 0 or flipped or abs(new) > abs(units))
+            if new == 0.0 or flipped:
+                pos.clear_protection()
+            pos.avg = _average(pos.lots)
+        elif units == 0 or (units > 0) == (signed > 0):
             pos.avg = (abs(units) * pos.avg + size * price) / abs(new)
             opened = True
         else:

@@ -36,7 +36,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -45,6 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from ...data.timeframes import Alignment, Timeframe, period_starts
+from ..money import CLOSEOUT_LEVEL, next_rollover, parse_financing
 from .parsers import OANDA_GRANULARITIES, format_time, parse_time
 
 _FX_MAX = "100000000"
@@ -346,6 +347,8 @@ class OandaSandbox:
         chunk_size: int | None = None,
         rate_limit: int | None = 120,
         clock: Callable[[], int] = time.time_ns,
+        financing: Mapping[str, Any] | None = None,
+        closeout: float = CLOSEOUT_LEVEL,
     ) -> None:
         if not token or not isinstance(token, str):
             raise ValueError("token: expected a non-empty string")
@@ -369,6 +372,11 @@ class OandaSandbox:
         self.latency = 0.0
         self.clock = clock
         self.instruments = {name: _Instrument(name, seed) for name in instruments}
+        # OANDA's money rules, as the simulated broker applies them (brokers/money.py)
+        self.financing = parse_financing(financing)
+        self.closeout = float(closeout)
+        self.financing_total = Decimal(0)
+        self._next_roll = next_rollover(clock())
         self._port, self._stream_port = port, stream_port
         self._lock = threading.RLock()
         self._closing = threading.Event()
@@ -509,13 +517,21 @@ class OandaSandbox:
             self._stream_plans.extend([(None, False, True)] * connections)
 
     def set_price(self, instrument: str, bid: float, ask: float) -> None:
-        """Pin ``instrument``'s quote (until :meth:`release_price`); pending orders react."""
+        """Pin ``instrument``'s quote (until :meth:`release_price`); pending orders react, and
+        a margin closeout closes the positions at this bid and ask (a pinned quote has no worse
+        closeout tier)."""
         if not 0 < bid < ask:
             raise ValueError(f"set_price: expected 0 < bid < ask, got {bid}, {ask}")
         inst = self._instrument(instrument)
         with self._lock:
             inst.pinned = (bid, ask)
             self._publish_prices([instrument])
+
+    def settle(self) -> None:
+        """Apply what the clock has reached: the financing of every 17:00 New York passed and
+        a margin closeout (also run at each price tick and before account requests)."""
+        with self._lock:
+            self._settle()
 
     def release_price(self, instrument: str) -> None:
         with self._lock:
@@ -647,6 +663,80 @@ class OandaSandbox:
                     if name in sub.instruments:
                         sub.put(prices[name])
         self._check_orders(names)
+        self._settle()
+
+    @staticmethod
+    def _closeout_prices(inst: _Instrument, bid: float, ask: float) -> tuple[float, float]:
+        """The worst tier, where closeouts execute (a pinned quote is its own)."""
+        if inst.pinned is not None:
+            return bid, ask
+        return bid - inst.half_spread, ask + inst.half_spread
+
+    def _settle(self) -> None:
+        self._roll_financing()
+        self._check_closeout()
+
+    def _roll_financing(self) -> None:
+        """DAILY_FINANCING at each 17:00 New York the clock passed: every position pays or
+        earns |units| x closing price x annual rate / 365 x days (3 on Wednesdays), in USD."""
+        now = self.clock()
+        while now >= self._next_roll[0]:
+            stamp, days = self._next_roll
+            self._next_roll = next_rollover(stamp)
+            if not self.financing:
+                continue
+            per_position: dict[str, Decimal] = {}
+            for trade in self._open_trades():
+                rates = self.financing.get(trade["instrument"])
+                if rates is None:
+                    continue
+                inst = self.instruments[trade["instrument"]]
+                units = Decimal(trade["currentUnits"])
+                mark = self._mark(inst, units, now)
+                annual = Decimal(str(rates[0] if units > 0 else rates[1]))
+                amount = (
+                    abs(units) * mark * annual / 365 * days * self._home_rate(inst, float(mark))
+                )
+                trade["financing"] = str(Decimal(trade["financing"]) + amount)
+                name = trade["instrument"]
+                per_position[name] = per_position.get(name, Decimal(0)) + amount
+            if not per_position:
+                continue
+            total = sum(per_position.values(), Decimal(0)).quantize(Decimal("0.0001"))
+            self.balance += total
+            self.financing_total += total
+            self._tx(
+                "DAILY_FINANCING",
+                self._next_request_id(),
+                financing=str(total),
+                accountBalance=str(self.balance.quantize(Decimal("0.0001"))),
+                accountFinancingMode="DAILY",
+                positionFinancings=[
+                    {"instrument": n, "financing": str(v.quantize(Decimal("0.0001")))}
+                    for n, v in per_position.items()
+                ],
+            )
+
+    def _check_closeout(self) -> None:
+        """OANDA's margin closeout: when margin used / (2 x NAV) reaches 1.0 (the NAV has
+        fallen to half the margin used), every open trade is closed at the closeout prices."""
+        trades = self._open_trades()
+        if not trades:
+            return
+        now = self.clock()
+        margin = sum((self._trade_margin(t, now) for t in trades), Decimal(0))
+        nav = self.balance + sum((self._trade_upl(t, now) for t in trades), Decimal(0))
+        if margin <= 0 or nav > Decimal(str(self.closeout)) * margin:
+            return
+        rid = self._next_request_id()
+        for trade in trades:
+            inst = self.instruments[trade["instrument"]]
+            units = -Decimal(trade["currentUnits"])
+            bid, ask = self._closeout_prices(inst, *inst.quote(now))
+            price = Decimal(inst.fmt(ask if units > 0 else bid))
+            self._close_at_market(inst, units, rid, "MARGIN_CLOSEOUT", close_trade=trade,
+                                  price=price, tradeClose={"tradeID": trade["id"],
+                                                           "units": "ALL"})  # fmt: skip
 
     def _tick_loop(self) -> None:
         while not self._closing.wait(self.tick_interval):
@@ -661,8 +751,8 @@ class OandaSandbox:
             "time": format_time(now),
             "bids": [{"price": inst.fmt(bid), "liquidity": 10000000}],
             "asks": [{"price": inst.fmt(ask), "liquidity": 10000000}],
-            "closeoutBid": inst.fmt(bid - inst.half_spread),
-            "closeoutAsk": inst.fmt(ask + inst.half_spread),
+            "closeoutBid": inst.fmt(self._closeout_prices(inst, bid, ask)[0]),
+            "closeoutAsk": inst.fmt(self._closeout_prices(inst, bid, ask)[1]),
             "status": status,
             "tradeable": inst.tradeable,
             "instrument": inst.name,
@@ -740,13 +830,16 @@ class OandaSandbox:
         return 200, {"accounts": [{"id": self.account_id, "tags": []}]}, {}
 
     def _summary(self) -> dict[str, Any]:
+        self._settle()
         now = self.clock()
         unrealized = sum((self._trade_upl(t, now) for t in self._open_trades()), Decimal(0))
         margin = sum((self._trade_margin(t, now) for t in self._open_trades()), Decimal(0))
         nav = self.balance + unrealized
         pl = sum((sum(s.values(), Decimal(0)) for s in self.realized.values()), Decimal(0))
         money = lambda d: str(Decimal(d).quantize(Decimal("0.0001")))  # noqa: E731
-        pct = str((margin / nav).quantize(Decimal("0.00001"))) if nav else "0.00000"
+        # real accounts: marginCallPercent = margin used / NAV, closeout at half of it
+        call = str((margin / nav).quantize(Decimal("0.00001"))) if nav > 0 else "0.00000"
+        pct = str((margin / (2 * nav)).quantize(Decimal("0.00001"))) if nav > 0 else "0.00000"
         pending = [o for o in self.orders.values() if o["state"] == "PENDING"]
         return {
             "guaranteedStopLossOrderMode": "DISABLED",
@@ -765,7 +858,7 @@ class OandaSandbox:
             "pl": money(pl),
             "resettablePL": money(pl),
             "resettablePLTime": "0",
-            "financing": "0.0000",
+            "financing": money(self.financing_total),
             "commission": "0.0000",
             "guaranteedExecutionFees": "0.0000",
             "unrealizedPL": money(unrealized),
@@ -780,7 +873,7 @@ class OandaSandbox:
             "marginCloseoutPercent": pct,
             "withdrawalLimit": money(max(nav - margin, Decimal(0))),
             "marginCallMarginUsed": money(margin),
-            "marginCallPercent": pct,
+            "marginCallPercent": call,
         }
 
     def _h_account(self, q: dict[str, str], body: Any, rid: str) -> Any:
@@ -1126,6 +1219,8 @@ class OandaSandbox:
         rid: str,
         reason: str,
         close_trade: dict[str, Any] | None = None,
+        *,
+        price: Decimal | None = None,
         **fields: Any,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """A reduce-only market order (closing a trade or a position) filled at once at the
@@ -1149,8 +1244,9 @@ class OandaSandbox:
             "units": str(units),
         }
         self.orders[order["id"]] = order
-        bid, ask = inst.quote(self.clock())
-        price = Decimal(inst.fmt(ask if units > 0 else bid))
+        if price is None:
+            bid, ask = inst.quote(self.clock())
+            price = Decimal(inst.fmt(ask if units > 0 else bid))
         result = self._fill(
             order,
             inst,
@@ -1808,12 +1904,10 @@ class OandaSandbox:
                     if want == "ALL"
                     else (-Decimal(str(want)) if side == "long" else Decimal(str(want)))
                 )
+                closeout: dict[str, Any] = {"instrument": instrument, "units": want}
+                extra: dict[str, Any] = {f"{side}PositionCloseout": closeout}
                 create, result = self._close_at_market(
-                    inst,
-                    units,
-                    rid,
-                    "POSITION_CLOSEOUT",
-                    **{f"{side}PositionCloseout": {"instrument": instrument, "units": want}},
+                    inst, units, rid, "POSITION_CLOSEOUT", **extra
                 )
                 payload[f"{side}OrderCreateTransaction"] = create
                 payload[f"{side}OrderFillTransaction"] = result["orderFillTransaction"]
