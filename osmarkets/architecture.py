@@ -768,6 +768,11 @@ def _kill(process: Any) -> None:
     process.join(5)
 
 
+def _aligned(conversions: list[float] | None, fills: list[Any]) -> list[float] | None:
+    """The fills' conversions when there is one per fill (an account currency), else None."""
+    return conversions if conversions and len(conversions) == len(fills) else None
+
+
 def _conform_replay(
     data: Mapping[str, Any], alignment: Alignment, data_timeframe: Any
 ) -> tuple[dict[str, pd.DataFrame], dict[str, str | None], dict[str, dict[str, Any]]]:
@@ -999,6 +1004,8 @@ class SimulatedArchitecture(Architecture):
             record["fills"], equity, initial_cash=self.cash, prices=self.frames,
             open_positions=record["state"].get("positions", {}), name=",".join(brains),
             multipliers={symbol: spec.multiplier for symbol, spec in self.instruments.items()},
+            conversions=_aligned(record.get("conversions"), record["fills"]),
+            events=record.get("events") or None,
         )  # fmt: skip
         self._result = result
         return result

@@ -419,7 +419,7 @@ def test_calendars_that_model_a_few_years_only_still_serve_their_years():
 
 
 def test_streaming_and_batch_agree_around_the_open_and_the_close():
-    from osmarkets.data import BarResampler, Bar
+    from osmarkets.data import Bar, BarResampler
 
     day = SESSIONS[60]
     local = pd.date_range(f"{day.date()} 08:00", f"{day.date()} 17:59", freq="min",

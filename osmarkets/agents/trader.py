@@ -61,6 +61,9 @@ class TraderAgent(OsmAgent):
         self.events_sent: dict[str, int] = {}
         self.undeliverable = 0
         self.fills: list[OrderEvent] = []
+        self.conversions: list[float] = []  # account currency: one per fill (brokers/money.py)
+        self.events: list[OrderEvent] = []  # every order event delivered (results' orders)
+        self._conversion_of: dict[tuple, float] = {}
         self.equity_points: list[tuple[int, float]] = []
         self.receipts: deque[tuple[str, int]] = deque(maxlen=200_000)
         self.brains: dict[str, str] = {}  # brain -> alias of its events socket
@@ -282,6 +285,10 @@ class TraderAgent(OsmAgent):
     def _on_result(self, data: bytes) -> None:
         self.in_flight -= 1
         job, events, state = pickle.loads(data)  # inproc, from this process's own thread
+        rates = state.pop("conversions", None)
+        if rates:  # account currency: the conversion of each fill, kept with the fill
+            fills = [e for e in events if e.kind == "filled"]
+            self._conversion_of.update(zip(map(_fill_key, fills), rates, strict=False))
         if self.journal is not None and events:  # recorded before delivered; not a copy
             events = self.journal.record_events(events)
             if state["positions"] != self.positions:  # the account's, as last read
@@ -408,8 +415,12 @@ class TraderAgent(OsmAgent):
         }
 
     def _deliver(self, event: OrderEvent) -> None:
+        self.events.append(event)
         if event.kind == "filled":
             self.fills.append(event)
+            rate = self._conversion_of.pop(_fill_key(event), None)
+            if rate is not None:
+                self.conversions.append(rate)
         alias = self.brains.get(event.brain)
         if alias is None:
             self.undeliverable += 1
@@ -446,6 +457,8 @@ class TraderAgent(OsmAgent):
         """Fills, equity points and the broker's account state, for results and tests."""
         return {
             "fills": list(self.fills),
+            "conversions": list(self.conversions),
+            "events": list(self.events),
             "equity": list(self.equity_points),
             "state": dict(self.broker_state),
             "orders_received": dict(self.orders_received),
@@ -498,6 +511,10 @@ class TraderAgent(OsmAgent):
         return stats
 
 
+def _fill_key(event: OrderEvent) -> tuple:
+    return (event.client_id, event.reason, event.time, event.size, event.price)
+
+
 def _worker(context: zmq.Context, work_addr: str, results_addr: str, broker: Any) -> None:
     """Run broker calls one at a time, in order, and send back their events."""
     pull = context.socket(zmq.PULL)
@@ -513,6 +530,8 @@ def _worker(context: zmq.Context, work_addr: str, results_addr: str, broker: Any
             events: list[OrderEvent] = []
             error = ""
             reconciliation: dict[str, Any] = {}
+            converted = getattr(broker, "fill_conversions", None)
+            before = len(converted) if converted is not None else 0
             try:
                 if job[0] == "reconcile":
                     report = broker.reconcile()
@@ -533,6 +552,8 @@ def _worker(context: zmq.Context, work_addr: str, results_addr: str, broker: Any
                     equity=float(broker.equity),
                     balance=float(getattr(broker, "balance", float("nan"))),
                 )
+                if converted:
+                    state["conversions"] = converted[before:]
             try:
                 push.send(pickle.dumps((job, events, state), protocol=pickle.HIGHEST_PROTOCOL))
             except zmq.ContextTerminated:

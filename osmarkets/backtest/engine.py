@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..brain import Brain
 from ..brokers.base import Order, OrderEvent
+from ..brokers.money import CLOSEOUT_LEVEL
 from ..brokers.simulated import Commission, SimulatedBroker
 from ..data.calendars import period_ends as calendar_period_ends
 from ..data.calendars import sessions
@@ -196,6 +197,8 @@ class _Context:
         self.instruments = instruments
         self._series = series
         self.queue: list[OrderEvent] = []
+        self.orders: list[Order] = []  # every order sent, for Result.orders
+        self.events: list[OrderEvent] = []  # every order event of the run, in order
         self.clock: ReplaySeries = instruments[0].base.series  # base series of the bar at hand
         self.tf_ns = {
             inst.symbol: (
@@ -212,10 +215,15 @@ class _Context:
                 broker.mark(
                     inst.symbol, float(inst.base.series._data["close"][inst.base.series._head])
                 )
-        self.queue.extend(broker.submit(order))
+        self.orders.append(order)
+        events = broker.submit(order)
+        self.events.extend(events)
+        self.queue.extend(events)
 
     def cancel_order(self, brain: Brain, client_id: str) -> None:
-        self.queue.extend(self.broker.cancel(client_id))
+        events = self.broker.cancel(client_id)
+        self.events.extend(events)
+        self.queue.extend(events)
 
     def position(self, brain: Brain, symbol: str) -> float:
         return self.broker._units.get(symbol, 0.0)
@@ -256,6 +264,10 @@ def backtest(
     calendar: str | None = None,
     regular_hours: bool = False,
     instruments: Any = None,
+    currency: str | None = None,
+    rates: Mapping[str, float] | None = None,
+    financing: Mapping[str, Any] | None = None,
+    closeout: float | None = CLOSEOUT_LEVEL,
 ) -> Result:
     """Run ``brain_class`` on historical bars in this process and return a :class:`Result`.
 
@@ -269,6 +281,10 @@ def backtest(
     attributes. The broker options are those of
     :class:`~osmarkets.brokers.simulated.SimulatedBroker`; ``instruments`` (a TOML/JSON path,
     or :class:`~osmarkets.instruments.Instrument` objects) give multipliers, ticks and lots.
+    ``currency`` (``'USD'``) switches on OANDA's money rules (:mod:`osmarkets.brokers.money`):
+    P&L and margin converted from each quote currency at the data's conversion pairs or
+    ``rates``, margin ``closeout``, daily ``financing``; a symbol that cannot be converted
+    raises ``ValueError`` before the run.
 
     Raises :class:`BacktestError` (with the bar's time in the message) when a Brain handler
     raises, and ``ValueError`` for bad arguments or data.
@@ -291,18 +307,23 @@ def backtest(
     specs = load_instruments(instruments) if instruments is not None else {}
     broker = SimulatedBroker(
         cash, spread=spread, slippage=slippage, commission=commission, margin_rate=margin_rate,
-        instruments=specs,
+        instruments=specs, currency=currency, rates=rates, financing=financing,
+        closeout=closeout,
     )  # fmt: skip
+    if broker.account is not None:
+        broker.account.check([inst.symbol for inst in feeds])
     series = {inst.base.bsid: inst.base.series for inst in feeds}
     series.update({f.bsid: f.series for inst in feeds for f in inst.higher})
     context = _Context(broker, feeds, series)
     brain.bind(context, name)
     fills: list[tuple[int, int, OrderEvent]] = []  # (instrument number, base index, event)
-    if len(feeds) == 1:
+    curve: list[float] | None = [] if broker.account is not None else None
+    if len(feeds) == 1 and curve is None:
         _run_single(brain, context, feeds[0], fill == "close", fills)
     else:
-        _run_multi(brain, context, feeds, fill == "close", fills)
-    return _result(brain, broker, feeds, fills, float(cash), params)
+        _run_multi(brain, context, feeds, fill == "close", fills, curve)
+    return _result(brain, broker, feeds, fills, float(cash), params,
+                   events=context.events, orders=context.orders, curve=curve)  # fmt: skip
 
 
 def parse_bsids(bsid: Any) -> list[BarSeriesID]:
@@ -382,6 +403,7 @@ def _run_single(
     on_new_bar = brain.on_new_bar
     on_event = _event_handler(brain)
     queue = context.queue
+    log = context.events
     higher = [(f.series, _due(f), len(f.records)) for f in inst.higher]
     cursors = [0] * len(higher)
     current_bsid = inst.base.bsid
@@ -391,6 +413,7 @@ def _run_single(
         for i in range(n):
             if symbol in active:
                 events = broker.on_bar(symbol, _bar(records, i))
+                log.extend(events)
                 for event in events:
                     if event.kind == "filled":
                         fills.append((0, i, event))
@@ -415,6 +438,7 @@ def _run_single(
                     cursors[k] = j
             if fill_close and symbol in active:
                 events = broker.fill_at_close(symbol, _bar(records, i))
+                log.extend(events)
                 for event in events:
                     if event.kind == "filled":
                         fills.append((0, i, event))
@@ -444,14 +468,18 @@ def _run_multi(
     instruments: list[_Instrument],
     fill_close: bool,
     fills: list[tuple[int, int, OrderEvent]],
+    curve: list[float] | None = None,
 ) -> None:
     """Several instruments in time order: at each time, the broker runs every instrument's bar
-    first, then the Brain sees them in the order the symbols were given."""
+    first, then the Brain sees them in the order the symbols were given. With an account
+    currency the broker sees every bar (marks, conversion, closeout, financing) and ``curve``
+    gets the equity after each time."""
     broker = context.broker
-    active = broker.active
+    active = broker.active if broker.account is None else _Everything()
     on_new_bar = brain.on_new_bar
     on_event = _event_handler(brain)
     queue = context.queue
+    log = context.events
     all_times = np.concatenate([inst.base.records["time"] for inst in instruments])
     which = np.concatenate(
         [np.full(len(inst.base.records), k, dtype=np.int64) for k, inst in enumerate(instruments)]
@@ -473,6 +501,7 @@ def _run_multi(
                 inst = instruments[k]
                 if inst.symbol in active:
                     events = broker.on_bar(inst.symbol, _bar(inst.base.records, i))
+                    log.extend(events)
                     fills.extend((k, i, e) for e in events if e.kind == "filled")
                     _deliver(brain, events, on_event)
             for k, i in group:
@@ -497,14 +526,24 @@ def _run_multi(
                     cursors[k][h] = j
                 if fill_close and inst.symbol in active:
                     events = broker.fill_at_close(inst.symbol, _bar(inst.base.records, i))
+                    log.extend(events)
                     fills.extend((k, i, e) for e in events if e.kind == "filled")
                     _deliver(brain, events, on_event)
+            if curve is not None:
+                curve.append(broker.equity)
     except BacktestError:
         raise
     except Exception as exc:
         raise _fail(exc, brain, current_bsid, time) from exc
     for inst in instruments:
         broker.mark(inst.symbol, float(inst.close[-1]), int(inst.base.records["time"][-1]))
+
+
+class _Everything:
+    """A set that holds every symbol: the broker sees every bar."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
 
 
 def _result(
@@ -514,9 +553,14 @@ def _result(
     fills: list[tuple[int, int, OrderEvent]],
     cash: float,
     params: Mapping[str, Any] | None,
+    *,
+    events: list[OrderEvent] | None = None,
+    orders: list[Order] | None = None,
+    curve: list[float] | None = None,
 ) -> Result:
     """Equity after every bar, vectorised: cash minus the fills' cash flows plus each
-    instrument's position marked at its close (carried forward between its bars)."""
+    instrument's position marked at its close (carried forward between its bars); or, with an
+    account currency, the broker's own equity after each time (``curve``)."""
     times = np.unique(np.concatenate([inst.base.records["time"] for inst in instruments]))
     flows = np.zeros(len(times))
     value = np.zeros(len(times))
@@ -542,7 +586,7 @@ def _result(
         idx = np.maximum(where, 0)
         multiplier = broker.multiplier(inst.symbol)
         value += np.where(seen, units[idx] * inst.close[idx] * multiplier, 0.0)
-    equity = cash - np.cumsum(flows) + value
+    equity = cash - np.cumsum(flows) + value if curve is None else np.asarray(curve)
     index = pd.DatetimeIndex(times.view("M8[ns]"), name="time").tz_localize("UTC")
     prices = {inst.symbol: inst.frame for inst in instruments}
     return Result.from_run(
@@ -554,6 +598,9 @@ def _result(
         params=dict(params or {}),
         open_positions=broker.positions,
         multipliers={inst.symbol: broker.multiplier(inst.symbol) for inst in instruments},
+        conversions=broker.fill_conversions if broker.account is not None else None,
+        events=events,
+        orders=orders,
     )
 
 

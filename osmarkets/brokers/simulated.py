@@ -272,6 +272,8 @@ class SimulatedBroker:
         self.closeout = closeout if self.account is not None else None
         self.financing = parse_financing(financing)
         self.financing_total = 0.0  # account currency, + received / - paid
+        #: account-currency value of one unit of quote currency at each fill, in fill order
+        self.fill_conversions: list[float] = []
         self.closeouts = 0
         self._bid: dict[str, float] = {}  # closing prices (account mode): longs close at bids
         self._ask: dict[str, float] = {}
@@ -749,6 +751,7 @@ class SimulatedBroker:
         realised = 0.0
         new = units + signed
         if self.account is not None:  # FIFO lots, P&L in the account currency (OANDA's way)
+            self.fill_conversions.append(rate)
             realised = _fifo(pos, signed, price) * multiplier * rate
             if abs(new) <= 1e-12 * max(1.0, abs(units)):
                 new = 0.0

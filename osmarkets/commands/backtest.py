@@ -40,8 +40,36 @@ def add_parser(subparsers: Any) -> None:
                         help="margin fraction (1 = no leverage, 0.02 = 50:1)")  # fmt: skip
     parser.add_argument("--history", type=int, default=None, help="bars kept per series")
     parser.add_argument("--html", help="also write a self-contained HTML report here")
+    parser.add_argument("--currency", metavar="CODE",
+                        help="account currency, e.g. USD: P&L and margin converted from each "
+                             "quote currency, margin closeout (docs: Money)")  # fmt: skip
+    parser.add_argument("--rate", action="append", default=[], metavar="CUR=VALUE",
+                        help="value of one unit of CUR in the account currency, for crosses "
+                             "without a conversion pair in the data (repeatable)")  # fmt: skip
     add_data_options(parser)
     parser.set_defaults(handler=run)
+
+
+def money_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--currency`` and ``--rate`` checked: one line naming the bad one."""
+    if args.rate and not args.currency:
+        raise UsageError("--rate: needs --currency")
+    if not args.currency:
+        return {}
+    rates: dict[str, float] = {}
+    for item in args.rate:
+        code, sep, text = item.partition("=")
+        try:
+            rates[code.strip().upper()] = float(text) if sep else float("nan")
+        except ValueError:
+            raise UsageError(f"--rate: expected CUR=VALUE, got {item!r}") from None
+    from ..brokers.money import AccountCurrency
+
+    try:
+        AccountCurrency(args.currency, rates)
+    except ValueError as exc:
+        raise UsageError(f"--currency/--rate: {first_line(exc)}") from None
+    return {"currency": args.currency, "rates": rates}
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -203,6 +231,26 @@ def write_html(result: Any, path: str) -> None:
     print(f"report written to {path}")
 
 
+def rejection_warning(result: Any, args: argparse.Namespace, cls: Any) -> str:
+    """One line on the rejected orders, ``''`` when none: how many, the most frequent reason
+    (with the cash and margin rate when it is margin) and the options that change it."""
+    rejections = result.rejections
+    if not rejections:
+        return ""
+    top = next(iter(rejections))
+    if top == "insufficient margin":
+        cash = f"{args.cash:,.0f}" if args.cash == int(args.cash) else f"{args.cash:,.2f}"
+        notes = {top: f" (cash {cash}, margin rate {args.margin_rate!r})"}
+        options = ["--cash", "--margin-rate"]
+        if "size" in cls.parameters():
+            options.append("--param size")
+        hint = f"see {', '.join(options)}"
+    else:
+        notes = {}
+        hint = "see the orders in the --html report"
+    return f"{result.rejection_summary(notes)}; {hint}"
+
+
 def run(args: argparse.Namespace) -> int:
     from ..backtest.engine import backtest
     from ..brokers.simulated import Commission
@@ -210,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
     cls = load_brain_class(args.target)
     params = parse_params(cls, args.param)
     bsids = parse_bsid_option(args.bsid)
-    options = data_options(args)
+    options = {**data_options(args), **money_options(args)}
     data = read_data(args.data)
     symbols = {b.symbol for b in bsids}
     frames: Any = data if len(symbols) == 1 else {s: data for s in symbols}
@@ -225,6 +273,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(first_line(exc)) from None
     print(f"{cls.__name__} on {args.data} ({', '.join(str(b) for b in bsids)})")
     print(result.stats_table())
+    warning = rejection_warning(result, args, cls)
+    if warning:
+        print(warning, file=sys.stderr)
     if args.html:
         write_html(result, args.html)
     return 0

@@ -4,7 +4,8 @@
 
     osmarkets optimize file.py:Class --data bars.csv --bsid EUR_USD:M1 \\
         --space fast=5:50 --space slow=20:200 [--space x=0.1:10:log] [--space kind=a,b,c] \\
-        --samples 2000 [--grid] --workers 2 -o results.parquet [--html report.html]
+        [--constraint 'fast < slow'] --samples 2000 [--grid] --workers 2 \\
+        -o results.parquet [--html report.html]
     osmarkets walkforward file.py:Class --data bars.csv --bsid EUR_USD:M1 \\
         --space fast=5:50 --train 20000 --test 5000 [--step 5000] [--anchored] ...
 
@@ -89,6 +90,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("--space", action="append", default=[], metavar="NAME=SPEC",
         help="a dimension: fast=5:50 (ints), fast=5:50:5 (step), x=0.1:10 (floats), "
              "x=0.1:10:log, kind=a,b,c (choice); repeatable")  # fmt: skip
+    add("--constraint", action="append", default=[], metavar="EXPR",
+        help="a condition between parameters, e.g. 'fast < slow' or 'slow - fast >= 10': "
+             "parameter names, numbers, < <= > >= == !=, + - * / // %%, unary -, and, or, "
+             "not, parentheses (nothing else; never evaluated as Python); configurations "
+             "violating it are not generated; repeatable")  # fmt: skip
     add(
         "--param",
         action="append",
@@ -208,6 +214,11 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
         if name in dims:
             raise UsageError(f"--space: {name} given twice")
         dims[name] = dim
+    try:
+        space = Space(dims, constraints=args.constraint)
+    except ValueError as exc:
+        text = first_line(exc)
+        raise UsageError(f"--{text}" if text.startswith("constraint") else text) from None
     for name, value in (("--samples", args.samples), ("--points", args.points),
                         ("--max-members", args.max_members)):  # fmt: skip
         if value < 1:
@@ -232,7 +243,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
             ("min_sortino", args.min_sortino), ("max_drawdown", args.max_drawdown),
         ) if v is not None},
     }  # fmt: skip
-    return cls, data, Space(dims), options
+    return cls, data, space, options
 
 
 def _save(result: Any, args: argparse.Namespace) -> None:

@@ -39,7 +39,7 @@ from .space import Space, config_id
 #: The statistics kept for every configuration (a subset of ``Result.stats``).
 STAT_KEYS = (
     "final_value", "total_return", "sharpe", "sortino", "max_drawdown", "trades",
-    "trades_per_day", "active_days_fraction",
+    "trades_per_day", "active_days_fraction", "rejected",
 )  # fmt: skip
 SCORES = ("sharpe", "sortino", "total_return", "final_value")
 ENGINES = ("auto", "vectorized", "event")
@@ -215,7 +215,7 @@ class Evaluator:
             self.brain_class, self.frame, self.bsid, params={**self.fixed, **config},
             history=self.history, cash=self.cash, **self.options, **self.data_options,
         )  # fmt: skip
-        stats = result.stats
+        stats = {**result.stats, "rejected": result.stats["orders_rejected"]}
         return {key: _number(stats[key]) for key in STAT_KEYS}
 
     # -- vectorised ----------------------------------------------------------------------------
@@ -236,6 +236,9 @@ class Evaluator:
             run.table["max_drawdown"].to_numpy(),
         )
         stats["trades"] = run.table["trades"].to_numpy()
+        # The vectorised path has no margin model (it trades every target it is given): no
+        # order is ever rejected there, so its rejected count is 0 by construction.
+        stats["rejected"] = np.zeros(len(configs))
         keys = list(STAT_KEYS)
         return [{key: _number(stats[key][i]) for key in keys} for i in range(len(configs))]
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from ..backtest.engine import backtest
+from ..backtest.stats import round_trips
 from ..brain import Brain
+from ..data.validate import validate_bars
 from .evaluate import STAT_KEYS, Evaluator, Filters, smooth_scores
-from .portfolio import Portfolio, select_portfolio
-from .results import ExploreResult
+from .portfolio import Activity, Portfolio, select_portfolio
+from .results import ExploreResult, annualisation_note
 from .space import Config, Space, config_id
 
 Progress = Callable[[int, int], None]
@@ -87,6 +90,7 @@ def explore(
     refine: int = 0,
     refine_samples: int | None = None,
     seed: int | None = 0,
+    constraints: Iterable[str] | None = None,
     filters: Filters | Mapping[str, Any] | None = None,
     score: str = "sharpe",
     smooth: int = 0,
@@ -109,7 +113,10 @@ def explore(
     Generation: ``samples`` random configurations (``seed``), or the full grid with
     ``grid=True`` (floats on ``points`` values); then ``refine`` rounds of ``refine_samples``
     (default ``samples // 2``) configurations bred from the best so far (see
-    :meth:`Space.refine`). ``filters``: :class:`Filters` or a mapping of its fields.
+    :meth:`Space.refine`). ``constraints``: conditions between parameters as text, e.g.
+    ``['fast < slow']`` (see :class:`~osmarkets.optimize.space.Constraint`), added to the
+    space's own: no configuration violating one is generated or evaluated. ``filters``:
+    :class:`Filters` or a mapping of its fields.
     ``score``: the statistic to rank by; ``smooth=k`` ranks by the mean score of each
     configuration's k nearest neighbours instead (column ``score_smooth``). Portfolio: the
     ``candidates`` best surviving configurations are offered to :func:`select_portfolio`.
@@ -119,6 +126,8 @@ def explore(
     ``commission``, ``history``, ``engine``, ``params``) go to :class:`Evaluator`.
     """
     space = Space.coerce(space)
+    if constraints:
+        space = space.with_constraints(constraints)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers: expected an integer >= 0, got {workers!r}")
     if refine < 0:
@@ -127,7 +136,7 @@ def explore(
     evaluator.check(dict.fromkeys(space.names))
     configs = space.grid(points) if grid else space.sample(samples, seed)
     if not configs:
-        raise ValueError("space: no configuration to evaluate (constraint rejects all?)")
+        raise ValueError("space: no configuration to evaluate (do the constraints reject all?)")
     started = time.perf_counter()
     own_runner = runner is None
     if runner is not None:
@@ -181,6 +190,9 @@ def explore(
             "brain": brain_class.__name__, "configurations": len(table), "seconds": elapsed,
             "workers": workers, "engine": "vectorized" if evaluator.vectorized else "event",
             "score": score, "smooth": smooth, "filters": evaluator.filters,
+            "periods_per_year": evaluator.periods_per_year,
+            "annualisation": _annualisation(evaluator),
+            **({"constraints": [c.text for c in space.constraints]} if space.constraints else {}),
         },
     )  # fmt: skip
     if portfolio:
@@ -200,8 +212,9 @@ def build_portfolio(
 ) -> Portfolio:
     """Build the portfolio from an exploration: the ``candidates`` best configurations that
     passed the filters (by the result's score column), their equity curves recomputed on the
-    in-sample data, offered to :func:`select_portfolio`. Sets ``result.portfolio`` and the
-    table's ``included`` column, and returns the portfolio."""
+    in-sample data, offered to :func:`select_portfolio`; the members' fills, holdings and round
+    trips (:func:`member_run`) go into the portfolio's statistics. Sets ``result.portfolio``
+    and the table's ``included`` column, and returns the portfolio."""
     evaluator = evaluator or result.evaluator
     if evaluator is None:
         raise ValueError("build_portfolio: the result has no evaluator; pass evaluator=")
@@ -213,26 +226,117 @@ def build_portfolio(
     curves: dict[str, pd.Series] = {}
     params: dict[str, dict[str, Any]] = {}
     scores: dict[str, float] = {}
+    done: dict[str, Activity] = {}
     for row in pool.to_dict("records"):
         config = {name: _native(row[name]) for name in names}
-        curves[row["id"]] = evaluator.equity(config)
+        if evaluator.vectorized:  # fast; the fills of the few members are rebuilt afterwards
+            curves[row["id"]] = evaluator.equity(config)
+        else:  # the event-driven run gives the fills with the curve: keep them
+            curves[row["id"]], done[row["id"]] = member_run(evaluator, config)
         params[row["id"]] = config
         scores[row["id"]] = float(row[column])
+
+    def activity(key: str) -> Activity:
+        if key in done:
+            return done[key]
+        return vectorized_activity(evaluator, {**evaluator.fixed, **params[key]})
+
     chosen = select_portfolio(
         curves, scores=scores, params=params, max_correlation=max_correlation,
         max_members=max_members, measure=measure, periods_per_year=evaluator.periods_per_year,
-        cash=evaluator.cash, initial=dict.fromkeys(curves, evaluator.cash),
+        cash=evaluator.cash, initial=dict.fromkeys(curves, evaluator.cash), activity=activity,
     )  # fmt: skip
     if not curves:  # nothing survived: a flat portfolio on the data's time index
         index = evaluator.frame.index
         chosen.equity = pd.Series(evaluator.cash, index=index, name="equity", dtype=float)
+    chosen.annualisation = _annualisation(evaluator)
     table["included"] = table["id"].isin(chosen.members)
     result.portfolio = chosen
     return chosen
+
+
+def member_run(evaluator: Evaluator, config: Mapping[str, Any]) -> tuple[pd.Series, Activity]:
+    """The equity curve of one configuration (as :meth:`Evaluator.equity` gives it) and its
+    :class:`~osmarkets.optimize.portfolio.Activity`: fills, holdings and round trips.
+
+    Event-driven: the backtest's own fills. Vectorised: the fills of the vectorised model
+    (:func:`~osmarkets.backtest.vectorized.vectorized`: a fill wherever the target changes, at
+    the next bar's open or at the close, buys at the ask or open plus half the spread plus
+    slippage, sells at the bid minus slippage, the same commission), stamped with the time of
+    the bar they fill on, as the optimiser's table counts them."""
+    full = {**evaluator.fixed, **config}
+    if not evaluator.vectorized:
+        result = backtest(evaluator.brain_class, evaluator.frame, evaluator.bsid, params=full,
+                          history=evaluator.history, cash=evaluator.cash, **evaluator.options,
+                          **evaluator.data_options)  # fmt: skip
+        return result.equity, Activity.of(result)
+    equity = evaluator.equity(config)
+    return equity, vectorized_activity(evaluator, full)
+
+
+def vectorized_activity(evaluator: Evaluator, params: Mapping[str, Any]) -> Activity:
+    """The fills, holdings and round trips of the vectorised model for ``params`` (every
+    parameter the Brain needs beyond its defaults, fixed ones included)."""
+    cls = evaluator.brain_class
+    frame = evaluator.frame
+    full = {**cls.parameters(), **params}
+    hook = getattr(cls, "signals_batch", None)
+    if hook is not None:
+        target = np.asarray(hook(frame, [full]), dtype=float).reshape(-1)
+    else:
+        target = np.asarray(cls.signals(frame, **full), dtype=float)  # type: ignore[attr-defined]
+    bars = validate_bars(frame)
+    n = len(bars.time)
+    if target.shape != (n,):
+        raise ValueError(f"{cls.__name__}.signals: expected {n} targets, got {target.shape}")
+    options = evaluator.options
+    at = 0 if options["fill"] == "next_open" else 3  # open or close
+    half, slip = float(options["spread"]) / 2.0, float(options["slippage"])
+    if bars.bid is not None and bars.ask is not None:
+        buy, sell = bars.ask[at] + slip, bars.bid[at] - slip
+    else:
+        buy, sell = bars.ohlc[at] + half + slip, bars.ohlc[at] - half - slip
+    before = np.r_[0.0, target[:-1]]
+    cols = np.flatnonzero(target != before)
+    delta = target[cols] - before[cols]
+    if options["fill"] == "next_open":  # decided at bar t's close, traded at bar t+1's open
+        keep = cols < n - 1
+        cols, delta = cols[keep] + 1, delta[keep]
+    price = np.where(delta > 0, buy[cols], sell[cols])
+    units = np.abs(delta)
+    commission = options.get("commission")
+    fee = np.zeros(len(cols))
+    if commission is not None and len(cols):
+        fee = commission.per_unit * units + commission.fraction * units * price
+        fee = np.maximum(fee, commission.minimum)
+    index = pd.DatetimeIndex(frame.index)
+    index = index if index.tz is not None else index.tz_localize("UTC")
+    time = index[cols]
+    symbol = evaluator.bsid.symbol
+    trades = pd.DataFrame({
+        "time": time, "symbol": pd.Series([symbol] * len(cols), dtype=object),
+        "side": np.where(delta > 0, "buy", "sell").astype(object), "size": units,
+        "price": price, "commission": fee,
+    })  # fmt: skip
+    held = np.zeros(n)
+    np.add.at(held, cols, delta)
+    holdings = pd.DataFrame({symbol: np.cumsum(held)}, index=index)
+    return Activity(trades.reset_index(drop=True), holdings, round_trips(trades))
+
+
+def _annualisation(evaluator: Evaluator) -> str:
+    frame = evaluator.bsid.timeframe.code
+    calendar = evaluator.data_options.get("calendar")
+    if calendar:
+        frame = f"{frame} ({calendar} calendar)"
+    index = pd.DatetimeIndex(evaluator.frame.index)
+    return annualisation_note(index, evaluator.periods_per_year, frame)
 
 
 def _native(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-__all__ = ["InProcessRunner", "Runner", "build_portfolio", "explore"]
+__all__ = [
+    "InProcessRunner", "Runner", "build_portfolio", "explore", "member_run", "vectorized_activity",
+]  # fmt: skip

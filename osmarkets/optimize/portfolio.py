@@ -14,13 +14,21 @@ equally between the members at the start and each runs on its own share without 
 so the combined equity is ``cash * mean(member_equity / member_start_value)``; that is what
 running the members side by side on one account does. Custom weights must sum to 1.
 
+Statistics (:attr:`Portfolio.stats`) come from the combined equity *and* from what the members
+did (:class:`Activity`: their fills, holdings and round trips): ``trades`` counts every
+member's fills, ``round_trips``, ``win_rate``, ``profit_factor`` and ``average_trade`` pool the
+members' round trips (each member's netted on its own, its P&L scaled to its share of the
+cash), ``exposure`` is the fraction of bars with a position in any member, and
+``trades_per_day`` and ``active_days_fraction`` count the fills of all members (see
+:func:`activity_stats`). Given equity curves alone, those statistics are NaN (unknown), never 0.
+
 Pure numpy/pandas: no osBrain here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +36,103 @@ import numpy as np
 import pandas as pd
 
 from ..backtest import stats as st
+from .results import annualisation_note
 
 MEASURES = ("sharpe", "sortino", "total_return", "calmar")
+#: The statistics of :func:`~osmarkets.backtest.stats.summary` that need fills or positions,
+#: not just an equity curve.
+ACTIVITY_KEYS = (
+    "trades", "round_trips", "win_rate", "profit_factor", "average_trade", "exposure",
+    "trades_per_day", "active_days_fraction",
+)  # fmt: skip
+_FILL_COLUMNS = ["time", "symbol", "side", "size", "price", "commission"]
+
+
+@dataclass
+class Activity:
+    """What one strategy run did, for the statistics that an equity curve cannot give.
+
+    ``trades``: one row per fill (``time``, ``symbol``, ``side``, ``size``, ``price``,
+    ``commission``), in time order; ``holdings``: units held per symbol after every bar (one
+    column per symbol, the run's time index); ``round_trips``: its closed round trips as
+    :func:`~osmarkets.backtest.stats.round_trips` gives them, ``pnl`` in account currency."""
+
+    trades: pd.DataFrame
+    holdings: pd.DataFrame
+    round_trips: pd.DataFrame
+
+    @classmethod
+    def of(cls, result: Any) -> Activity:
+        """The activity of a :class:`~osmarkets.backtest.result.Result`."""
+        return cls(result.trades, result.holdings, result.positions)
+
+
+def activity_stats(
+    equity: pd.Series,
+    parts: Sequence[tuple[str, Activity, float]],
+    *,
+    cash: float,
+    periods_per_year: float | None = None,
+) -> dict[str, Any]:
+    """:func:`~osmarkets.backtest.stats.summary` of a combined ``equity`` made of the runs in
+    ``parts``: ``(key, activity, scale)``, ``scale`` being the factor that turns the run's money
+    into the combined account's (its weight times the combined cash over its own start value;
+    walk-forward also multiplies by the growth of the windows before it).
+
+    Every run's fills count (``trades``, ``trades_per_day``, ``active_days_fraction``); round
+    trips are each run's own (runs are separate sub-accounts: a run's trip never nets against
+    another's), their P&L and commission scaled by ``scale``; ``exposure`` is the fraction of
+    bars of ``equity`` where any run holds a position."""
+    index = pd.DatetimeIndex(equity.index)
+    fills = []
+    trips = []
+    held = np.zeros(len(index), dtype=bool)
+    for key, activity, scale in parts:
+        trades = activity.trades
+        if len(trades):
+            fills.append(pd.DataFrame({
+                "time": pd.to_datetime(trades["time"], utc=True),
+                "symbol": f"{key}:" + trades["symbol"].astype(str),
+                "side": trades["side"].to_numpy(),
+                "size": trades["size"].to_numpy(dtype=float) * scale,
+                "price": trades["price"].to_numpy(dtype=float),
+                "commission": _column(trades, "commission") * scale,
+            }))  # fmt: skip
+        if len(activity.round_trips):
+            trip = activity.round_trips.copy()
+            trip["pnl"] = trip["pnl"].astype(float) * scale
+            trip["commission"] = trip["commission"].astype(float) * scale
+            trips.append(trip)
+        holdings = activity.holdings
+        if holdings.shape[1]:
+            busy = (holdings.astype(float).fillna(0.0).to_numpy() != 0).any(axis=1)
+            where = pd.Series(busy, index=pd.DatetimeIndex(holdings.index))
+            where = where[~where.index.duplicated(keep="last")]
+            held |= where.reindex(index, fill_value=False).to_numpy(dtype=bool)
+    combined = (
+        pd.concat(fills, ignore_index=True).sort_values("time", kind="stable")
+        if fills
+        else pd.DataFrame(columns=_FILL_COLUMNS)
+    )
+    positions = pd.Series(held.astype(float), index=index)
+    summary = st.summary(equity, combined, initial_cash=cash, positions=positions,
+                         periods_per_year=periods_per_year)  # fmt: skip
+    pooled = (
+        pd.concat(trips, ignore_index=True)
+        if trips
+        else pd.DataFrame({"pnl": pd.Series(dtype=float)})
+    )
+    summary["round_trips"] = len(pooled)
+    summary["win_rate"] = st.win_rate(pooled)
+    summary["profit_factor"] = st.profit_factor(pooled)
+    summary["average_trade"] = st.average_trade(pooled)
+    return summary
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if name in frame.columns:
+        return frame[name].to_numpy(dtype=float)
+    return np.zeros(len(frame))
 
 
 def measure_of(
@@ -65,7 +168,9 @@ class Portfolio:
     """``members``: configuration ids in the order they joined; ``params``: their parameters;
     ``weights``: a Series by id; ``correlation``: the members' return correlation matrix;
     ``equity``: the combined equity; ``member_equity``: one column per member;
-    ``decisions``: one row per candidate visited (id, score, accepted, reason, measure)."""
+    ``decisions``: one row per candidate visited (id, score, accepted, reason, measure);
+    ``stats``: the statistics of the combined equity and of the members' fills (see the
+    module documentation); ``annualisation``: how its ratios are annualised (one sentence)."""
 
     members: list[str]
     params: dict[str, dict[str, Any]]
@@ -78,6 +183,7 @@ class Portfolio:
     value: float = math.nan
     stats: dict[str, Any] = field(default_factory=dict)
     cash: float = 1.0
+    annualisation: str = ""
 
     def to_pandas(self) -> pd.DataFrame:
         """Members with their weights and parameters."""
@@ -119,11 +225,15 @@ def select_portfolio(
     periods_per_year: float | None = None,
     cash: float | None = None,
     initial: Mapping[str, float] | None = None,
+    activity: Mapping[str, Activity] | Callable[[str], Activity] | None = None,
 ) -> Portfolio:
     """Apply the greedy rule of this module to ``curves`` (id -> equity Series on one time
     index), visited in the given order (best first). ``initial``: each curve's value before its
     first bar (the starting cash), so the first bar's return counts; defaults to the first
-    value. ``cash``: the combined account's starting value (default: the mean of ``initial``)."""
+    value. ``cash``: the combined account's starting value (default: the mean of ``initial``).
+    ``activity``: each curve's :class:`Activity` (a mapping, or a function of the id, called
+    for the members only), for the statistics of fills and positions; without it they are NaN.
+    """
     if measure not in MEASURES:
         raise ValueError(f"measure: expected one of {', '.join(MEASURES)}, got {measure!r}")
     if not -1.0 <= max_correlation <= 1.0:
@@ -181,9 +291,15 @@ def select_portfolio(
     member_equity.attrs["start"] = [starts[m] for m in members]
     equity = combine(member_equity, weights.to_numpy(), account)
     correlation = returns[members].corr() if members else pd.DataFrame()
-    summary = {}
-    if len(equity):
+    summary: dict[str, Any] = {}
+    if len(equity) and activity is not None:
+        get = activity if callable(activity) else activity.__getitem__
+        scales = {m: float(weights[m]) * account / starts[m] for m in members}
+        parts = [(m, get(m), scales[m]) for m in members]
+        summary = activity_stats(equity, parts, cash=account, periods_per_year=periods_per_year)
+    elif len(equity):  # equity curves alone say nothing of fills or positions
         summary = st.summary(equity, None, initial_cash=account, periods_per_year=periods_per_year)
+        summary.update(dict.fromkeys(ACTIVITY_KEYS, math.nan))
     return Portfolio(
         members=members,
         params={m: dict((params or {}).get(m, {})) for m in members},
@@ -198,6 +314,7 @@ def select_portfolio(
         value=current if members else math.nan,
         stats=summary,
         cash=account,
+        annualisation=annualisation_note(pd.DatetimeIndex(frame.index), periods_per_year),
     )
 
 
@@ -232,4 +349,7 @@ def _measure(
     return measure_of(equity, measure, periods_per_year, account)
 
 
-__all__ = ["MEASURES", "Portfolio", "combine", "measure_of", "select_portfolio"]
+__all__ = [
+    "ACTIVITY_KEYS", "Activity", "MEASURES", "Portfolio", "activity_stats", "combine",
+    "measure_of", "select_portfolio",
+]  # fmt: skip

@@ -12,13 +12,16 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from ..backtest import stats as st
 from ..backtest.result import _pyplot, format_stat, stats_html
 
 if TYPE_CHECKING:
@@ -68,9 +71,131 @@ def _img(fig_factory: Any, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_png(fig)}">'
 
 
-_STYLE = """<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}
-th,td{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}img{max-width:100%}
+#: The report's CSS: tables sit in a container that scrolls sideways rather than run off the
+#: page, wide tables fill the page width with fixed column layout and cells that wrap
+#: (``overflow-wrap``/``word-break``), and images scale down to the page.
+_STYLE = """<style>
+body{font-family:sans-serif;margin:2em;max-width:80em}
+.table-wrap{overflow-x:auto;max-width:100%;margin:0.5em 0 1em}
+table{border-collapse:collapse;table-layout:auto}
+table.wide{width:100%;min-width:40em;table-layout:fixed}
+th,td{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd;vertical-align:top;
+white-space:normal;overflow-wrap:anywhere;word-break:break-word}
+table.wide th,table.wide td{font-size:0.85em;padding:2px 4px}
+p.note{max-width:60em;color:#333}
+img{max-width:100%;height:auto}
 </style>"""
+
+
+def _table(frame: pd.DataFrame, *, index: bool = False, wide: bool = False) -> str:
+    """A DataFrame as an HTML table in a scrolling container: numbers to four significant
+    digits, times to the minute (UTC), lists and dicts as short text."""
+    shown = frame.copy()
+    for column in shown.columns:
+        values = shown[column]
+        if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
+            values
+        ):
+            shown[column] = values.map(_when)
+        elif pd.api.types.is_float_dtype(values):
+            shown[column] = values.map(lambda v, c=str(column): format_stat(c, float(v)))
+        elif values.dtype == object:
+            shown[column] = values.map(_short)
+    classes = "wide" if wide else None
+    text = shown.to_html(index=index, border=0, classes=classes, escape=True, na_rep="nan")
+    return f'<div class="table-wrap">{text}</div>'
+
+
+def _when(value: Any) -> str:
+    if value is None or value is pd.NaT:
+        return ""
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC")
+    if stamp == stamp.normalize():
+        return stamp.strftime("%Y-%m-%d")
+    return stamp.strftime("%Y-%m-%d %H:%M")
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_short(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "; ".join(str(_short(v)) for v in value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, pd.Timestamp):
+        return _when(value)
+    return value
+
+
+def annualisation_note(index: pd.Index, periods_per_year: float, frame: str | None = None) -> str:
+    """One sentence stating how the ratios of a report are annualised: the periods per year
+    and how :func:`~osmarkets.backtest.stats.infer_periods_per_year` got them from ``index``
+    (the observed rate of bars over a sample of 30 days or more, else 365.25 days over the
+    median bar spacing), with a warning when the sample is short."""
+    what = "Sharpe and Sortino ratios, annual return and Calmar"
+    times = pd.DatetimeIndex(index)
+    bars = f"{frame} bars" if frame else "bars"
+    if len(times) < 2 or not np.isfinite(periods_per_year):
+        return f"{what} are not annualised (NaN): fewer than two bars, or no time between them."
+    span = times.max() - times.min()
+    days = span / pd.Timedelta(days=1)
+    head = f"{what} are annualised with {periods_per_year:,.1f} periods per year, inferred from"
+    if span >= pd.Timedelta(days=30):
+        return (f"{head} the data: {len(times) - 1:,} bar-to-bar steps of the {bars} over "
+                f"{days:,.1f} days ({st.DAYS_PER_YEAR}-day years), the observed rate of bars "
+                "(closed markets and gaps count as they happened).")  # fmt: skip
+    steps = np.diff(np.sort(times.as_unit("ns").asi8))
+    spacing = _duration(float(np.median(steps)) / 1e9)
+    return (f"{head} the median spacing of the {bars} ({spacing}): {st.DAYS_PER_YEAR} days "
+            f"divided by it, as the sample spans only {days:,.1f} days (under 30, too short "
+            "for an observed rate). Over so short a sample an annualised ratio is an "
+            "extrapolation: read it with care.")  # fmt: skip
+
+
+def _duration(seconds: float) -> str:
+    """``90.0`` -> ``'1.5 min'``, ``86400.0`` -> ``'1 day'``."""
+    for unit, size in (("days", 86_400.0), ("h", 3_600.0), ("min", 60.0)):
+        if seconds >= size:
+            value = seconds / size
+            name = "day" if unit == "days" and value == 1 else unit
+            return f"{value:.4g} {name}"
+    return f"{seconds:.4g} s"
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>' if text else ""
+
+
+def _date_axis(ax: Any) -> None:
+    """Date labels that do not overlap: matplotlib's AutoDateLocator (a few ticks) and
+    ConciseDateFormatter (each label only what changed since the previous one)."""
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.ticklabel_format(axis="y", useOffset=False)  # values as they are, not "+1e5"
+
+
+def _with_gaps(series: pd.Series) -> pd.Series:
+    """``series`` with a NaN inserted inside every gap in time longer than five times the
+    median bar spacing (nights, weekends, missing data), so a line chart breaks there instead
+    of drawing a straight line across it."""
+    if len(series) < 3 or not isinstance(series.index, pd.DatetimeIndex):
+        return series
+    times = series.index.asi8
+    steps = np.diff(times)
+    median = float(np.median(steps))
+    if not median > 0:
+        return series
+    gaps = np.flatnonzero(steps > 5 * median)
+    if not len(gaps):
+        return series
+    stamps = series.index[gaps] + pd.Timedelta(int(median), unit="ns")
+    holes = pd.Series(np.nan, index=stamps)
+    return pd.concat([series.astype(float), holes]).sort_index(kind="stable")
 
 
 def _page(title: str, body: str) -> str:
@@ -130,11 +255,13 @@ def plot_portfolio(portfolio: Portfolio) -> Any:
         starts = np.asarray(members.attrs.get("start") or members.iloc[0], dtype=float)
         normal = members.div(starts, axis=1)
         for column in normal.columns:
-            ax_eq.plot(normal.index, normal[column].to_numpy(), lw=0.6, alpha=0.6)
+            line = _with_gaps(normal[column])
+            ax_eq.plot(line.index, line.to_numpy(), lw=0.6, alpha=0.6)
     if len(portfolio.equity):
-        ax_eq.plot(portfolio.equity.index, (portfolio.equity / portfolio.cash).to_numpy(),
-                   color="black", lw=1.5, label="portfolio")  # fmt: skip
+        line = _with_gaps(portfolio.equity / portfolio.cash)
+        ax_eq.plot(line.index, line.to_numpy(), color="black", lw=1.5, label="portfolio")
         ax_eq.legend(loc="best")
+        _date_axis(ax_eq)
     ax_eq.set_title("equity (members and combined, normalised)")
     fig.tight_layout()
     return fig
@@ -145,13 +272,13 @@ def plot_walkforward(windows: pd.DataFrame, equity: pd.Series, measure: str) -> 
     out-of-sample scatter of the measure per window."""
     plt = _pyplot()
     fig, (ax_eq, ax_sc) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [2, 1]})
-    ax_eq.plot(equity.index, equity.to_numpy(), color="tab:blue", lw=1)
+    line = _with_gaps(equity)
+    ax_eq.plot(line.index, line.to_numpy(), color="tab:blue", lw=1)
     for start in windows["test_start"]:
         ax_eq.axvline(start, color="0.8", lw=0.6)
-    ax_eq.set_title("stitched out-of-sample equity")
-    for label in ax_eq.get_xticklabels():
-        label.set_rotation(30)
-        label.set_horizontalalignment("right")
+    ax_eq.set_title("stitched out-of-sample equity (window starts marked)")
+    if len(equity):
+        _date_axis(ax_eq)
     is_col, oos_col = f"is_{measure}", f"oos_{measure}"
     ax_sc.scatter(windows[is_col], windows[oos_col], color="tab:purple")
     for number, row in windows.iterrows():
@@ -206,6 +333,8 @@ class ExploreResult:
     def summary(self) -> str:
         """A few lines for a terminal: counts, the best configurations, the portfolio."""
         lines = [repr(self)]
+        if self.annualisation:
+            lines.append(self.annualisation)
         seconds = self.meta.get("seconds")
         if seconds:
             rate = len(self.table) / seconds
@@ -235,18 +364,26 @@ class ExploreResult:
         return plot_exploration(self.table, x, y, self.score_column,
                                 f"{self.meta.get('brain', '')} exploration")  # fmt: skip
 
+    @property
+    def annualisation(self) -> str:
+        """How the ratios of this exploration are annualised (one sentence)."""
+        return str(self.meta.get("annualisation", ""))
+
     def to_html(self, path: str | os.PathLike) -> str:
-        """One self-contained HTML report: summary, exploration map, portfolio (correlation
-        matrix, combined equity), best configurations."""
-        parts = [stats_html(self.meta), "<h2>Exploration map</h2>",
-                 _img(self.plot, "exploration map")]  # fmt: skip
+        """One self-contained HTML report: summary (with the annualisation used), exploration
+        map, portfolio (members, statistics, correlation matrix, combined equity), best
+        configurations."""
+        meta = {k: ("; ".join(map(str, v)) if isinstance(v, list) else v)
+                for k, v in self.meta.items() if k != "annualisation"}  # fmt: skip
+        parts = ["<h2>Summary</h2>", _stats(meta), _note(self.annualisation),
+                 "<h2>Exploration map</h2>", _img(self.plot, "exploration map")]  # fmt: skip
         if self.portfolio is not None:
             p = self.portfolio
-            parts += [f"<h2>Portfolio ({len(p.members)} members)</h2>",
-                      p.to_pandas().to_html(index=False, border=0),
-                      stats_html(p.stats) if p.stats else "",
+            parts += [f"<h2>Portfolio ({len(p.members)} members)</h2>", _table(p.to_pandas()),
+                      "<h3>Portfolio statistics</h3>", _stats(p.stats),
+                      "<h3>Correlation and combined equity</h3>",
                       _img(p.plot, "portfolio correlation and equity")]  # fmt: skip
-        parts += ["<h2>Best configurations</h2>", self.best(25).to_html(index=False, border=0)]
+        parts += ["<h2>Best configurations</h2>", _table(self.best(25), wide=True)]
         text = os.fspath(path)
         with open(text, "w", encoding="utf-8") as handle:
             handle.write(_page(f"Optimisation of {self.meta.get('brain', '')}", "\n".join(parts)))
@@ -258,7 +395,9 @@ class WalkForwardResult:
     """Walk-forward: ``windows`` (one row per window: bounds, members, in-sample and
     out-of-sample statistics, efficiency), ``equity`` (stitched out-of-sample equity),
     ``explorations`` (each window's :class:`ExploreResult`), ``efficiency`` (overall
-    walk-forward efficiency) and ``measure``."""
+    walk-forward efficiency), ``measure``, ``stats`` (of the stitched out-of-sample equity and
+    the members' fills), ``periods_per_year`` and ``annualisation`` (how the ratios are
+    annualised, one sentence)."""
 
     windows: pd.DataFrame
     equity: pd.Series
@@ -266,6 +405,8 @@ class WalkForwardResult:
     efficiency: float
     measure: str = "sharpe"
     stats: dict[str, Any] = field(default_factory=dict)
+    periods_per_year: float = math.nan
+    annualisation: str = ""
 
     def to_pandas(self) -> pd.DataFrame:
         return self.windows
@@ -297,18 +438,22 @@ class WalkForwardResult:
         ]
         lines = [repr(self), self.windows[cols].to_string()]
         lines.append(f"out-of-sample: {_kv_line(self.stats)}")
+        if self.annualisation:
+            lines.append(self.annualisation)
         return "\n".join(lines)
 
     def plot(self) -> Any:
         return plot_walkforward(self.windows, self.equity, self.measure)
 
     def to_html(self, path: str | os.PathLike) -> str:
-        """One self-contained HTML report: stitched equity, IS vs OOS scatter, the windows and
-        each window's exploration map."""
-        parts = [stats_html({"windows": len(self.windows), "efficiency": self.efficiency,
-                            **self.stats}),
+        """One self-contained HTML report: out-of-sample summary (with the annualisation used),
+        stitched equity and IS vs OOS scatter, the windows and each window's exploration
+        map."""
+        summary = {"windows": len(self.windows), "efficiency": self.efficiency, **self.stats}
+        parts = ["<h2>Out-of-sample summary</h2>", _stats(summary), _note(self.annualisation),
+                 "<h2>Stitched equity and in-sample vs out-of-sample</h2>",
                  _img(self.plot, "walk-forward"), "<h2>Windows</h2>",
-                 self.windows.to_html(border=0)]  # fmt: skip
+                 _table(self.windows, index=True, wide=True)]  # fmt: skip
         for k, exploration in enumerate(self.explorations):
             parts += [f"<h2>Window {k}: exploration</h2>", _img(exploration.plot, f"window {k}")]
         text = os.fspath(path)
@@ -318,22 +463,29 @@ class WalkForwardResult:
 
 
 def portfolio_html(portfolio: Portfolio, path: str | os.PathLike) -> str:
-    parts = [portfolio.to_pandas().to_html(index=False, border=0),
-             stats_html(portfolio.stats) if portfolio.stats else "",
+    parts = ["<h2>Members</h2>", _table(portfolio.to_pandas()),
+             "<h2>Statistics</h2>", _stats(portfolio.stats), _note(portfolio.annualisation),
+             "<h2>Correlation and combined equity</h2>",
              _img(portfolio.plot, "portfolio correlation and equity"),
-             "<h2>Decisions</h2>", portfolio.decisions.to_html(index=False, border=0)]  # fmt: skip
+             "<h2>Decisions</h2>", _table(portfolio.decisions, wide=True)]  # fmt: skip
     text = os.fspath(path)
     with open(text, "w", encoding="utf-8") as handle:
         handle.write(_page(f"Portfolio ({len(portfolio.members)} members)", "\n".join(parts)))
     return text
 
 
+def _stats(items: Mapping[str, Any]) -> str:
+    if not items:
+        return "<p>(no statistics: no member)</p>"
+    return f'<div class="table-wrap">{stats_html(items)}</div>'
+
+
 def _kv_line(items: dict[str, Any]) -> str:
-    keys = ("total_return", "annual_return", "sharpe", "max_drawdown")
+    keys = ("total_return", "annual_return", "sharpe", "max_drawdown", "trades", "win_rate")
     return ", ".join(f"{k} {format_stat(k, items[k])}" for k in keys if k in items)
 
 
 __all__ = [
-    "ExploreResult", "WalkForwardResult", "load_table", "plot_exploration", "plot_portfolio",
-    "plot_walkforward", "save_table",
+    "ExploreResult", "WalkForwardResult", "annualisation_note", "load_table", "plot_exploration",
+    "plot_portfolio", "plot_walkforward", "save_table",
 ]  # fmt: skip

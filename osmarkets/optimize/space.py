@@ -15,15 +15,26 @@ A space maps parameter names to dimensions: :class:`IntRange`, :class:`FloatRang
 Every generator takes a ``seed``: the same seed gives the same configurations. Each
 configuration has a stable id (:func:`config_id`), used to de-duplicate results.
 
+Constraints between parameters (:class:`Constraint`, ``Space(..., constraints=['fast <
+slow'])``, ``--constraint`` on the command line) are small expressions over the space's
+parameter names. They are parsed with :mod:`ast` and checked against a short grammar (names of
+the space's parameters, numbers, comparisons, arithmetic, ``and``/``or``/``not``, parentheses),
+then evaluated by walking the checked tree: user text is never given to ``eval`` or ``exec``.
+A configuration violating a constraint is never generated (grid, sampling and refinement).
+
 Pure Python and numpy: no osBrain here.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import itertools
 import json
 import math
+import numbers
+import operator
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -194,14 +205,225 @@ class Choice:
 Dimension = IntRange | FloatRange | LogFloatRange | Choice
 
 
+#: Longest constraint text accepted (a guard against pathological input).
+MAX_CONSTRAINT_LENGTH = 500
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
+    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.Eq: operator.eq, ast.NotEq: operator.ne,
+}  # fmt: skip
+_ARITHMETIC: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+}  # fmt: skip
+_REFUSED: dict[type[ast.AST], str] = {
+    ast.Call: "a function call", ast.Attribute: "attribute access", ast.Subscript: "indexing",
+    ast.Lambda: "a lambda", ast.NamedExpr: "an assignment (:=)", ast.IfExp: "an if-expression",
+    ast.List: "a list", ast.Tuple: "a tuple", ast.Set: "a set", ast.Dict: "a dict",
+    ast.ListComp: "a comprehension", ast.SetComp: "a comprehension",
+    ast.DictComp: "a comprehension", ast.GeneratorExp: "a comprehension",
+    ast.JoinedStr: "a string", ast.Starred: "unpacking (*)", ast.Await: "await",
+    ast.Yield: "yield", ast.YieldFrom: "yield", ast.Slice: "a slice",
+}  # fmt: skip
+_OPERATORS: dict[type[ast.operator], str] = {
+    ast.Pow: "'**'", ast.BitAnd: "'&'", ast.BitOr: "'|'", ast.BitXor: "'^'", ast.LShift: "'<<'",
+    ast.RShift: "'>>'", ast.MatMult: "'@'",
+}  # fmt: skip
+_GRAMMAR = (
+    "allowed: parameter names, numbers, < <= > >= == !=, + - * / // %, unary -, and, or, not, "
+    "parentheses"
+)
+
+
+class Constraint:
+    """A condition between parameters, e.g. ``'fast < slow'`` or ``'slow - fast >= 5 and
+    fast % 5 == 0'``: true for the configurations that may be generated.
+
+    Grammar: names of the space's parameters (``names``), integer and float constants,
+    comparisons and comparison chains (``<``, ``<=``, ``>``, ``>=``, ``==``, ``!=``),
+    arithmetic (``+``, ``-``, ``*``, ``/``, ``//``, ``%``, unary ``-``), ``and``, ``or``,
+    ``not`` and parentheses. The whole expression, and each operand of ``and``/``or``/``not``,
+    must be a condition (a comparison or a combination of comparisons). Anything else (calls,
+    attributes, indexing, lambdas, strings, other names) raises ``ValueError`` with one line
+    naming it. Parameters must hold numbers (a choice of strings cannot appear). A division or
+    modulo by zero (or an overflow) makes the condition false: the configuration is not
+    generated.
+
+    The text is parsed with :func:`ast.parse` and checked node by node; evaluation walks the
+    checked tree (no ``eval``, no ``exec``, no ``compile`` to code)."""
+
+    def __init__(self, text: str, names: Iterable[str] | Mapping[str, Any]) -> None:
+        if not isinstance(text, str):
+            raise ValueError(f"constraint: expected an expression as text, got {text!r:.60}")
+        self.text = text.strip()
+        dims = names if isinstance(names, Mapping) else dict.fromkeys(names)
+        self.names = tuple(dims)
+        if not self.text:
+            raise ValueError("constraint: empty expression")
+        if len(self.text) > MAX_CONSTRAINT_LENGTH:
+            raise ValueError(
+                f"constraint: longer than {MAX_CONSTRAINT_LENGTH} characters ({len(self.text)})"
+            )
+        if "\n" in self.text or "\r" in self.text:
+            raise ValueError(f"constraint {self._shown}: expected one line")
+        try:
+            with warnings.catch_warnings():  # e.g. a SyntaxWarning on an escape in a string
+                warnings.simplefilter("ignore")
+                tree = ast.parse(self.text, mode="eval")
+        except SyntaxError as exc:
+            raise ValueError(
+                f"constraint {self._shown}: not a valid expression ({exc.msg})"
+            ) from None
+        except (RecursionError, MemoryError, ValueError):
+            raise ValueError(f"constraint {self._shown}: not a valid expression") from None
+        self._tree = tree.body
+        self._check(self._tree, condition=True)
+        for name in self.uses:
+            dim = dims.get(name)
+            if isinstance(dim, Choice) and not all(_is_number(o) for o in dim.options):
+                raise ValueError(f"constraint {self._shown}: parameter {name!r} is a choice of "
+                                 "non-numbers; constraints compare numbers only")  # fmt: skip
+
+    @property
+    def _shown(self) -> str:
+        return repr(self.text if len(self.text) <= 80 else self.text[:77] + "...")
+
+    @property
+    def uses(self) -> list[str]:
+        """The parameter names the expression uses, in order of first use."""
+        found = [n.id for n in ast.walk(self._tree) if isinstance(n, ast.Name)]
+        return list(dict.fromkeys(found))
+
+    def __repr__(self) -> str:
+        return f"Constraint({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Constraint) and (self.text, self.names) == (
+            other.text,
+            other.names,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.text, self.names))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled as its text: re-parsed and re-checked
+        return (Constraint, (self.text, self.names))
+
+    def _fail(self, what: str) -> ValueError:
+        return ValueError(f"constraint {self._shown}: {what} is not allowed ({_GRAMMAR})")
+
+    def _check(self, node: ast.AST, condition: bool) -> None:
+        """Refuse every node outside the grammar; ``condition``: whether a condition (rather
+        than a number) is expected here."""
+        is_condition = isinstance(node, ast.BoolOp | ast.Compare) or (
+            isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)
+        )
+        if is_condition and not condition:  # no arithmetic on truth values
+            raise self._fail("a condition used as a number")
+        if isinstance(node, ast.BoolOp):
+            for value in node.values:
+                self._check(value, condition=True)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            self._check(node.operand, condition=True)
+        elif isinstance(node, ast.Compare):
+            for op in node.ops:
+                if type(op) not in _COMPARE:
+                    word = {ast.In: "'in'", ast.NotIn: "'not in'", ast.Is: "'is'",
+                            ast.IsNot: "'is not'"}.get(type(op), type(op).__name__)  # fmt: skip
+                    raise self._fail(f"the comparison {word}")
+            for operand in (node.left, *node.comparators):
+                self._check(operand, condition=False)
+        elif condition:
+            # check the parts first, so that forbidden content is named as such
+            self._check(node, condition=False)
+            raise ValueError(
+                f"constraint {self._shown}: expected a condition such as 'fast < slow', got a "
+                "number (add a comparison)"
+            )
+        elif isinstance(node, ast.BinOp):
+            if type(node.op) not in _ARITHMETIC:
+                symbol = _OPERATORS.get(type(node.op), type(node.op).__name__)
+                raise self._fail(f"the operator {symbol}")
+            self._check(node.left, condition=False)
+            self._check(node.right, condition=False)
+        elif isinstance(node, ast.UnaryOp):
+            if not isinstance(node.op, ast.USub):
+                symbol = {ast.UAdd: "unary '+'", ast.Invert: "'~'"}.get(type(node.op), "it")
+                raise self._fail(symbol)
+            self._check(node.operand, condition=False)
+        elif isinstance(node, ast.Name):
+            if node.id not in self.names:
+                known = ", ".join(self.names) or "none"
+                raise ValueError(f"constraint {self._shown}: unknown name {node.id!r} "
+                                 f"(parameters: {known})")  # fmt: skip
+        elif isinstance(node, ast.Constant):
+            constant = node.value
+            if isinstance(constant, bool) or not isinstance(constant, int | float):
+                text = isinstance(constant, str | bytes)
+                raise self._fail("a string" if text else f"the constant {constant!r}")
+        elif isinstance(node, ast.Call):
+            func = node.func
+            called = f" ({func.id}(...))" if isinstance(func, ast.Name) else ""
+            raise self._fail(f"a function call{called}")
+        elif isinstance(node, ast.Attribute):
+            raise self._fail(f"attribute access (.{node.attr})")
+        else:
+            raise self._fail(_REFUSED.get(type(node), f"the construct {type(node).__name__}"))
+
+    def __call__(self, config: Mapping[str, Any]) -> bool:
+        """Whether ``config`` satisfies the constraint (False when it is undefined: a
+        division or modulo by zero, a number too large for a float)."""
+        try:
+            return bool(self._value(self._tree, config))
+        except (ZeroDivisionError, OverflowError):
+            return False
+
+    def _value(self, node: ast.AST, config: Mapping[str, Any]) -> Any:
+        if isinstance(node, ast.BoolOp):
+            if isinstance(node.op, ast.And):
+                return all(self._value(v, config) for v in node.values)
+            return any(self._value(v, config) for v in node.values)
+        if isinstance(node, ast.UnaryOp):
+            operand = self._value(node.operand, config)
+            return (not operand) if isinstance(node.op, ast.Not) else -operand
+        if isinstance(node, ast.Compare):
+            left = self._value(node.left, config)
+            for op, right_node in zip(node.ops, node.comparators, strict=True):
+                right = self._value(right_node, config)
+                if not _COMPARE[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(node, ast.BinOp):
+            left = self._value(node.left, config)
+            right = self._value(node.right, config)
+            return _ARITHMETIC[type(node.op)](left, right)
+        if isinstance(node, ast.Name):
+            if node.id not in config:
+                raise ValueError(f"constraint {self._shown}: configuration has no {node.id!r}")
+            value = _plain(config[node.id])
+            if not _is_number(value):
+                raise ValueError(f"constraint {self._shown}: {node.id}={value!r} is not a number")
+            return value
+        if isinstance(node, ast.Constant):
+            return node.value
+        raise self._fail(type(node).__name__)  # unreachable after _check
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real)
+
+
 class Space:
-    """Named dimensions, optionally with a ``constraint(config) -> bool`` that rejects
-    configurations (e.g. ``lambda c: c['fast'] < c['slow']``)."""
+    """Named dimensions, optionally with constraints that reject configurations: a Python
+    ``constraint(config) -> bool`` (e.g. ``lambda c: c['fast'] < c['slow']``) and/or
+    ``constraints``, expressions as text (``['fast < slow']``, see :class:`Constraint`). A
+    configuration is generated only if it satisfies all of them."""
 
     def __init__(
         self,
         dimensions: Mapping[str, Dimension],
         constraint: Callable[[Config], bool] | None = None,
+        constraints: Iterable[str | Constraint] = (),
     ) -> None:
         if not dimensions:
             raise ValueError("space: expected at least one dimension")
@@ -215,6 +437,18 @@ class Space:
                 )
         self.dimensions: dict[str, Dimension] = dict(dimensions)
         self.constraint = constraint
+        if isinstance(constraints, str):
+            constraints = [constraints]
+        self.constraints: list[Constraint] = [
+            Constraint(c.text if isinstance(c, Constraint) else c, self.dimensions)
+            for c in constraints
+        ]
+
+    def with_constraints(self, constraints: Iterable[str | Constraint]) -> Space:
+        """A copy of this space with ``constraints`` added (this one is left as it is)."""
+        if isinstance(constraints, str):
+            constraints = [constraints]
+        return Space(self.dimensions, self.constraint, [*self.constraints, *constraints])
 
     @classmethod
     def coerce(cls, space: Space | Mapping[str, Any]) -> Space:
@@ -245,10 +479,15 @@ class Space:
         return list(self.dimensions)
 
     def __repr__(self) -> str:
+        if self.constraints:
+            texts = [c.text for c in self.constraints]
+            return f"Space({self.dimensions!r}, constraints={texts!r})"
         return f"Space({self.dimensions!r})"
 
     def _ok(self, config: Config) -> bool:
-        return self.constraint is None or bool(self.constraint(config))
+        if self.constraint is not None and not self.constraint(config):
+            return False
+        return all(c(config) for c in self.constraints)
 
     def grid(self, points: int = 5) -> list[Config]:
         """Every combination, in a fixed order (floats without a step on ``points`` values)."""
@@ -259,7 +498,7 @@ class Space:
         return [c for c in configs if self._ok(c)]
 
     def size(self, points: int = 5) -> int:
-        """Number of grid points before the constraint."""
+        """Number of grid points before the constraints."""
         return math.prod(len(dim.values(points)) for dim in self.dimensions.values())
 
     def sample(self, n: int, seed: int | None = 0) -> list[Config]:
@@ -396,6 +635,6 @@ def _convert(text: str, default: Any) -> Any:
 
 
 __all__ = [
-    "Choice", "Config", "Dimension", "FloatRange", "IntRange", "LogFloatRange", "Space",
-    "config_id", "parse_dimension",
+    "Choice", "Config", "Constraint", "Dimension", "FloatRange", "IntRange", "LogFloatRange",
+    "Space", "config_id", "parse_dimension",
 ]  # fmt: skip

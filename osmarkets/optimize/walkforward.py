@@ -32,9 +32,9 @@ import pandas as pd
 from ..backtest import stats as st
 from ..brain import Brain
 from .evaluate import DATA_OPTIONS, Evaluator, prepare_data
-from .pipeline import InProcessRunner, explore
-from .portfolio import combine, measure_of
-from .results import ExploreResult, WalkForwardResult
+from .pipeline import InProcessRunner, explore, member_run
+from .portfolio import Activity, activity_stats, combine, measure_of
+from .results import ExploreResult, WalkForwardResult, annualisation_note
 from .space import Space
 
 Length = int | str | pd.Timedelta | pd.DateOffset
@@ -123,9 +123,10 @@ def walk_forward(
     """Walk-forward optimisation of ``brain_class`` over ``data``.
 
     Each window runs :func:`~osmarkets.optimize.explore` on its training bars (``options`` are
-    explore's: ``samples``, ``grid``, ``filters``, ``max_correlation``, ``cash``, ...) and
-    trades the resulting portfolio on its test bars. ``progress(window, windows, done,
-    total)`` is called as configurations complete. ``workers=N`` keeps the same N Backtester
+    explore's: ``samples``, ``grid``, ``constraints``, ``filters``, ``max_correlation``,
+    ``cash``, ...) and trades the resulting portfolio on its test bars (``constraints`` are
+    checked once, before the first window). ``progress(window, windows, done, total)`` is
+    called as configurations complete. ``workers=N`` keeps the same N Backtester
     agents for every window; ``runner``: an existing runner (e.g. an
     :class:`~osmarkets.optimize.agents.AgentRunner` that remote workers join), not closed here.
     """
@@ -135,6 +136,9 @@ def walk_forward(
     index = pd.DatetimeIndex(frame.index)
     windows = make_windows(index, train, test, step, anchored)
     space = Space.coerce(space)
+    constraints = options.pop("constraints", None)
+    if constraints:  # checked once, before any window runs
+        space = space.with_constraints(constraints)
     ppy = st.infer_periods_per_year(index)
     cash = float(options.get("cash", 100_000.0))
     names = ("cash", "fill", "spread", "slippage", "commission", "history", "engine", "params")
@@ -144,6 +148,7 @@ def walk_forward(
     rows: list[dict[str, Any]] = []
     explorations: list[ExploreResult] = []
     pieces: list[np.ndarray] = []
+    activities: list[list[tuple[str, Activity, float]]] = []  # per window: (key, run, weight)
     try:
         for number, window in enumerate(windows):
             train_frame = frame.iloc[window.train]
@@ -177,8 +182,11 @@ def walk_forward(
             assert portfolio is not None
             members = portfolio.members
             test_eval = Evaluator(brain_class, test_frame, bsid, **settings)
+            runs = {m: member_run(test_eval, portfolio.params[m]) for m in members}
+            activities.append([(f"w{number}:{m}", runs[m][1], float(portfolio.weights[m]))
+                               for m in members])  # fmt: skip
             if members:
-                curves = pd.DataFrame({m: test_eval.equity(portfolio.params[m]) for m in members})
+                curves = pd.DataFrame({m: runs[m][0] for m in members})
                 curves.attrs["start"] = [cash] * len(members)
                 oos = combine(curves, portfolio.weights.to_numpy(), cash)
             else:
@@ -203,6 +211,7 @@ def walk_forward(
                 "is_annual_return": is_annual,
                 "oos_annual_return": oos_annual,
                 "oos_total_return": st.total_return(oos, cash),
+                "oos_trades": sum(len(run.trades) for _, run, _ in activities[-1]),
                 "efficiency": _efficiency(oos_annual, is_annual),
                 "params": [portfolio.params[m] for m in members],
             })  # fmt: skip
@@ -213,12 +222,18 @@ def walk_forward(
     growth = _stitch(pieces)
     test_index = index[np.concatenate([np.arange(w.test.start, w.test.stop) for w in windows])]
     equity = pd.Series(cash * growth, index=test_index, name="equity")
-    summary = st.summary(equity, None, initial_cash=cash, periods_per_year=ppy)
+    # each window's members traded on a share of the stitched account's value at its start
+    levels = np.r_[1.0, np.cumprod([p[-1] if len(p) else 1.0 for p in pieces])[:-1]]
+    parts = [(key, run, weight * float(level))
+             for level, window_runs in zip(levels, activities, strict=True)
+             for key, run, weight in window_runs]  # fmt: skip
+    summary = activity_stats(equity, parts, cash=cash, periods_per_year=ppy)
     usable = table.loc[table["members"] > 0, "is_annual_return"]
     overall = _efficiency(
         summary["annual_return"], float(usable.mean()) if len(usable) else math.nan
     )
-    return WalkForwardResult(table, equity, explorations, overall, measure, summary)
+    note = annualisation_note(index, ppy, bsid.timeframe.code)
+    return WalkForwardResult(table, equity, explorations, overall, measure, summary, ppy, note)
 
 
 def _stitch(pieces: list[np.ndarray]) -> np.ndarray:
