@@ -13,6 +13,8 @@ import numpy as np
 
 from .brain import Brain
 from .data.series import BarSeries
+from .indicators import SMA, Crossover
+from .indicators._common import rolling_mean
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,8 +23,11 @@ if TYPE_CHECKING:
 class SmaCross(Brain):
     """A long-only moving-average crossover.
 
-    Buys ``size`` units when the fast simple moving average of the close crosses above the
-    slow one, and goes flat when it crosses back below.
+    Buys ``size`` units when the fast simple moving average of the close crosses above the slow
+    one, and goes flat when it crosses back below. The averages are the incremental, exact
+    :class:`~osmarkets.indicators.SMA` (``math.fsum(window) / period`` bit for bit) and the
+    cross is :class:`~osmarkets.indicators.Crossover` (backtrader's rule: a tie is not a
+    cross), so it takes backtrader's trades. One set of indicators per bar series.
     """
 
     fast = 10
@@ -30,18 +35,32 @@ class SmaCross(Brain):
     size = 1000
 
     def on_new_bar(self, series: BarSeries) -> None:
-        if len(series) <= self.slow:
+        try:
+            fast, slow, cross = self._lines[series.bsid]
+        except (AttributeError, KeyError):
+            fast, slow, cross = self._start_lines(series)
+        close = float(series.close[0])
+        crossed = cross.update(fast.update(close), slow.update(close))
+        if not crossed:
             return
-        close = series.close  # newest first: close[0] is the bar that just completed
-        fast_now, slow_now = close[: self.fast].mean(), close[: self.slow].mean()
-        fast_before = close[1 : self.fast + 1].mean()
-        slow_before = close[1 : self.slow + 1].mean()
         symbol = series.bsid.symbol
         held = self.position(symbol)
-        if fast_before <= slow_before and fast_now > slow_now and held == 0:
+        if crossed > 0 and held == 0:
             self.send_order(side="buy", size=self.size, symbol=symbol)
-        elif fast_before >= slow_before and fast_now < slow_now and held > 0:
+        elif crossed < 0 and held > 0:
             self.send_order(side="sell", size=held, symbol=symbol)
+
+    def _start_lines(self, series: BarSeries) -> tuple[SMA, SMA, Crossover]:
+        """The indicators of a series seen for the first time, fed with the bars it already
+        holds (a restarted Brain, a series subscribed with history) but the newest."""
+        if not hasattr(self, "_lines"):
+            self._lines: dict[Any, tuple[SMA, SMA, Crossover]] = {}
+        lines = (SMA(int(self.fast)), SMA(int(self.slow)), Crossover())
+        fast, slow, cross = lines
+        for close in series.close[1:][::-1].tolist():
+            cross.update(fast.update(close), slow.update(close))
+        self._lines[series.bsid] = lines
+        return lines
 
     @classmethod
     def signals(
@@ -49,22 +68,15 @@ class SmaCross(Brain):
     ) -> np.ndarray:
         """Target position after every bar, vectorised: the same rule as ``on_new_bar`` (used by
         ``osmarkets.backtest.vectorized`` to explore many parameter sets at once)."""
-        from osmarkets.backtest.vectorized import target_from_events
-
-        close = data["close"].to_numpy(dtype=float)
-        f, s = _sma_table(close, [fast, slow])
-        valid = np.arange(len(close)) >= slow  # on_new_bar waits for len(series) > slow
-        f_before, s_before = np.roll(f, 1), np.roll(s, 1)
-        up = valid & (f_before <= s_before) & (f > s)
-        down = valid & (f_before >= s_before) & (f < s)
-        return target_from_events(up, down, size)
+        return cls.signals_batch(data, [{"fast": fast, "slow": slow, "size": size}])[0]
 
     @classmethod
     def signals_batch(
         cls, data: pd.DataFrame, param_sets: Sequence[Mapping[str, Any]]
     ) -> np.ndarray:
         """The targets of many parameter sets at once (one row each): every distinct period's
-        average is computed once, and the state only changes where the averages cross."""
+        exact average is computed once, and the state only changes where the averages cross
+        (the :class:`~osmarkets.indicators.Crossover` rule, on the bars where both are ready)."""
         from osmarkets.backtest.vectorized import steps
 
         close = data["close"].to_numpy(dtype=float)
@@ -76,38 +88,37 @@ class SmaCross(Brain):
         table = _sma_table(close, periods)
         f = table[np.searchsorted(periods, fast)]
         s = table[np.searchsorted(periods, slow)]
-        # side: 1 where fast > slow, -1 where fast < slow, 0 where equal
+        # side: 1 where fast > slow, -1 where fast < slow, 0 where equal or not ready
         side = np.greater(f, s).view(np.int8) - np.less(f, s).view(np.int8)
-        rows, cols = np.divmod(np.flatnonzero(side[:, 1:] != side[:, :-1]), max(n - 1, 1))
-        cols += 1
+        # starts of runs of one non-zero side: a cross where the side differs from the previous
+        # run's (zeros in between are ties: they neither cross nor reset the last sign)
+        change = np.empty(side.shape, dtype=bool)
+        change[:, 0] = side[:, 0] != 0
+        np.not_equal(side[:, 1:], side[:, :-1], out=change[:, 1:])
+        change &= side != 0
+        rows, cols = np.nonzero(change)
         kind = side[rows, cols]
-        keep = (cols >= slow[rows]) & (kind != 0)  # a cross up (1) or down (-1) that is acted on
+        first = np.r_[True, rows[1:] != rows[:-1]]
+        previous = np.r_[0, kind[:-1]]
+        previous[first] = 0
+        # a run of the same side as the previous non-zero run (after a tie) is not a cross
+        keep = ~first & (kind != previous)
         rows, cols, kind = rows[keep], cols[keep], kind[keep]
-        # Long-only: a cross up buys only when flat, a cross down sells only when long, so the
-        # position changes at a cross of the other kind than the row's previous one (or, for
-        # the row's first cross, at a cross up).
-        previous = np.r_[-1, kind[:-1]]
-        previous[np.r_[True, rows[1:] != rows[:-1]]] = -1
-        acts = kind != previous
+        # Long-only: crosses alternate; a row's first cross only acts if it is a cross up.
+        lead = np.r_[True, rows[1:] != rows[:-1]]
+        acts = ~(lead & (kind < 0))
         rows, cols, kind = rows[acts], cols[acts], kind[acts]
         return steps((len(param_sets), n), rows, cols, np.where(kind > 0, size[rows], 0.0))
 
 
 def _sma_table(close: np.ndarray, periods: Any) -> np.ndarray:
-    """One row per period: ``row[t]`` is the mean of the last ``period`` closes up to bar ``t``
-    (of all of them before bar ``period - 1``, as ``series.close[:period].mean()`` gives while
-    the series is shorter), computed from one cumulative sum, exact for prices on a tick grid.
-    (The event-driven series keeps ``history`` bars, 1000 by default: longer periods differ.)"""
+    """One row per period: ``row[t]`` is the exact mean of the last ``period`` closes up to bar
+    ``t`` (``math.fsum(window) / period``, as :class:`~osmarkets.indicators.SMA` gives), NaN
+    before ``period`` bars."""
     periods = np.asarray(periods)
     if periods.size and (periods.dtype.kind not in "iu" or periods.min() < 1):
         raise ValueError(f"SmaCross fast/slow: expected positive integers, got {periods.tolist()}")
-    n = len(close)
-    sums = np.concatenate([[0.0], np.cumsum(close)])
-    count = np.arange(1, n + 1)
-    table = np.empty((len(periods), n))
+    table = np.empty((len(periods), len(close)))
     for row, period in enumerate(periods.tolist()):
-        head = min(period - 1, n)
-        table[row, :head] = sums[1 : head + 1] / count[:head]
-        if period <= n:
-            table[row, head:] = (sums[period:] - sums[: n + 1 - period]) / period
+        table[row] = rolling_mean(close, period)
     return table

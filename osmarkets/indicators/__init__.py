@@ -22,7 +22,7 @@ Python/numpy/pandas: this package imports no osBrain.
 """
 
 from .extrema import RollingMax, RollingMin, rolling_max, rolling_min
-from .moving import EMA, SMA, WMA, ema, sma, wma
+from .moving import EMA, SMA, WMA, Crossover, ema, sma, wma
 from .oscillators import MACD, RSI, MACDValue, Stochastic, StochasticValue, macd, rsi, stochastic
 from .volatility import ATR, Bands, BollingerBands, atr, bollinger, true_range
 
@@ -37,6 +37,7 @@ __all__ = [
     "RollingMax",
     "RollingMin",
     "SMA",
+    "Crossover",
     "Stochastic",
     "StochasticValue",
     "WMA",

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .exact import WindowSum, window_sums
+
 NAN = math.nan
 
 ArrayLike = Any
@@ -123,60 +125,27 @@ def seeded_recursion(x: np.ndarray, period: int, alpha: float) -> np.ndarray:
     if len(x) < period:
         return out
     tail = x[period - 1 :].copy()
-    tail[0] = x[:period].mean()
+    tail[0] = math.fsum(x[:period].tolist()) / period  # the incremental classes' exact seed
     out[period - 1 :] = pd.Series(tail).ewm(alpha=alpha, adjust=False).mean().to_numpy()
     return out
 
 
-def window_sums(x: np.ndarray, period: int) -> np.ndarray:
-    """Trailing ``period``-row sums in O(N) with no drift; NaN for the first ``period - 1`` rows.
-
-    ``cumsum(x)[t] - cumsum(x)[t - period]`` subtracts two ever-growing totals, so every
-    window inherits the rounding of the whole history (one huge price, and every later window
-    is off). pandas' rolling sum keeps a running total and has the same problem. Instead the
-    series is cut into blocks of ``period`` rows; a window is the suffix sum of one block plus
-    the prefix sum of the next, both cumulated inside a block only, so each window's error is
-    that of summing at most ``period`` numbers, wherever it is in the history.
-    """
-    n = len(x)
-    out = np.full(n, np.nan)
-    if n < period:
-        return out
-    blocks = -(-n // period)
-    padded = np.zeros(blocks * period)
-    padded[:n] = x
-    grid = padded.reshape(blocks, period)
-    prefix = np.cumsum(grid, axis=1).ravel()
-    suffix = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1].ravel()
-    end = np.arange(period - 1, n)
-    start = end - period + 1
-    whole_block = end % period == period - 1
-    out[period - 1 :] = np.where(whole_block, prefix[end], suffix[start] + prefix[end])
-    return out
-
-
 def rolling_mean(x: np.ndarray, period: int) -> np.ndarray:
-    """Trailing ``period``-row mean (see :func:`window_sums`)."""
+    """Trailing ``period``-row mean: ``math.fsum(window) / period`` for every window, bit for
+    bit (:func:`~osmarkets.indicators.exact.window_sums`)."""
     return window_sums(x, period) / period
 
 
 def rolling_pstd(x: np.ndarray, period: int, mean: np.ndarray) -> np.ndarray:
-    """Trailing population standard deviation, two-pass (deviations from each window's mean).
-
-    O(N * period), but exact: the O(N) running-moment formulas (``sum(x**2)`` and pandas'
-    rolling variance alike) are ruined by one outlier long after it has left the window. Runs
-    in chunks of about a million cells so memory stays bounded.
-    """
+    """Trailing population standard deviation, exact to its definition: ``sqrt`` of each
+    window's exact population variance rounded once, as
+    :class:`~osmarkets.indicators.BollingerBands` computes it (``mean`` is not needed and
+    kept for the callers' signature). O(N) exact integer updates."""
     n = len(x)
     out = np.full(n, np.nan)
-    if n < period:
-        return out
-    windows = np.lib.stride_tricks.sliding_window_view(x, period)
-    rows = max(1, (1 << 20) // period)
-    for a in range(0, len(windows), rows):
-        chunk = windows[a : a + rows]
-        dev = chunk - mean[period - 1 + a : period - 1 + a + len(chunk), None]
-        out[period - 1 + a : period - 1 + a + len(chunk)] = np.sqrt(
-            np.einsum("ij,ij->i", dev, dev) / period
-        )
+    window = WindowSum(period, squares=True)
+    for t, value in enumerate(x.tolist()):
+        window.push(value)
+        if t >= period - 1:
+            out[t] = math.sqrt(window.variance())
     return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -17,53 +16,63 @@ from ._common import (
     rolling_mean,
     seeded_recursion,
 )
+from .exact import _TINY, WindowSum, _rounded
 
 _isfinite = math.isfinite
 _fsum = math.fsum
 
 
 class SMA:
-    """Simple moving average of the last ``period`` values, O(1) per update.
+    """Simple moving average: ``math.fsum(window) / period`` of the last ``period`` values,
+    bit for bit, in O(1) per update.
 
-    A running sum drifts: every add/subtract rounds, and over millions of updates the error
-    grows without bound. Every ``period`` updates the sum is therefore recomputed exactly with
-    :func:`math.fsum` over the window, which costs O(period) once per ``period`` updates, so O(1)
-    amortised, and keeps the error at the level of a single window's rounding.
+    The window's sum is kept exactly (:class:`~osmarkets.indicators.exact.WindowSum`: integers
+    scaled by a power of two) and rounded once when read, so two averages that are exactly
+    equal on a price grid compare equal: a tie is never mistaken for a cross.
     """
 
-    __slots__ = ("period", "value", "ready", "_window", "_sum", "_since_exact")
+    __slots__ = ("period", "value", "ready", "_sum", "_count")
 
     def __init__(self, period: int) -> None:
         self.period: int = check_period("period", period)
         self.value: float = NAN
         self.ready: bool = False
-        self._window: deque[float] = deque(maxlen=self.period)
-        self._sum = 0.0
-        self._since_exact = 0
+        self._sum = WindowSum(self.period)
+        self._count = 0
 
     def update(self, value: float) -> float:
         """Add the next value; return the average (NaN until ``period`` values were seen)."""
         x = float(value)
         if not _isfinite(x):
-            if x != x and not self._window:
+            if x != x and not self._count:
                 return NAN  # leading NaN: the warm-up of an upstream indicator
             raise bad_value("value", x)
-        window = self._window
+        window = self._sum
+        if self.ready:  # WindowSum.push inlined: the hot path of every SMA Brain
+            scale = window._scale
+            v = x * scale
+            if v.is_integer():
+                ints = window._ints
+                n = int(v)
+                ints.append(n)
+                exact = window._total + n - ints.popleft()
+                window._total = exact
+                try:
+                    total = float(exact) / scale
+                except OverflowError:
+                    total = _rounded(exact, window._shift, scale)
+                if total != 0.0 and -_TINY < total < _TINY:
+                    total = _rounded(exact, window._shift, scale)
+                self.value = total / self.period
+                return self.value
+        total = window.push(x)
         if self.ready:
-            self._sum += x - window[0]
-            window.append(x)  # maxlen drops the oldest
-            self._since_exact += 1
-            if self._since_exact >= self.period:
-                self._sum = _fsum(window)
-                self._since_exact = 0
-            self.value = self._sum / self.period
+            self.value = total / self.period
         else:
-            window.append(x)
-            self._sum += x
-            if len(window) == self.period:
-                self._sum = _fsum(window)
+            self._count += 1
+            if self._count == self.period:
                 self.ready = True
-                self.value = self._sum / self.period
+                self.value = total / self.period
         return self.value
 
     def __repr__(self) -> str:
@@ -73,12 +82,13 @@ class SMA:
 class EMA:
     """Exponential moving average, ``alpha = 2 / (period + 1)``, seeded with an SMA.
 
-    The first value (after ``period`` inputs) is the simple mean of those inputs; from then on
-    ``ema += alpha * (x - ema)``. Seeding with the SMA (as TA-Lib and most charting packages do)
-    instead of with the first input makes the early values independent of one arbitrary price.
+    The first value (after ``period`` inputs) is their simple mean, ``math.fsum(first) /
+    period``; from then on ``ema += alpha * (x - ema)``. Seeding with the SMA (as TA-Lib and
+    most charting packages do) instead of with the first input makes the early values
+    independent of one arbitrary price.
     """
 
-    __slots__ = ("period", "alpha", "value", "ready", "_count", "_sum")
+    __slots__ = ("period", "alpha", "value", "ready", "_count", "_seed")
 
     def __init__(self, period: int) -> None:
         self.period: int = check_period("period", period)
@@ -86,7 +96,7 @@ class EMA:
         self.value: float = NAN
         self.ready: bool = False
         self._count = 0
-        self._sum = 0.0
+        self._seed: list[float] = []
 
     def update(self, value: float) -> float:
         """Add the next value; return the EMA (NaN until ``period`` values were seen)."""
@@ -99,9 +109,10 @@ class EMA:
             self.value += self.alpha * (x - self.value)
         else:
             self._count += 1
-            self._sum += x
+            self._seed.append(x)
             if self._count == self.period:
-                self.value = self._sum / self.period
+                self.value = _fsum(self._seed) / self.period
+                self._seed = []
                 self.ready = True
         return self.value
 
@@ -110,52 +121,48 @@ class EMA:
 
 
 class WMA:
-    """Linearly weighted moving average: weights 1 (oldest) to ``period`` (newest).
+    """Linearly weighted moving average, weights 1 (oldest) to ``period`` (newest): the exact
+    weighted sum ``sum(i * x_i)`` rounded once, divided by ``period * (period + 1) / 2``.
 
-    Kept in O(1) with the window sum ``S`` and weighted sum ``W``: a new value ``x`` shifts every
-    weight down by one, so ``W += period * x - S`` and ``S += x - oldest``. Both are recomputed
-    exactly every ``period`` updates, as in :class:`SMA`, so they do not drift.
+    Kept exactly in O(1): a new value shifts every weight down by one, so with the exact window
+    sum ``S`` (before the oldest leaves), ``W += period * x - S``, on the same scaled integers
+    as :class:`SMA`.
     """
 
-    __slots__ = ("period", "value", "ready", "_window", "_sum", "_wsum", "_denom", "_since_exact")
+    __slots__ = ("period", "value", "ready", "_sum", "_wsum", "_denom", "_count")
 
     def __init__(self, period: int) -> None:
         self.period: int = check_period("period", period)
         self.value: float = NAN
         self.ready: bool = False
-        self._window: deque[float] = deque(maxlen=self.period)
-        self._sum = 0.0
-        self._wsum = 0.0
+        self._sum = WindowSum(self.period)
+        self._wsum = 0  # exact weighted sum, scaled as self._sum's integers
         self._denom = self.period * (self.period + 1) / 2.0
-        self._since_exact = 0
-
-    def _exact(self) -> None:
-        self._sum = _fsum(self._window)
-        self._wsum = _fsum((i + 1) * v for i, v in enumerate(self._window))
-        self._since_exact = 0
+        self._count = 0
 
     def update(self, value: float) -> float:
         """Add the next value; return the WMA (NaN until ``period`` values were seen)."""
         x = float(value)
         if not _isfinite(x):
-            if x != x and not self._window:
+            if x != x and not self._count:
                 return NAN
             raise bad_value("value", x)
-        window = self._window
-        if self.ready:
-            self._wsum += self.period * x - self._sum
-            self._sum += x - window[0]
-            window.append(x)
-            self._since_exact += 1
-            if self._since_exact >= self.period:
-                self._exact()
-            self.value = self._wsum / self._denom
-        else:
-            window.append(x)
-            if len(window) == self.period:
-                self._exact()
-                self.ready = True
-                self.value = self._wsum / self._denom
+        window = self._sum
+        shift, total = window.shift, window.total
+        window.push(x)
+        if window.shift != shift:  # the scale grew: rescale the weighted sum with it
+            grown = window.shift - shift
+            self._wsum <<= grown
+            total <<= grown
+        n = window._ints[-1]
+        self._wsum += (self.period if self.ready else len(window)) * n - (
+            total if self.ready else 0
+        )
+        self._count += 1
+        if self._count >= self.period:
+            self.ready = True
+            scale = 1 << window.shift
+            self.value = (self._wsum / scale if window.shift else float(self._wsum)) / self._denom
         return self.value
 
     def __repr__(self) -> str:
@@ -165,8 +172,8 @@ class WMA:
 def sma(values: ArrayLike, period: int) -> Any:
     """Vectorised :class:`SMA`: a numpy array in, an array out; a Series in, a Series out.
 
-    O(N) block sums that do not drift (see the indicators documentation). Leading NaNs are
-    skipped.
+    Every value is ``math.fsum(window) / period`` bit for bit, as :class:`SMA` gives
+    (:func:`~osmarkets.indicators.exact.window_sums`). Leading NaNs are skipped.
     """
     period = check_period("period", period)
     inp = Inputs(values=values)
@@ -181,16 +188,44 @@ def ema(values: ArrayLike, period: int) -> Any:
 
 
 def wma(values: ArrayLike, period: int) -> Any:
-    """Vectorised :class:`WMA`.
-
-    A direct weighted sum per row (``numpy.convolve``, compiled): O(N * period) but exact. The
-    O(N) formula from cumulative sums of ``i * x[i]`` loses digits to cancellation on long series.
-    """
+    """Vectorised :class:`WMA`: the incremental class run over the values, so both give the
+    same exact weighted sums (O(N) exact integer updates)."""
     period = check_period("period", period)
     inp = Inputs(values=values)
     x = inp.arrays["values"]
     out = np.full(len(x), np.nan)
-    if len(x) >= period:
-        weights = np.arange(period, 0, -1, dtype=np.float64)  # convolve flips: newest gets n
-        out[period - 1 :] = np.convolve(x, weights, mode="valid") / (period * (period + 1) / 2.0)
+    indicator = WMA(period)
+    for t, value in enumerate(x.tolist()):
+        out[t] = indicator.update(value)
     return inp.wrap(out)
+
+
+class Crossover:
+    """Whether a line crossed another, with backtrader's rule: ``update(a, b)`` returns ``1``
+    when ``a - b`` turned positive and the last non-zero difference before it was negative,
+    ``-1`` for the opposite, ``0`` otherwise. An exact tie (a zero difference) is not a cross,
+    and touching then moving back is not one either: only a change of the non-zero sign
+    counts. NaN inputs (an indicator still warming up) are ignored.
+    """
+
+    __slots__ = ("value", "_last")
+
+    def __init__(self) -> None:
+        self.value: int = 0
+        self._last = 0  # sign of the last non-zero difference, 0 before any
+
+    def update(self, a: float, b: float) -> int:
+        """Add the two lines' current values; return 1, -1 or 0 (see the class docstring)."""
+        if a > b:
+            sign = 1
+        elif a < b:
+            sign = -1
+        else:  # a tie, or a NaN: no cross, the last non-zero sign is kept
+            self.value = 0
+            return 0
+        self.value = sign if self._last == -sign else 0
+        self._last = sign
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"Crossover(value={self.value})"

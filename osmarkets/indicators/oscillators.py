@@ -45,13 +45,16 @@ class RSI:
     """Relative strength index with Wilder's smoothing (``alpha = 1 / period``).
 
     Needs ``period + 1`` values: the first average gain and loss are the plain means of the
-    first ``period`` changes; then ``avg += (change - avg) / period``. The value is
+    first ``period`` changes (``math.fsum(gains) / period``); then
+    ``avg += (change - avg) / period``. The value is
     ``100 * avg_gain / (avg_gain + avg_loss)`` (the same number as ``100 - 100 / (1 + RS)``
     without dividing by a zero average loss): 100 when prices only rose, 0 when they only fell,
     and 50 when they did not move at all over the smoothing (no gain, no loss: neutral).
     """
 
-    __slots__ = ("period", "value", "ready", "_alpha", "_prev", "_count", "_gain", "_loss")
+    __slots__ = (
+        "period", "value", "ready", "_alpha", "_prev", "_count", "_gain", "_loss", "_seed",
+    )  # fmt: skip
 
     def __init__(self, period: int = 14) -> None:
         self.period: int = check_period("period", period)
@@ -62,6 +65,7 @@ class RSI:
         self._count = 0
         self._gain = 0.0
         self._loss = 0.0
+        self._seed: list[tuple[float, float]] = []
 
     def update(self, value: float) -> float:
         """Add the next value; return the RSI (NaN until ``period + 1`` values were seen)."""
@@ -82,12 +86,12 @@ class RSI:
             self._loss += self._alpha * (loss - self._loss)
         else:
             self._count += 1
-            self._gain += gain  # sums until the seed, then averages
-            self._loss += loss
+            self._seed.append((gain, loss))
             if self._count < self.period:
                 return NAN
-            self._gain /= self.period
-            self._loss /= self.period
+            self._gain = math.fsum(g for g, _ in self._seed) / self.period
+            self._loss = math.fsum(lo for _, lo in self._seed) / self.period
+            self._seed = []
             self.ready = True
         total = self._gain + self._loss
         self.value = 100.0 * self._gain / total if total > 0.0 else 50.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
@@ -20,6 +19,7 @@ from ._common import (
     rolling_pstd,
     seeded_recursion,
 )
+from .exact import WindowSum
 
 _isfinite = math.isfinite
 _fsum = math.fsum
@@ -45,11 +45,12 @@ class ATR:
 
     True range is ``max(high - low, |high - previous close|, |low - previous close|)``; the first
     bar has no previous close, so its true range is ``high - low``. The first ATR, after
-    ``period`` bars, is the mean of those ``period`` true ranges; then
+    ``period`` bars, is the mean of those ``period`` true ranges (``math.fsum(trs) / period``);
+    then
     ``atr += (tr - atr) / period``.
     """
 
-    __slots__ = ("period", "value", "ready", "_alpha", "_count", "_sum", "_prev_close")
+    __slots__ = ("period", "value", "ready", "_alpha", "_count", "_seed", "_prev_close")
 
     def __init__(self, period: int = 14) -> None:
         self.period: int = check_period("period", period)
@@ -57,7 +58,7 @@ class ATR:
         self.ready: bool = False
         self._alpha = 1.0 / self.period
         self._count = 0
-        self._sum = 0.0
+        self._seed: list[float] = []
         self._prev_close = NAN
 
     def update(self, high: float, low: float, close: float) -> float:
@@ -78,9 +79,10 @@ class ATR:
             self.value += self._alpha * (tr - self.value)
         else:
             self._count += 1
-            self._sum += tr
+            self._seed.append(tr)
             if self._count == self.period:
-                self.value = self._sum / self.period
+                self.value = math.fsum(self._seed) / self.period
+                self._seed = []
                 self.ready = True
         return self.value
 
@@ -91,57 +93,38 @@ class ATR:
 class BollingerBands:
     """Bollinger bands: the ``period`` SMA plus and minus ``k`` population standard deviations.
 
-    The window's mean and sum of squared deviations (``M2``) are updated in O(1) with the
-    sliding form of Welford's algorithm, which, unlike ``sum(x**2)/n - mean**2``, does not cancel
-    catastrophically when prices are large and the spread small (an FX quote at 1.1 moving in
-    the fifth decimal). Both are recomputed exactly every ``period`` updates to stop drift.
+    Exact to the definition: the middle band is ``math.fsum(window) / period`` and the
+    deviation ``sqrt(variance)``, the window's population variance computed exactly
+    (``(n * sum(x**2) - sum(x)**2) / n**2`` on the scaled integers of
+    :class:`~osmarkets.indicators.exact.WindowSum`) and rounded once. No cancellation, no drift:
+    a flat window has a deviation of exactly 0 whatever came before it.
     """
 
-    __slots__ = ("period", "k", "value", "ready", "_window", "_mean", "_m2", "_since_exact")
+    __slots__ = ("period", "k", "value", "ready", "_window", "_count")
 
     def __init__(self, period: int = 20, k: float = 2.0) -> None:
         self.period: int = check_period("period", period)
         self.k: float = check_positive_float("k", k)
         self.value: Bands[float] = _NAN_BANDS
         self.ready: bool = False
-        self._window: deque[float] = deque(maxlen=self.period)
-        self._mean = 0.0
-        self._m2 = 0.0
-        self._since_exact = 0
-
-    def _exact(self) -> None:
-        mean = _fsum(self._window) / self.period
-        self._mean = mean
-        self._m2 = _fsum((v - mean) * (v - mean) for v in self._window)
-        self._since_exact = 0
+        self._window = WindowSum(self.period, squares=True)
+        self._count = 0
 
     def update(self, value: float) -> Bands[float]:
         """Add the next value; return ``Bands(mid, upper, lower)`` (NaNs until ready)."""
         x = float(value)
         if not _isfinite(x):
-            if x != x and not self._window:
+            if x != x and not self._count:
                 return self.value
             raise bad_value("value", x)
-        window = self._window
-        if self.ready:
-            old = window[0]
-            window.append(x)
-            delta = x - old
-            old_mean = self._mean
-            self._mean = old_mean + delta / self.period
-            self._m2 += delta * ((x - self._mean) + (old - old_mean))
-            self._since_exact += 1
-            if self._since_exact >= self.period:
-                self._exact()
-        else:
-            window.append(x)
-            if len(window) < self.period:
+        total = self._window.push(x)
+        if not self.ready:
+            self._count += 1
+            if self._count < self.period:
                 return self.value
-            self._exact()
             self.ready = True
-        m2 = self._m2
-        std = _sqrt(m2 / self.period) if m2 > 0.0 else 0.0
-        mid = self._mean
+        mid = total / self.period
+        std = _sqrt(self._window.variance())
         self.value = Bands(mid, mid + self.k * std, mid - self.k * std)
         return self.value
 
