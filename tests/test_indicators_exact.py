@@ -138,8 +138,9 @@ def test_vectorised_versions_equal_the_incremental_ones():
     # different float orders (pandas' compiled loop), so they agree to rounding after it
     grid = np.array(grid_walk(3000, 7))
     for period in (3, 14):
-        for vector, incremental in ((ema(grid, period), _feed(EMA(period), grid.tolist())),
-                                    (rsi(grid, period), _feed(RSI(period), grid.tolist()))):  # fmt: skip
+        pairs = ((ema(grid, period), _feed(EMA(period), grid.tolist())),
+                 (rsi(grid, period), _feed(RSI(period), grid.tolist())))  # fmt: skip
+        for vector, incremental in pairs:
             seed = period - 1 if len(vector) and not np.isnan(vector[period - 1]) else period
             assert vector[seed] == incremental[seed]
             np.testing.assert_allclose(vector, incremental, rtol=1e-12, equal_nan=True)
