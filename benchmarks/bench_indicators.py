@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from osmarkets.indicators import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from previous_sma import RunningSMA  # noqa: E402
+
+from osmarkets.indicators import (  # noqa: E402
     ATR,
     EMA,
     MACD,
@@ -98,6 +103,11 @@ def main() -> None:
     t_sma = median_time(lambda: [s.update(v) for s in [SMA(30)] for v in closes], reps)
     print(f"  numpy close[:30].mean() per bar: {n / t_naive:,.0f}/s; "
           f"SMA(30).update is {t_naive / t_sma:.1f}x faster")  # fmt: skip
+    t_running = median_time(lambda: [s.update(v) for s in [RunningSMA(30)] for v in closes], reps)
+    print(
+        f"  exact SMA(30) {n / t_sma:,.0f}/s vs the previous running-sum SMA(30) "
+        f"{n / t_running:,.0f}/s: {t_running / t_sma:.2f} of its speed (target >= 0.90)"
+    )
 
     print(f"\nvectorised, {n:,} values (median of {reps}); values/s, ratio to pandas")
     s = pd.Series(close)

@@ -291,3 +291,27 @@ def test_a_restarted_sma_cross_primes_its_averages_from_the_history():
     for value in data["close"].to_numpy()[:-2]:  # all but the newest, handled by on_new_bar
         reference.update(value)
     assert slow.value == reference.value and fast.ready
+
+
+def _documented_sma_cross(path: Path) -> type:
+    """The SmaCross class of a document's first ``class SmaCross`` code block."""
+    import re
+    import textwrap
+
+    text = path.read_text()
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", text)
+    code = next(textwrap.dedent(b) for b in blocks if "class SmaCross" in b)
+    namespace: dict = {}
+    exec(compile("from osmarkets import Brain\n" + code, str(path), "exec"), namespace)  # noqa: S102
+    return namespace["SmaCross"]
+
+
+@pytest.mark.parametrize("document", ["README.rst", "docs/tutorial.rst"])
+def test_the_readme_and_the_tutorial_show_the_package_strategy(document):
+    cls = _documented_sma_cross(Path(__file__).resolve().parents[1] / document)
+    for seed in (5, 6):
+        data = grid_bars(1500, seed)
+        params = {"fast": 5, "slow": 20, "size": 1}
+        ours = backtest(cls, data, "X:D", params=params)
+        package = backtest(SmaCross, data, "X:D", params=params)
+        assert len(ours.trades) > 10 and fills(ours) == fills(package)

@@ -16,56 +16,51 @@ from ._common import (
     rolling_mean,
     seeded_recursion,
 )
-from .exact import _TINY, WindowSum, _rounded
+from .exact import WindowSum, _rounded
 
 _isfinite = math.isfinite
 _fsum = math.fsum
 
 
-class SMA:
+class SMA(WindowSum):
     """Simple moving average: ``math.fsum(window) / period`` of the last ``period`` values,
     bit for bit, in O(1) per update.
 
-    The window's sum is kept exactly (:class:`~osmarkets.indicators.exact.WindowSum`: integers
-    scaled by a power of two) and rounded once when read, so two averages that are exactly
-    equal on a price grid compare equal: a tie is never mistaken for a cross.
+    The window's sum is kept exactly (it is a :class:`~osmarkets.indicators.exact.WindowSum`:
+    integers scaled by a power of two) and rounded once when read, so two averages that are
+    exactly equal on a price grid compare equal: a tie is never mistaken for a cross.
     """
 
-    __slots__ = ("period", "value", "ready", "_sum", "_count")
+    __slots__ = ("value", "ready", "_count")
 
     def __init__(self, period: int) -> None:
-        self.period: int = check_period("period", period)
+        super().__init__(check_period("period", period))
         self.value: float = NAN
         self.ready: bool = False
-        self._sum = WindowSum(self.period)
         self._count = 0
 
     def update(self, value: float) -> float:
         """Add the next value; return the average (NaN until ``period`` values were seen)."""
         x = float(value)
+        if self.ready:  # push() inlined: the hot path of every SMA Brain
+            scale = self._scale
+            v = x * scale
+            if v.is_integer():  # False for NaN and infinities: they take the checked path
+                ints = self._ints
+                n = int(v)
+                ints.append(n)
+                exact = self._total + n - ints.popleft()
+                self._total = exact
+                try:  # a finite scale is at most 2**1000: a non-zero sum is a normal float
+                    self.value = float(exact) / scale / self.period
+                except OverflowError:
+                    self.value = _rounded(exact, self._shift, scale) / self.period
+                return self.value
         if not _isfinite(x):
             if x != x and not self._count:
                 return NAN  # leading NaN: the warm-up of an upstream indicator
             raise bad_value("value", x)
-        window = self._sum
-        if self.ready:  # WindowSum.push inlined: the hot path of every SMA Brain
-            scale = window._scale
-            v = x * scale
-            if v.is_integer():
-                ints = window._ints
-                n = int(v)
-                ints.append(n)
-                exact = window._total + n - ints.popleft()
-                window._total = exact
-                try:
-                    total = float(exact) / scale
-                except OverflowError:
-                    total = _rounded(exact, window._shift, scale)
-                if total != 0.0 and -_TINY < total < _TINY:
-                    total = _rounded(exact, window._shift, scale)
-                self.value = total / self.period
-                return self.value
-        total = window.push(x)
+        total = self.push(x)
         if self.ready:
             self.value = total / self.period
         else:
