@@ -1183,12 +1183,14 @@ class OandaArchitecture(Architecture):
             "oanda": self._settings, "backfill": options.get("backfill", self.backfill),
             "stream": dict(self.stream_options, **dict(options.get("stream") or {})),
         }  # fmt: skip
-        router = self["router"]
-        if router.get_attr("restored_series"):
-            # a deployment that resumes: the candles completed while it was down are
-            # backfilled first (the Router journaled where each series stopped)
-            points = dict(router.resume_points())
-            cfg["resume_after"] = {s: points[s] for s in symbols if s in points}
+        # The Feeder starts after where the Router's series stop: a resumed deployment's
+        # journaled series, or the history downloaded when Brains subscribed. The candles
+        # completed in between (the deployment's downtime, or a slow start that let the
+        # first live quote fall a minute after the history's end) are backfilled first.
+        points = dict(self["router"].resume_points())
+        resume = {s: points[s] for s in symbols if s in points}
+        if resume:
+            cfg["resume_after"] = resume
         proxy = self._spawn(name, "feeder", OandaFeederAgent, cfg)
         self._feeders.append(name)
         proxy.start_feed()

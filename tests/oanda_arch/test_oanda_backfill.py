@@ -172,3 +172,31 @@ def test_restart_with_no_completed_candle_then_a_long_gap(make, sandbox, clock) 
     stamps = frame.index.asi8
     gap = frame[(stamps >= cut + MINUTE) & (stamps <= cut + 29 * MINUTE)]
     assert len(gap) == 29 and set(gap["volume"]) == {4.0}  # built from candles, 4 quotes each
+
+
+def test_a_slow_start_after_the_history_download_loses_no_bar(sandbox, clock) -> None:
+    # the Brain subscribes (history downloaded up to now), then three simulated minutes pass
+    # before the stream starts: those candles are backfilled before the first live price
+    from oanda_arch_support import FAST_CLIENT, Buyer
+
+    from osmarkets.architecture import OandaArchitecture
+
+    system = OandaArchitecture(
+        logging=False, account_id=sandbox.account_id, access_token=TOKEN,
+        rest_url=sandbox.rest_url, stream_url=sandbox.stream_url, client_options=FAST_CLIENT,
+        poll_interval=0.2, heartbeat=0.2,
+    )  # fmt: skip
+    try:
+        system.add_brain("rec", base=Buyer, buy_on=10**9)
+        system["rec"].subscribe(M1, 10)
+        history_end = system["rec"].osm_series_frame(M1).index[-1].value
+        clock.jump(3 * MINUTE)
+        system.stream(["EUR_USD"])
+        wait_for(lambda: system["rec"].get_attr("osm_bars") >= 5, what="bars after the start")
+        (period,) = system["feeder"].backfilled_periods("EUR_USD")
+        assert period["after"] == "restart" and period["bars"] >= 3
+        assert period["first"] == history_end + MINUTE
+        times = _assert_every_minute(system)
+        assert times[0] == history_end + MINUTE  # the first bar the Brain sees follows the history
+    finally:
+        system.shutdown()
