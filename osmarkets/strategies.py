@@ -6,6 +6,7 @@ re-exports it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -92,12 +93,15 @@ class SmaCross(Brain):
         side = np.greater(f, s).view(np.int8) - np.less(f, s).view(np.int8)
         # starts of runs of one non-zero side: a cross where the side differs from the previous
         # run's (zeros in between are ties: they neither cross nor reset the last sign)
-        change = np.empty(side.shape, dtype=bool)
-        change[:, 0] = side[:, 0] != 0
-        np.not_equal(side[:, 1:], side[:, :-1], out=change[:, 1:])
-        change &= side != 0
-        rows, cols = np.nonzero(change)
+        rows, cols = np.divmod(np.flatnonzero(side[:, 1:] != side[:, :-1]), max(n - 1, 1))
+        cols += 1
+        starts = np.flatnonzero(side[:, 0])  # a side already set on the first bar (period 1)
+        if len(starts):
+            order = np.argsort(np.r_[starts * n, rows * n + cols], kind="stable")
+            rows = np.r_[starts, rows][order]
+            cols = np.r_[np.zeros(len(starts), dtype=cols.dtype), cols][order]
         kind = side[rows, cols]
+        rows, cols, kind = rows[kind != 0], cols[kind != 0], kind[kind != 0]
         first = np.r_[True, rows[1:] != rows[:-1]]
         previous = np.r_[0, kind[:-1]]
         previous[first] = 0
@@ -119,6 +123,19 @@ def _sma_table(close: np.ndarray, periods: Any) -> np.ndarray:
     if periods.size and (periods.dtype.kind not in "iu" or periods.min() < 1):
         raise ValueError(f"SmaCross fast/slow: expected positive integers, got {periods.tolist()}")
     table = np.empty((len(periods), len(close)))
+    key = hashlib.blake2b(np.ascontiguousarray(close).tobytes(), digest_size=16).digest()
     for row, period in enumerate(periods.tolist()):
-        table[row] = rolling_mean(close, period)
+        cached = _AVERAGES.get((key, period))
+        if cached is None:
+            cached = _AVERAGES[(key, period)] = rolling_mean(close, period)
+            kept = max(4, _AVERAGES_VALUES // max(len(close), 1))  # about 256 MB at most
+            while len(_AVERAGES) > kept:  # the oldest first: dicts keep order
+                del _AVERAGES[next(iter(_AVERAGES))]
+        table[row] = cached
     return table
+
+
+# vectorized() calls signals_batch once per chunk of parameter sets: each period's exact
+# average of the same closes is computed once and reused (keyed by the closes' digest)
+_AVERAGES: dict[tuple[bytes, int], np.ndarray] = {}
+_AVERAGES_VALUES = 1 << 25

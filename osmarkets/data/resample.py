@@ -147,11 +147,7 @@ def ticks_to_bars(
     )
     data = validate_ticks(ticks)
     if regular_hours and calendar is not None and len(data.time):
-        return ticks_to_bars(
-            ticks[regular_hours_mask(data.time, calendar)], tf, daily_alignment=daily_alignment,
-            alignment_timezone=alignment_timezone, weekly_alignment=weekly_alignment,
-            calendar=calendar,
-        )  # fmt: skip
+        data = validate_ticks(ticks[regular_hours_mask(data.time, calendar)])
     names = (*OHLC, "volume", *BID_OHLC, *ASK_OHLC) if data.quoted else (*OHLC, "volume")
     if not len(data.time):
         return _frame(data.time, {name: np.empty(0) for name in names})
@@ -195,11 +191,7 @@ def resample(
     )
     data = validate_bars(bars)
     if regular_hours and calendar is not None and len(data.time):
-        return resample(
-            bars[regular_hours_mask(data.time, calendar)], tf, daily_alignment=daily_alignment,
-            alignment_timezone=alignment_timezone, weekly_alignment=weekly_alignment,
-            calendar=calendar,
-        )  # fmt: skip
+        data = validate_bars(bars[regular_hours_mask(data.time, calendar)])
     quoted = data.bid is not None and data.ask is not None
     names = (*OHLC, "volume", *BID_OHLC, *ASK_OHLC) if quoted else (*OHLC, "volume")
     if not len(data.time):
