@@ -8,8 +8,11 @@ example SMA-cross Brain, a Trader on the simulated broker and the Overmind; show
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -83,9 +86,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
     print(f"osmarkets demo: {args.bars} synthetic one-minute bars of {args.symbol}, "
           f"seed {args.seed}, SmaCross on the simulated broker")  # fmt: skip
+    log_path = Path(tempfile.gettempdir()) / f"osmarkets-demo-{os.getpid()}.log"
     with SimulatedArchitecture(
         None, args.cash, symbols=[args.symbol], bars=args.bars, seed=args.seed,
-        speed=args.speed, logging=True,
+        speed=args.speed, logging=True, log_path=str(log_path),
     ) as system:  # fmt: skip
         print(
             f"agents: name server, {', '.join(system.agents)}, overmind (supervisor)", flush=True
@@ -105,7 +109,31 @@ def run_demo(args: argparse.Namespace) -> int:
         f"final value {result.final_value:,.2f} "
         f"({(result.final_value / args.cash - 1) * 100:+.3f} %), all agents stopped"
     )
+    print_summary(result, args.cash, log_path)
     return 0
+
+
+def print_summary(result: Any, cash: float, log_path: Path | None) -> None:
+    """What the run did (its last round trips, realised and unrealised P&L), where its logs
+    are, and what to try next."""
+    trips = result.positions
+    if len(trips):
+        shown = trips.tail(5)[["entry_time", "exit_time", "side", "size", "pnl"]].copy()
+        for column in ("entry_time", "exit_time"):
+            shown[column] = shown[column].dt.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"last {len(shown)} of {len(trips)} round trips:")
+        print(shown.to_string(index=False))
+    else:
+        print("no round trip completed (the strategy did not both enter and exit)")
+    realised = float(trips["pnl"].sum()) if len(trips) else 0.0
+    unrealised = result.final_value - cash - realised
+    print(f"realised P&L {realised:,.2f}, unrealised P&L {unrealised:,.2f}, open positions "
+          f"{result.open_positions or 'none'}")  # fmt: skip
+    if log_path is not None:
+        print(f"logs: {log_path}")
+    print("next: osmarkets backtest examples/sma_cross.py:SmaCross --data "
+          "examples/data/stock-daily.csv --bsid STOCK:D  |  osmarkets gui --demo  |  "
+          "osmarkets demo --broker oanda-sandbox")  # fmt: skip
 
 
 def run_sandbox_demo(args: argparse.Namespace) -> int:

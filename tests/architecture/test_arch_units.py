@@ -130,6 +130,11 @@ def test_demo_runs_and_leaves_nothing() -> None:
         out = proc.stdout
         assert "bars" in out and "fills" in out and "equity" in out
         assert "all agents stopped" in out
+        # what it did, where the logs are, what to try next
+        assert "realised P&L" in out and "unrealised P&L" in out and "next: osmarkets" in out
+        logs = Path(out.split("logs: ", 1)[1].splitlines()[0])
+        assert logs.exists()  # the Logger agent writes every line it gets there
+        logs.unlink()
         assert list((runtime / ".osbrain_ipc").glob("osm-*")) == []
         assert list((runtime / "osmarkets" / "nameservers").glob("*")) == []
     finally:
