@@ -416,6 +416,11 @@ class TraderAgent(OsmAgent):
 
     def _deliver(self, event: OrderEvent) -> None:
         self.events.append(event)
+        if event.kind == "rejected":  # a Brain's order that did not execute: always said
+            self.log_warning(
+                f"order {event.client_id!r:.80} of {event.brain!r:.40} rejected: "
+                f"{event.reason:.300}"
+            )
         if event.kind == "filled":
             self.fills.append(event)
             rate = self._conversion_of.pop(_fill_key(event), None)
