@@ -9,6 +9,7 @@ class a user writes be backtested, optimised and deployed unchanged.
 from __future__ import annotations
 
 import itertools
+import logging
 from typing import Any, Protocol
 
 from .brokers.base import Order, OrderEvent, make_order
@@ -40,6 +41,9 @@ class Brain:
     """
 
     name: str = "brain"
+    #: ``system['x'].set_attr(DEBUG=True)`` (or ``DEBUG = True`` in the class) turns on
+    #: :meth:`debug`'s lines; off by default, so they cost one attribute read.
+    DEBUG: bool = False
     _osm_context: BrainContext | None = None
     _osm_order_counter: Any = None
     #: Set by the runner of a deployment (the architecture's run id): client ids are then
@@ -125,6 +129,18 @@ class Brain:
         """Current time (ns since epoch, UTC) as the runner sees it: the bar's close in a
         backtest, the wall clock live."""
         return self._require_context().now(self)
+
+    def debug(self, message: str) -> None:
+        """A debug line, written only while ``DEBUG`` is true: to the deployment's logs in an
+        architecture (with the Brain's name), to the ``osmarkets.brain`` logger in a
+        backtest."""
+        if not self.DEBUG:
+            return
+        write = getattr(self._osm_context, "log_debug", None)
+        if write is not None:
+            write(self, str(message))
+        else:
+            logging.getLogger("osmarkets.brain").info("%s: %s", self.name, message)
 
     # -- plumbing ----------------------------------------------------------------------------
     def bind(self, context: BrainContext, name: str | None = None) -> None:

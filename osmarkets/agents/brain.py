@@ -54,6 +54,9 @@ class _AgentContext:
     def cancel_order(self, brain: Brain, client_id: str) -> None:
         self.agent.osm_submit(("cancel", self.agent.name, client_id, self.agent.osm_auth))
 
+    def log_debug(self, brain: Brain, message: str) -> None:
+        self.agent.log_info(f"debug: {message:.2000}")
+
     def position(self, brain: Brain, symbol: str) -> float:
         return self.agent.osm_positions.get(symbol, 0.0)
 
