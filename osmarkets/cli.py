@@ -12,6 +12,7 @@ import os
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import __version__, commands
 
@@ -26,6 +27,41 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its class name when the message is empty), for
     a one-line :class:`UsageError`."""
     return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps descriptions like argparse's default formatter but keeps an ``examples:`` epilog
+    as written, one command line per line."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
+def examples(*lines: str) -> dict[str, Any]:
+    """Keyword arguments of ``subparsers.add_parser`` for an ``examples:`` epilog of these
+    command lines at the end of the sub-command's ``--help``."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in lines)
+    return {"epilog": epilog, "formatter_class": HelpFormatter}
+
+
+def check_output(option: str, path: str | None) -> None:
+    """Before any work: ``path`` (a file the command will write, given with ``option``) must be
+    in an existing, writable directory and not be a directory or a read-only file; else a
+    one-line :class:`UsageError` naming the option and the path."""
+    if not path:
+        return
+    folder = os.path.dirname(path)
+    where = folder or os.curdir
+    if not os.path.isdir(where):
+        raise UsageError(f"{option} {path}: no such directory {folder}")
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path}: is a directory, expected a file name")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: directory {where} is not writable")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UsageError(f"{option} {path}: file is not writable")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ import sys
 import uuid
 from typing import Any
 
-from ..cli import UsageError, first_line
+from ..cli import UsageError, check_output, examples, first_line
 
 
 def add_parser(subparsers: Any) -> None:
@@ -22,6 +22,16 @@ def add_parser(subparsers: Any) -> None:
         "backtest",
         help="backtest a Brain class on historical bars",
         description="Backtest a Brain class on historical bars and print its statistics.",
+        **examples(
+            "osmarkets backtest examples/sma_cross.py:SmaCross "
+            "--data examples/data/stock-daily.csv --bsid ORCL:D",
+            "osmarkets backtest examples/sma_cross.py:SmaCross "
+            "--data examples/data/stock-daily.csv --bsid ORCL:D --param fast=5 --param slow=20 "
+            "--html report.html",
+            "osmarkets backtest examples/sma_cross.py:SmaCross "
+            "--data examples/data/stock-daily.csv --bsid ORCL:D --bsid ORCL:W --fill close "
+            "--commission 0.001",
+        ),
     )
     parser.add_argument("target", metavar="FILE.py:CLASS", help="the Brain subclass to run")
     parser.add_argument("--data", required=True, help="CSV of bars (time, open, high, low, close)")
@@ -255,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backtest.engine import backtest
     from ..brokers.simulated import Commission
 
+    check_output("--html", args.html)
     cls = load_brain_class(args.target)
     params = parse_params(cls, args.param)
     bsids = parse_bsid_option(args.bsid)

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..cli import examples
+
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -22,6 +24,11 @@ def add_parser(subparsers: Any) -> None:
         help="run the whole architecture on synthetic quotes and the simulated broker",
         description="Run name server, Logger, synthetic Feeder, Router, the example SmaCross "
         "Brain, a Trader on the simulated broker and the Overmind; no account or data needed.",
+        **examples(
+            "osmarkets demo",
+            "osmarkets demo --bars 1000 --seed 3 --cash 10000",
+            "osmarkets demo --broker oanda-sandbox --speed 600",
+        ),
     )
     parser.add_argument(
         "--bars",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..cli import UsageError
+from ..cli import UsageError, check_output, examples
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +19,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="download OANDA candles into a .parquet or .csv file",
         description="Download completed OANDA candles (paginated, any range) into the osMarkets "
         "bar format. The token comes from OANDA_ACCESS_TOKEN or --token-file.",
+        **examples(
+            "osmarkets download EUR_USD M1 --from 2024-01-01 --to 2024-02-01 -o eurusd-m1.parquet",
+            "osmarkets download USD_JPY H4 --from 2023-01-01 -o usdjpy-h4.csv --token-file ~/.oanda",
+            "osmarkets download EUR_USD M1 --from 2024-01-01 -o bars.csv "
+            "--rest-url http://127.0.0.1:8080 --token-file token.txt",
+        ),
     )
     parser.add_argument("instrument", help="instrument, e.g. EUR_USD")
     parser.add_argument("granularity", help="granularity code, e.g. M1, H4, D")
@@ -26,7 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--to", dest="end", default=None, help="end, exclusive (default: now)")
     parser.add_argument("-o", "--output", required=True, help="output file: .parquet or .csv")
     parser.add_argument("--price", default="BA", help="price components: M, B, A, BA, MBA")
-    parser.add_argument("--environment", choices=("practice", "live"), default="practice")
+    parser.add_argument("--environment", choices=("practice", "live"), default="practice",
+                        help="OANDA environment the token belongs to (default practice)")  # fmt: skip
     parser.add_argument("--rest-url", default=None, help="REST base URL (e.g. the sandbox)")
     parser.add_argument("--token-file", default=None, help="file holding the access token")
     parser.set_defaults(handler=run)
@@ -88,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.suffix.lower() not in (".parquet", ".csv"):
         raise UsageError(f"-o: expected a .parquet or .csv file name, got {args.output!r}")
-    if not output.parent.is_dir():
-        raise UsageError(f"-o: directory {output.parent} does not exist")
+    check_output("-o", args.output)
     if output.suffix.lower() == ".parquet" and importlib.util.find_spec("pyarrow") is None:
         # Checked before the download, not after it: nothing fetched is thrown away.
         raise UsageError("-o: writing .parquet needs pyarrow (pip install pyarrow), or use .csv")

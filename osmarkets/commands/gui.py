@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..cli import examples
+
 if TYPE_CHECKING:
     from ..agents.auth import DeploymentKeys
 
@@ -20,6 +22,12 @@ def add_parser(subparsers: Any) -> None:
         help="real-time charts of a running architecture (needs osmarkets[gui])",
         description="Open the real-time window: candles, indicators, fills, positions and the "
         "agents' status. Closing it leaves the architecture running.",
+        **examples(
+            "osmarkets gui --demo",
+            "osmarkets gui",
+            "osmarkets gui --nameserver 127.0.0.1:9090 --key-file deployment.key "
+            "--series EUR_USD:M1",
+        ),
     )
     parser.add_argument(
         "--nameserver",

@@ -26,12 +26,13 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from ..cli import UsageError, first_line
+from ..cli import UsageError, check_output, examples, first_line
 from .backtest import add_data_options
 
 
@@ -107,7 +108,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("--points", type=int, default=5, help="grid values of a float range (default 5)")
     add("--refine", type=int, default=0, help="genetic refinement rounds after the first")
     add("--seed", type=int, default=0, help="random seed (default 0)")
-    add("--score", default="sharpe", choices=("sharpe", "sortino", "total_return", "final_value"))
+    add("--score", default="sharpe", choices=("sharpe", "sortino", "total_return", "final_value"),
+        help="what configurations are ranked by (default sharpe: annualised Sharpe ratio)")  # fmt: skip
     add(
         "--smooth",
         type=int,
@@ -130,11 +132,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("--max-members", type=int, default=10, help="portfolio: at most this many members")
     add("--candidates", type=int, default=50, help="portfolio: best survivors considered")
     add("--cash", type=float, default=100_000.0, help="initial cash")
-    add("--fill", choices=("next_open", "close"), default="next_open")
+    add("--fill", choices=("next_open", "close"), default="next_open",
+        help="when market orders fill (default: the next bar's open)")  # fmt: skip
     add("--spread", type=float, default=0.0, help="spread on plain OHLC bars")
     add("--slippage", type=float, default=0.0, help="adverse price per fill")
     add("--commission", type=float, default=0.0, help="commission, fraction of notional")
-    add("--engine", choices=("auto", "vectorized", "event"), default="auto")
+    add("--engine", choices=("auto", "vectorized", "event"), default="auto",
+        help="backtest engine: 'vectorized' (fast, for Brains that support it), 'event' (bar "
+             "by bar, any Brain) or 'auto' (vectorized when possible; the default)")  # fmt: skip
     add("--workers", type=int, default=0, help="Backtester agent processes (0: in this process)")
     add("--batch", type=int, default=None, help="configurations per message to a worker")
     add("--host", default="127.0.0.1",
@@ -165,6 +170,15 @@ def add_parser(subparsers: Any) -> None:
         "optimize", help="explore a Brain's parameters and build a portfolio",
         description="Evaluate configurations of a Brain on historical bars, filter them and "
         "build a correlation-aware portfolio.",
+        **examples(
+            "osmarkets optimize examples/sma_cross.py:SmaCross --data examples/data/stock-daily.csv "
+            "--bsid ORCL:D --space fast=2:20 --space slow=21:90 --samples 200",
+            "osmarkets optimize examples/sma_cross.py:SmaCross --data examples/data/stock-daily.csv "
+            "--bsid ORCL:D --space fast=2:50:2 --space slow=10:200 --constraint 'fast < slow' "
+            "--grid -o results.parquet --html report.html",
+            "osmarkets optimize examples/sma_cross.py:SmaCross --data examples/data/stock-daily.csv "
+            "--bsid ORCL:D --space fast=2:20 --space slow=21:90 --workers 4 --refine 3",
+        ),
     )  # fmt: skip
     _common(optimize)
     optimize.set_defaults(handler=run_optimize)
@@ -172,6 +186,13 @@ def add_parser(subparsers: Any) -> None:
         "walkforward", help="walk-forward optimisation of a Brain",
         description="Optimise on rolling (or anchored) training windows and trade the chosen "
         "portfolio on the following test windows; report out-of-sample results.",
+        **examples(
+            "osmarkets walkforward examples/sma_cross.py:SmaCross --data examples/data/stock-daily.csv "
+            "--bsid ORCL:D --space fast=2:20 --space slow=21:90 --train 1000 --test 250",
+            "osmarkets walkforward examples/sma_cross.py:SmaCross --data examples/data/stock-daily.csv "
+            "--bsid ORCL:D --space fast=2:20 --space slow=21:90 --train 730D --test 180D "
+            "--anchored --html walkforward.html",
+        ),
     )  # fmt: skip
     _common(walk)
     walk.add_argument(
@@ -194,6 +215,12 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
         read_data,
     )
 
+    # Every file this run writes is checked first: a bad path fails now, not after the run.
+    if args.output and not args.output.lower().endswith((".parquet", ".pq", ".csv")):
+        raise UsageError(f"-o: expected a .parquet or .csv file, got {args.output!r}")
+    check_output("-o", args.output)
+    check_output("--html", args.html)
+    check_output("--key-file", args.key_file)
     cls = load_brain_class(args.target)
     fixed = parse_params(cls, args.param)
     bsids = parse_bsid_option(args.bsid)
@@ -204,13 +231,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     known = cls.parameters()  # type: ignore[attr-defined]
     dims = {}
     for text in args.space:
-        try:
-            name, dim = parse_dimension(text, known.get(text.partition("=")[0].strip()))
-        except ValueError as exc:
-            raise UsageError(f"--space {exc}") from None
-        if name not in known:
-            raise UsageError(f"--space: {cls.__name__} has no parameter {name!r} "
-                             f"(known: {', '.join(known) or 'none'})")  # fmt: skip
+        name, dim = _dimension(text, known, cls.__name__, parse_dimension)
         if name in dims:
             raise UsageError(f"--space: {name} given twice")
         dims[name] = dim
@@ -225,8 +246,6 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
             raise UsageError(f"{name}: expected >= 1, got {value}")
     if args.workers < 0:
         raise UsageError(f"--workers: expected >= 0, got {args.workers}")
-    if args.output and not args.output.lower().endswith((".parquet", ".pq", ".csv")):
-        raise UsageError(f"-o: expected a .parquet or .csv file, got {args.output!r}")
     data = read_data(args.data)
     options: dict[str, Any] = {
         "bsid": bsids[0], "samples": args.samples, "grid": args.grid, "points": args.points,
@@ -244,6 +263,84 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
         ) if v is not None},
     }  # fmt: skip
     return cls, data, space, options
+
+
+SPACE_SYNTAX = (
+    "expected NAME=LOW:HIGH (ints or floats), NAME=LOW:HIGH:STEP, NAME=LOW:HIGH:log "
+    "or NAME=a,b,c"
+)
+
+
+def _dimension(
+    text: str, known: dict[str, Any], owner: str, parse_dimension: Any
+) -> tuple[str, Any]:
+    """One ``--space`` value -> ``(name, dimension)``, or a one-line UsageError naming the
+    option, the value given and, for bad syntax, the accepted one."""
+    name, sep, spec = text.partition("=")
+    name, spec = name.strip(), spec.strip()
+    if not sep or not name.isidentifier() or not spec:
+        raise UsageError(f"--space {text}: {SPACE_SYNTAX}")
+    if name not in known:
+        raise UsageError(f"--space: {owner} has no parameter {name!r} "
+                         f"(known: {', '.join(known) or 'none'})")  # fmt: skip
+    problem = _space_problem(spec, known[name])
+    if problem:
+        raise UsageError(f"--space {text}: {SPACE_SYNTAX} ({problem})")
+    try:
+        return parse_dimension(text, known[name])  # type: ignore[no-any-return]
+    except ValueError as exc:
+        reason = first_line(exc).removeprefix(f"{name}: ")
+        # "IntRange: high (1) is below low (9)" -> "high (1) is below low (9)",
+        # "IntRange.step: expected >= 1, got 0" -> "step: expected >= 1, got 0".
+        reason = re.sub(r"^(?:Int|Float|LogFloat)Range(?:\.(\w+))?: ",
+                        lambda m: f"{m.group(1)}: " if m.group(1) else "", reason)  # fmt: skip
+        raise UsageError(f"--space {text}: {reason}") from None
+
+
+def _space_problem(spec: str, default: Any) -> str:
+    """What is wrong with the syntax of a ``--space`` value after ``NAME=`` ('' if nothing)."""
+    if ".." in spec:
+        return "a range is LOW:HIGH, not LOW..HIGH"
+    if ":" in spec:
+        parts = [p.strip() for p in spec.split(":")]
+        if len(parts) not in (2, 3):
+            return f"{len(parts)} parts separated by ':', expected 2 or 3"
+        for part in parts[:2]:
+            if not _is_number(part):
+                return f"{part!r} is not a number"
+        if len(parts) == 3 and parts[2].lower() != "log" and not _is_number(parts[2]):
+            return f"step {parts[2]!r} is not a number or 'log'"
+        return ""
+    options = [o.strip() for o in spec.split(",")]
+    if any(not o for o in options):
+        return "empty option"
+    kinds: tuple[tuple[type, str, Any], ...] = (
+        (bool, "a boolean (true/false)", None), (int, "an int", int), (float, "a number", float),
+    )  # fmt: skip
+    for kind, label, convert in kinds:
+        if isinstance(default, kind):
+            for option in options:
+                lowered = option.lower()
+                if kind is bool:
+                    ok = lowered in ("1", "true", "yes", "on", "0", "false", "no", "off")
+                else:
+                    ok = _converts(convert, option)
+                if not ok:
+                    return f"{option!r} is not {label}"
+            break
+    return ""
+
+
+def _is_number(text: str) -> bool:
+    return _converts(float, text)
+
+
+def _converts(convert: Any, text: str) -> bool:
+    try:
+        convert(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _save(result: Any, args: argparse.Namespace) -> None:

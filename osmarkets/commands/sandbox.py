@@ -6,7 +6,7 @@ import argparse
 import secrets
 import threading
 
-from ..cli import UsageError
+from ..cli import UsageError, examples
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,6 +16,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Serve the OANDA v20 REST and streaming API on 127.0.0.1 with simulated "
         "prices and a simulated account, until Ctrl-C. Point osMarkets (rest_url=, "
         "stream_url=) or any v20 client at the printed URLs.",
+        **examples(
+            "osmarkets sandbox",
+            "osmarkets sandbox --port 8080 --token-file token.txt --instruments EUR_USD,GBP_USD",
+            "osmarkets sandbox --port 0 --seed 7 --heartbeat 1",
+        ),
     )
     parser.add_argument("--port", type=int, default=8080, help="REST port (default 8080; 0: any)")
     parser.add_argument(

@@ -21,7 +21,7 @@ import argparse
 import os
 from typing import Any
 
-from ..cli import UsageError, first_line
+from ..cli import UsageError, examples, first_line
 
 
 def add_parser(subparsers: Any) -> None:
@@ -35,6 +35,11 @@ def add_parser(subparsers: Any) -> None:
         "can join. The optimisation sends its Brain class as a cloudpickle that this worker "
         "runs, over the CURVE-authenticated job connection only: join only optimisations you "
         "started, and keep the key file private.",
+        **examples(
+            "osmarkets worker --nameserver 192.168.1.10:9090 --key-file run.key",
+            "osmarkets worker --nameserver 192.168.1.10:9090 --key-file run.key --workers 8 "
+            "--host 192.168.1.20",
+        ),
     )
     parser.add_argument(
         "--nameserver",

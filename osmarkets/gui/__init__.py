@@ -1,4 +1,5 @@
-"""Real-time charts of a running architecture (optional extra: ``pip install 'osmarkets[gui]'``).
+"""Real-time charts of a running architecture (optional extra: from a checkout,
+``python -m pip install '.[gui]'``).
 
 :mod:`osmarkets.gui.model` (candles, forming bar, indicators, fills, positions) needs neither
 Qt nor osBrain; :mod:`~osmarkets.gui.bridge` links to an architecture from its own process;

@@ -12,30 +12,38 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..data.timeframes import BarSeriesID
+from .prerequisites import check_prerequisites, prerequisites_error
 
 if TYPE_CHECKING:
     from ..agents.auth import DeploymentKeys
 
 
-def qt_error() -> str | None:
-    """Why Qt and PyQtGraph cannot be used here, or None when they can."""
+def qt_error(platform: str | None = None) -> str | None:
+    """Why Qt and PyQtGraph cannot be used here, or None when they can: PySide6 or pyqtgraph
+    not installed, or the system libraries of Qt's platform plugin missing (one line naming
+    the packages to install, see :mod:`osmarkets.gui.prerequisites`; Qt would abort the
+    process instead). ``platform``: the Qt platform plugin to be used (default: the one
+    ``QT_QPA_PLATFORM`` and ``DISPLAY`` select)."""
     try:
         import pyqtgraph  # noqa: F401
         from PySide6 import QtWidgets  # noqa: F401
     except Exception as exc:  # ImportError, or a missing system library (OSError)
         return (
-            f"the GUI needs PySide6 and pyqtgraph (pip install 'osmarkets[gui]'): "
-            f"{type(exc).__name__}: {exc}"
+            "the GUI needs PySide6 and pyqtgraph (from a checkout: python -m pip install "
+            f"'.[gui]'): {type(exc).__name__}: {exc}"
         )
-    return None
+    return prerequisites_error(platform)
 
 
 def application() -> Any:
-    """The QApplication (created once per process)."""
+    """The QApplication (created once per process). Raises :class:`RuntimeError` with one
+    line naming the packages to install when the system libraries of Qt's platform plugin
+    are missing, before Qt would abort the process."""
     from pyqtgraph.Qt import QtWidgets
 
     app = QtWidgets.QApplication.instance()
     if app is None:
+        check_prerequisites()
         app = QtWidgets.QApplication(["osmarkets"])
     return app
 
@@ -203,7 +211,7 @@ def add_gui(
     own process, with the deployment's keys (``system.keys``). Closing the window ends that
     process only; the architecture keeps running. ``platform``: a Qt platform plugin
     (``'offscreen'`` for headless use)."""
-    error = qt_error()
+    error = qt_error(platform)
     if error is not None:
         raise RuntimeError(error)
     options = {"series": series, "history": history, "fps": fps, "platform": platform}
