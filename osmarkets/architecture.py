@@ -22,6 +22,7 @@ import re
 import secrets
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -190,6 +191,7 @@ class Architecture:
         self._closed = False
         self._owner = os.getpid()
         self._old_signals: dict[int, Any] = {}
+        self._interrupted = False  # Ctrl-C came through this architecture's handler
         self._feeders: list[str] = []
         self.overmind: Overmind | None = None
         self.nameserver: Any = None
@@ -653,6 +655,18 @@ class Architecture:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError, OSError):
                 self._old_signals[signum] = signal.signal(signum, self._on_signal)
+        previous = sys.excepthook
+
+        def quiet_interrupt(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+            # Ctrl-C reached the launcher's top level after the architecture shut down: one
+            # line, not a traceback through the user's script.
+            if issubclass(kind, KeyboardInterrupt) and self._interrupted:
+                state = "every agent was stopped" if self._closed else "stopping"
+                print(f"osmarkets: interrupted (Ctrl-C); {state}", file=sys.stderr)
+                return
+            previous(kind, value, tb)
+
+        sys.excepthook = quiet_interrupt
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if os.getpid() != self._owner:
@@ -661,6 +675,7 @@ class Architecture:
             os.kill(os.getpid(), signum)
             return
         if signum == signal.SIGINT:
+            self._interrupted = True
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 

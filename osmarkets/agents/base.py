@@ -17,6 +17,7 @@ import datetime
 import os
 import random
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -55,6 +56,11 @@ class OsmAgentProcess(osbrain.AgentProcess):
     def run(self) -> None:
         install_pyro_key(self._osm_pyro_key)
         super().run()
+
+    def _sigint_handler(self, signum: Any, frame: Any) -> None:
+        """Ctrl-C in a terminal reaches the whole process group: the owner stops every agent
+        in order. osBrain's own handler would make this agent kill itself on its own, half
+        stopped, and the owner would wait for it until its deadline."""
 
 
 class OsmAgent(osbrain.Agent):
@@ -290,6 +296,7 @@ class QuietNameServer(NameServerProcess):
     hmac_key: bytes | None = None
 
     def run(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner shuts it down (see above)
         install_pyro_key(self.hmac_key)
         parent = os.getppid()
 
