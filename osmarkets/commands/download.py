@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "bar format. The token comes from OANDA_ACCESS_TOKEN or --token-file.",
         **examples(
             "osmarkets download EUR_USD M1 --from 2024-01-01 --to 2024-02-01 -o eurusd-m1.parquet",
-            "osmarkets download USD_JPY H4 --from 2023-01-01 -o usdjpy-h4.csv --token-file ~/.oanda",
+            "osmarkets download USD_JPY H4 --from 2023-01-01 -o usdjpy-h4.csv "
+            "--token-file ~/.oanda-token",
             "osmarkets download EUR_USD M1 --from 2024-01-01 -o bars.csv "
             "--rest-url http://127.0.0.1:8080 --token-file token.txt",
         ),
@@ -33,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, help="output file: .parquet or .csv")
     parser.add_argument("--price", default="BA", help="price components: M, B, A, BA, MBA")
     parser.add_argument("--environment", choices=("practice", "live"), default="practice",
-                        help="OANDA environment the token belongs to (default practice)")  # fmt: skip
+                        help="OANDA environment of the token (default practice)")  # fmt: skip
     parser.add_argument("--rest-url", default=None, help="REST base URL (e.g. the sandbox)")
     parser.add_argument("--token-file", default=None, help="file holding the access token")
     parser.set_defaults(handler=run)

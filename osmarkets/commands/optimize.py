@@ -109,7 +109,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("--refine", type=int, default=0, help="genetic refinement rounds after the first")
     add("--seed", type=int, default=0, help="random seed (default 0)")
     add("--score", default="sharpe", choices=("sharpe", "sortino", "total_return", "final_value"),
-        help="what configurations are ranked by (default sharpe: annualised Sharpe ratio)")  # fmt: skip
+        help="what configurations are ranked by (default: annualised Sharpe ratio)")  # fmt: skip
     add(
         "--smooth",
         type=int,
@@ -171,12 +171,15 @@ def add_parser(subparsers: Any) -> None:
         description="Evaluate configurations of a Brain on historical bars, filter them and "
         "build a correlation-aware portfolio.",
         **examples(
-            "osmarkets optimize examples/sma_cross.py:SmaCross --data examples/data/stock-daily.csv "
+            "osmarkets optimize examples/sma_cross.py:SmaCross "
+            "--data examples/data/stock-daily.csv "
             "--bsid ORCL:D --space fast=2:20 --space slow=21:90 --samples 200",
-            "osmarkets optimize examples/sma_cross.py:SmaCross --data examples/data/stock-daily.csv "
+            "osmarkets optimize examples/sma_cross.py:SmaCross "
+            "--data examples/data/stock-daily.csv "
             "--bsid ORCL:D --space fast=2:50:2 --space slow=10:200 --constraint 'fast < slow' "
             "--grid -o results.parquet --html report.html",
-            "osmarkets optimize examples/sma_cross.py:SmaCross --data examples/data/stock-daily.csv "
+            "osmarkets optimize examples/sma_cross.py:SmaCross "
+            "--data examples/data/stock-daily.csv "
             "--bsid ORCL:D --space fast=2:20 --space slow=21:90 --workers 4 --refine 3",
         ),
     )  # fmt: skip
@@ -187,9 +190,11 @@ def add_parser(subparsers: Any) -> None:
         description="Optimise on rolling (or anchored) training windows and trade the chosen "
         "portfolio on the following test windows; report out-of-sample results.",
         **examples(
-            "osmarkets walkforward examples/sma_cross.py:SmaCross --data examples/data/stock-daily.csv "
+            "osmarkets walkforward examples/sma_cross.py:SmaCross "
+            "--data examples/data/stock-daily.csv "
             "--bsid ORCL:D --space fast=2:20 --space slow=21:90 --train 1000 --test 250",
-            "osmarkets walkforward examples/sma_cross.py:SmaCross --data examples/data/stock-daily.csv "
+            "osmarkets walkforward examples/sma_cross.py:SmaCross "
+            "--data examples/data/stock-daily.csv "
             "--bsid ORCL:D --space fast=2:20 --space slow=21:90 --train 730D --test 180D "
             "--anchored --html walkforward.html",
         ),
@@ -266,8 +271,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
 
 
 SPACE_SYNTAX = (
-    "expected NAME=LOW:HIGH (ints or floats), NAME=LOW:HIGH:STEP, NAME=LOW:HIGH:log "
-    "or NAME=a,b,c"
+    "expected NAME=LOW:HIGH (ints or floats), NAME=LOW:HIGH:STEP, NAME=LOW:HIGH:log or NAME=a,b,c"
 )
 
 
@@ -287,7 +291,7 @@ def _dimension(
     if problem:
         raise UsageError(f"--space {text}: {SPACE_SYNTAX} ({problem})")
     try:
-        return parse_dimension(text, known[name])  # type: ignore[no-any-return]
+        return parse_dimension(text, known[name])
     except ValueError as exc:
         reason = first_line(exc).removeprefix(f"{name}: ")
         # "IntRange: high (1) is below low (9)" -> "high (1) is below low (9)",
