@@ -1,4 +1,5 @@
-"""Watch a running architecture in the real-time window (needs ``pip install 'osmarkets[gui]'``).
+"""Watch a running architecture in the real-time window (needs the ``gui`` extra:
+``python -m pip install '.[gui]'`` from the checkout).
 
 A live-paced deployment (synthetic EUR_USD quotes at 60x real time, the example SmaCross Brain,
 a Trader on the simulated broker) and the GUI in its own process. Closing the window ends only

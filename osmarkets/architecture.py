@@ -428,7 +428,7 @@ class Architecture:
 
     def add_gui(self, **kwargs: Any) -> Any:
         """Open the real-time window on this architecture, in its own process (needs
-        ``osmarkets[gui]``); see :func:`osmarkets.gui.add_gui` for the options."""
+        the ``gui`` extra); see :func:`osmarkets.gui.app.add_gui` for the options."""
         from .gui import add_gui
 
         return add_gui(self, **kwargs)

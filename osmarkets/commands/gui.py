@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "gui",
-        help="real-time charts of a running architecture (needs osmarkets[gui])",
+        help="real-time charts of a running architecture (needs the gui extra: "
+        "python -m pip install '.[gui]' from the checkout)",
         description="Open the real-time window: candles, indicators, fills, positions and the "
         "agents' status. Closing it leaves the architecture running.",
         **examples(
