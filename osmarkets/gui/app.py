@@ -95,8 +95,9 @@ def run_gui(
     def on_term(signum: int, frame: Any) -> None:
         stop["asked"] = True
 
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError):  # Ctrl-C and SIGTERM close the window cleanly
         signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
     parent = os.getppid()
 
     def watchdog() -> None:

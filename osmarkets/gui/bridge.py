@@ -35,6 +35,7 @@ import contextlib
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import time
 import traceback
@@ -512,6 +513,7 @@ def run_bridge(
 ) -> None:
     """Entry point of the bridge process. ``keys``: the deployment's (an argument of the spawned
     process: never in its environment or command line)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the window's process stops it
     ctx = zmq.Context()
     pair = ctx.socket(zmq.PAIR)
     pair.setsockopt(zmq.LINGER, 0)
