@@ -131,12 +131,18 @@ def run_gui(
 def _gui_main(
     nsaddr: str, options: dict[str, Any], report: Any, keys: DeploymentKeys | None
 ) -> None:
+    # Ctrl-C before the window is up: leave quietly (the window's own handler comes later)
+    signal.signal(signal.SIGINT, _leave_quietly)
     os.environ.setdefault(
         "QT_QPA_PLATFORM", options.pop("platform", None) or os.environ.get("QT_QPA_PLATFORM", "")
     )
     if not os.environ["QT_QPA_PLATFORM"]:
         del os.environ["QT_QPA_PLATFORM"]
     run_gui(nsaddr, keys=keys, report=report, **options)
+
+
+def _leave_quietly(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 class GuiProcess:
@@ -155,7 +161,9 @@ class GuiProcess:
             name="osmarkets-gui",
             daemon=False,
         )
-        self.process.start()
+        from .bridge import start_ignoring_sigint
+
+        start_ignoring_sigint(self.process)  # it closes its window on SIGINT itself
         writer.close()
         self.info: dict[str, Any] = {}
 

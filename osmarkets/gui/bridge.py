@@ -504,6 +504,21 @@ def _secure(
         secure_socket(socket, url, keys, server=server)
 
 
+def start_ignoring_sigint(process: Any) -> None:
+    """Start a spawned process that ignores Ctrl-C until it installs its own handler: a
+    terminal's SIGINT reaches the whole process group, and a child still importing would die
+    with a KeyboardInterrupt traceback. (An ignored signal stays ignored across exec.)"""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to do
+        process.start()
+        return
+    try:
+        process.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_bridge(
     nsaddr: str,
     endpoint: str,
@@ -571,7 +586,7 @@ class Connection:
             name="osmarkets-gui-bridge",
             daemon=True,
         )
-        self.process.start()
+        start_ignoring_sigint(self.process)
         self.closed = False
         self.pending: list[bytes] = []
 

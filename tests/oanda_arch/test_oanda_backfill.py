@@ -91,7 +91,8 @@ def _expected_marks(periods: list[dict]) -> set[int]:
     the gap cut (the backfill completes it) and every bar rebuilt from a candle."""
     marks = set()
     for period in periods:
-        marks.add(period["since"] - period["since"] % MINUTE)
+        if period["since"] % MINUTE != MINUTE - 1:  # else it resumes after a complete bar
+            marks.add(period["since"] - period["since"] % MINUTE)  # (the history's last)
         if period["first"] is not None:
             marks.update(range(period["first"], period["last"] + 1, MINUTE))
     return marks
