@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from osmarkets import run_script
 from osmarkets.backtest import backtest
 from osmarkets.data import Alignment, conform, infer_timeframe, read_bars
 from osmarkets.instruments import Instrument
@@ -72,4 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)  # exit status, and one line on Ctrl-C

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pandas as pd
 
+from osmarkets import run_script
 from osmarkets.backtest import backtest
 from osmarkets.backtest.vectorized import vectorized
 from osmarkets.brokers.simulated import Commission
@@ -32,6 +33,7 @@ def synthetic_bars(n: int = 5_000, seed: int = 42) -> pd.DataFrame:
 
 def main(report: str | None = None) -> None:
     bars = synthetic_bars()
+    print(f"SmaCross on {len(bars):,} generated EUR_USD minute bars", flush=True)
     costs = {"spread": 0.0001, "commission": Commission(fraction=0.00002), "margin_rate": 0.02}
     result = backtest(SmaCross, bars, "EUR_USD:M1", params={"size": 10_000}, **costs)
     print(result)
@@ -44,4 +46,4 @@ def main(report: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else None)
+    run_script(main, sys.argv[1] if len(sys.argv) > 1 else None)  # one line on Ctrl-C

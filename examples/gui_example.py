@@ -8,6 +8,7 @@ the GUI; the script then shuts the architecture down.
     python examples/gui_example.py
 """
 
+from osmarkets import run_script
 from osmarkets.gui import add_gui, demo_architecture
 
 
@@ -24,4 +25,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)  # exit status, and one line on Ctrl-C

@@ -11,6 +11,7 @@ import sys
 
 from sma_cross import SmaCross
 
+from osmarkets import run_script
 from osmarkets.architecture import SimulatedArchitecture
 
 
@@ -31,4 +32,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)  # exit status, and one line on Ctrl-C

@@ -27,6 +27,7 @@ import time
 
 from sma_cross import SmaCross as Example
 
+from osmarkets import run_script
 from osmarkets.architecture import OandaArchitecture
 
 
@@ -68,4 +69,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)  # exit status, and one line on Ctrl-C

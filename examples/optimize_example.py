@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from osmarkets import run_script
 from osmarkets.cli import main as osmarkets
 
 HERE = Path(__file__).resolve().parent
@@ -81,4 +81,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)  # exit status, and one line on Ctrl-C

@@ -16,7 +16,7 @@ from pathlib import Path
 import Pyro4
 import zmq
 
-from osmarkets import Brain, SimulatedArchitecture
+from osmarkets import Brain, SimulatedArchitecture, run_script
 from osmarkets.agents.auth import DeploymentKeys, curve_client, read_key_file, write_key_file
 
 
@@ -66,4 +66,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)  # exit status, and one line on Ctrl-C

@@ -20,6 +20,7 @@ from .data import (
     resample,
     ticks_to_bars,
 )
+from .scripts import run_script
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 # (``osmarkets.backtest`` is the subpackage; its function is ``osmarkets.backtest.backtest``.)
 _LAZY = {
     "AgentDiedError": "osmarkets.architecture",
+    "AgentUnreachableError": "osmarkets.agents.proxy",
     "Architecture": "osmarkets.architecture",
     "SimulatedArchitecture": "osmarkets.architecture",
     "OandaArchitecture": "osmarkets.architecture",
@@ -46,6 +48,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AgentDiedError",
+    "AgentUnreachableError",
     "Architecture",
     "Bar",
     "BarResampler",
@@ -64,6 +67,7 @@ __all__ = [
     "__version__",
     "read_bars",
     "read_csv",
+    "run_script",
     "resample",
     "ticks_to_bars",
 ]

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime
 import functools
+import multiprocessing.util  # noqa: F401 (see Architecture.__init__: atexit order)
 import os
 import re
 import secrets
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -49,6 +52,7 @@ from .agents import (
 )
 from .agents.auth import DeploymentKeys, install_pyro_key, pyro_key
 from .agents.base import OsmAgentProcess, start_nameserver
+from .agents.proxy import CALL_TIMEOUT, AgentProxy, AgentUnreachableError
 from .brain import Brain
 from .brokers.money import CLOSEOUT_LEVEL
 from .data.conform import conform, given_for, own_timeframe
@@ -56,6 +60,8 @@ from .data.resample import regular_hours_mask
 from .data.timeframes import Alignment, BarSeriesID, Timeframe
 from .incidents import Incidents
 from .journal import Journal, JournalKeeper
+from .logfiles import LEVELS as LOG_LEVELS
+from .logfiles import new_log_path, remove_keeping_logs
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,40}$")
 _RESERVED = {"router", "trader", "logger", "feeder", "overmind"}
@@ -135,8 +141,12 @@ class Architecture:
 
     ``transport``: ``'ipc'`` (default on POSIX) or ``'tcp'``; ``host``: the address every
     socket and the name server bind to (127.0.0.1 unless you name another). ``logging``: start a
-    Logger agent every agent reports to. ``broker_factory``: a callable returning the broker
-    object the Trader uses (``submit``, ``cancel``, ``on_bar``, ``on_tick``, ``positions``,
+    Logger agent every agent reports to; it writes every line to ``log_path`` (by default a new
+    file per run in ``<state_dir>/logs/``, kept when a temporary state directory is removed;
+    :attr:`log_path`, printed at start) and echoes lines of ``log_console`` (``'WARNING'``:
+    warnings and errors) or more serious to the launcher's terminal, one line each with the
+    agent's name (None: nothing on the terminal). ``broker_factory``: a callable returning the
+    broker object the Trader uses (``submit``, ``cancel``, ``on_bar``, ``on_tick``, ``positions``,
     ``equity``); without one the Trader rejects orders. ``risk``: the Trader's
     :class:`~osmarkets.agents.RiskLimits` as a mapping. ``supervise``: run the Overmind (and
     restart Brains that die). ``state_dir``: where the deployment's journal is kept
@@ -166,7 +176,8 @@ class Architecture:
         transport: str | None = None,
         host: str = "127.0.0.1",
         logging: bool = False,
-        log_path: str | None = None,
+        log_path: str | os.PathLike[str] | None = None,
+        log_console: str | None = "WARNING",
         broker_factory: Callable[[], Any] | None = None,
         risk: Mapping[str, Any] | None = None,
         supervise: bool = True,
@@ -183,6 +194,11 @@ class Architecture:
         if transport not in ("ipc", "tcp"):
             raise ValueError(f"transport: expected 'ipc' or 'tcp', got {transport!r}")
         RiskLimits.from_mapping(dict(risk or {}))  # fail here, not in the Trader's process
+        if log_console is not None and log_console not in LOG_LEVELS:
+            raise ValueError(
+                f"log_console: expected one of {', '.join(LOG_LEVELS)} or None, "
+                f"got {log_console!r}"
+            )
         self.transport = transport
         self.host = host
         self._agents: dict[str, _Handle] = {}
@@ -222,6 +238,13 @@ class Architecture:
             if self._state_tmp is not None:
                 shutil.rmtree(self._state_tmp, ignore_errors=True)
             raise
+        #: the file every agent's log lines go to (None without a Logger)
+        self.log_path: Path | None = None
+        if logging:
+            self.log_path = Path(log_path) if log_path else new_log_path(self.state_dir)
+            if log_console is not None:
+                print(f"osmarkets: {type(self).__name__} logs to {self.log_path}",
+                      file=sys.stderr, flush=True)  # fmt: skip
         self._keeper = JournalKeeper(self.journal)
         self._keeper.start()
         # in every client id ('<brain>-<deployment>-<n>'): unique across runs on one account,
@@ -241,6 +264,9 @@ class Architecture:
             "journal_path": str(self.journal.path) if journaled else None,
             "durability": durability,
         }
+        # Interpreter exit runs atexit callbacks last registered first: multiprocessing's own
+        # (imported above, so registered before this one) joins every child process and would
+        # wait forever for agents this shutdown has not stopped yet.
         atexit.register(self.shutdown)
         if handle_signals and threading.current_thread() is threading.main_thread():
             self._install_signals()
@@ -259,7 +285,12 @@ class Architecture:
                     f"ipc://{where}" if where else f"tcp://{host}"
                 )
             if logging:
-                self._spawn("logger", "logger", LoggerAgent, {"osm_log_path": log_path})
+                self._spawn(
+                    "logger",
+                    "logger",
+                    LoggerAgent,
+                    {"osm_log_path": str(self.log_path), "osm_console": log_console},
+                )
                 self._common["logger"] = self._agents["logger"].proxy.addr("sub")
             self._spawn(
                 "router", "router", RouterAgent,
@@ -321,7 +352,7 @@ class Architecture:
     def proxy(self, name: str, timeout: float = 3.0) -> Any:
         """A new osBrain proxy to agent ``name``, authenticated with this deployment's key."""
         with pyro_key(self.keys.pyro):
-            return osbrain.Proxy(name, self.nsaddr, timeout=timeout)
+            return AgentProxy(name, self.nsaddr, timeout=timeout, call_timeout=CALL_TIMEOUT)
 
     def _nameserver_proxy(self) -> Any:
         with pyro_key(self.keys.pyro):
@@ -657,16 +688,24 @@ class Architecture:
                 self._old_signals[signum] = signal.signal(signum, self._on_signal)
         previous = sys.excepthook
 
-        def quiet_interrupt(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        def one_line(kind: type[BaseException], value: BaseException, tb: Any) -> None:
             # Ctrl-C reached the launcher's top level after the architecture shut down: one
             # line, not a traceback through the user's script.
             if issubclass(kind, KeyboardInterrupt) and self._interrupted:
                 state = "every agent was stopped" if self._closed else "stopping"
                 print(f"osmarkets: interrupted (Ctrl-C); {state}", file=sys.stderr)
                 return
+            # An agent died or does not answer: one line naming it; the traceback goes to
+            # the log file (or, without one, to the terminal as usual).
+            if issubclass(kind, AgentDiedError | AgentUnreachableError) and self.log_path:
+                with contextlib.suppress(OSError), open(self.log_path, "a") as file:
+                    text = "".join(traceback.format_exception(kind, value, tb))
+                    file.write(f"ERROR [{datetime.datetime.utcnow()}] (owner): {text}\n")
+                print(f"osmarkets: {value} (traceback in {self.log_path})", file=sys.stderr)
+                return
             previous(kind, value, tb)
 
-        sys.excepthook = quiet_interrupt
+        sys.excepthook = one_line
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if os.getpid() != self._owner:
@@ -744,7 +783,7 @@ class Architecture:
                 journal.release(self._owner)
             journal.close()
         if self._state_tmp is not None:
-            shutil.rmtree(self._state_tmp, ignore_errors=True)
+            remove_keeping_logs(self._state_tmp)
 
     def __enter__(self) -> Self:
         return self

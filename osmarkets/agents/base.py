@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import os
 import random
-import shutil
 import signal
 import sys
 import threading
@@ -35,6 +34,7 @@ from osbrain.common import format_method_exception
 from osbrain.nameserver import NameServerProcess
 
 from .. import wire
+from ..logfiles import remove_keeping_logs
 from .auth import CurveGate, DeploymentKeys, install_pyro_key, secure_socket
 
 RAW = "raw"
@@ -311,7 +311,7 @@ class QuietNameServer(NameServerProcess):
                     if dirs:
                         time.sleep(3.0)
                     for path in dirs:
-                        shutil.rmtree(path, ignore_errors=True)
+                        remove_keeping_logs(path)
                     os._exit(0)
 
         threading.Thread(target=orphan_guard, daemon=True).start()

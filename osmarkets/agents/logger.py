@@ -1,4 +1,5 @@
-"""The Logger agent: every agent's log lines, in a bounded memory and an optional log file.
+"""The Logger agent: every agent's log lines, in a bounded memory, a log file and (warnings and
+errors, one line each) the launcher's terminal.
 
 osBrain's own Logger unpickles what reaches its SUB socket, so anyone who can connect to it could
 run code in it. This one receives plain UTF-8 text (``topic + line``, topics ``INFO``,
@@ -9,9 +10,13 @@ run code in it. This one receives plain UTF-8 text (``topic + line``, topics ``I
 from __future__ import annotations
 
 import datetime
+import os
+import sys
 from collections import deque
 from typing import Any
 
+from ..logfiles import LEVELS as SEVERITY
+from ..logfiles import ConsoleBudget, console_line
 from .base import OsmAgent
 
 LEVELS = ("INFO", "WARNING", "ERROR", "DEBUG")
@@ -21,7 +26,9 @@ ORIGINS = ("owner", "overmind")  # who writes through osm_log
 
 class LoggerAgent(OsmAgent):
     """Attributes set at start: ``osm_cfg`` with ``osm_log_path`` (append every line to this
-    file), the architecture's transport, ipc directory and owner process."""
+    file), ``osm_console`` (the least serious level echoed to the terminal, the Logger's
+    stderr, which is the launcher's; None: none), the architecture's transport, ipc directory
+    and owner process."""
 
     def osm_setup(self) -> None:
         limit = 10_000
@@ -31,7 +38,14 @@ class LoggerAgent(OsmAgent):
         self.log_history_error: deque[str] = deque(maxlen=limit)
         self.log_history_debug: deque[str] = deque(maxlen=limit)
         path = self.osm_cfg.get("osm_log_path")
-        self._osm_file = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self._osm_path = path
+        self._osm_file = None
+        if path:  # 0600: the lines may name accounts and orders (never a token)
+            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._osm_file = open(descriptor, "a", encoding="utf-8")  # noqa: SIM115
+        console = self.osm_cfg.get("osm_console")
+        self._osm_console = SEVERITY[SEVERITY.index(console) :] if console in SEVERITY else ()
+        self._osm_budget = ConsoleBudget()
         self.osm_bind("SUB", "sub", handler=dict.fromkeys(LEVELS, self.osm_on_line))
 
     def shutdown(self) -> None:
@@ -50,6 +64,8 @@ class LoggerAgent(OsmAgent):
             self.osm_bad(f"log message that is not a level and UTF-8 text: {data[:80]!r}", "log")
             return
         self.osm_guard("logger", self.log_handler, line, topic)
+        if topic in self._osm_console:
+            self.osm_guard("logger", self._echo, line, topic)
 
     def log_handler(self, message: str, topic: str) -> None:
         getattr(self, f"log_history_{topic.lower()}").append(message)
@@ -57,6 +73,17 @@ class LoggerAgent(OsmAgent):
         if self._osm_file is not None:
             self._osm_file.write(f"{topic} {message}\n")
             self._osm_file.flush()
+
+    def _echo(self, line: str, topic: str) -> None:
+        """An agent's line on the terminal, one line. (The owner's own lines, its incidents,
+        reach the terminal through Python's logging in the owner: not echoed twice.)"""
+        shown, suppressed = self._osm_budget.take()
+        if not shown:
+            return
+        if suppressed:
+            print(f"osmarkets: {suppressed} more lines in {self._osm_path or 'the logs'}",
+                  file=sys.stderr)  # fmt: skip
+        print(console_line(topic, line, self._osm_path), file=sys.stderr, flush=True)
 
     def osm_log(self, level: str, message: str, origin: str = "owner") -> None:
         """Record a line of the architecture's owner (``origin`` ``'owner'`` or ``'overmind'``:

@@ -32,10 +32,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-import osbrain
-
 from .. import wire
 from .auth import CurveGate, pyro_key, secure_socket
+from .proxy import AgentProxy
 
 if TYPE_CHECKING:
     from ..architecture import Architecture
@@ -117,8 +116,7 @@ class Overmind(threading.Thread):
             for old in [k for k in self._proxies if k[0] == name]:
                 self._release(self._proxies.pop(old))
             with pyro_key(self.architecture.keys.pyro):
-                proxy = osbrain.Proxy(name, self.architecture.nsaddr, timeout=2.0)
-            proxy._pyroTimeout = 3.0
+                proxy = AgentProxy(name, self.architecture.nsaddr, timeout=2.0, call_timeout=3.0)
             self._proxies[key] = proxy
         return proxy
 

@@ -221,9 +221,8 @@ class _Bridge:
         options: dict[str, Any],
         keys: DeploymentKeys | None,
     ) -> None:
-        import osbrain
-
         from ..agents.auth import install_pyro_key
+        from ..agents.proxy import AgentProxy
 
         self.nsaddr = nsaddr
         self.parent = parent
@@ -243,7 +242,7 @@ class _Bridge:
         self.status_decoder = wire.Decoder(wire.STATUS)
         if keys is not None:
             install_pyro_key(keys.pyro)  # before the first proxy: every proxy carries it
-        self.router = osbrain.Proxy("router", nsaddr, timeout=10.0)
+        self.router = AgentProxy("router", nsaddr, timeout=10.0)
         self.lockstep = bool(self.router.get_attr("lockstep"))
         self.sub = self._subscriber(_url(self.router.addr("pub")), None)
         self.req_url = _url(self.router.addr("history"))
@@ -253,8 +252,7 @@ class _Bridge:
         self.tick_symbols: set[str] = set()
         # the Trader's observers feed, then a snapshot: an update newer than the snapshot that
         # was missed while the subscription reached the Trader shows as a gap
-        self.trader = osbrain.Proxy("trader", nsaddr, timeout=5.0)
-        self.trader._pyroTimeout = 5.0
+        self.trader = AgentProxy("trader", nsaddr, timeout=5.0, call_timeout=5.0)
         self.trader_sub = self._subscriber(_url(self.trader.addr("observers")), b"")
         self.trader_seq = 0
         self.trader_gaps = 0

@@ -79,6 +79,7 @@ from osbrain.address import SocketAddress
 from .. import wire
 from ..agents.auth import DeploymentKeys, pyro_key, write_key_file
 from ..agents.base import OsmAgent, OsmAgentProcess, start_nameserver
+from ..agents.proxy import AgentProxy
 from . import messages
 from .evaluate import Evaluator
 from .space import Config
@@ -370,7 +371,7 @@ def start_agent(
                               attributes={"osm_cfg": cfg}, pyro_key=keys.pyro)  # fmt: skip
     process.start()
     with pyro_key(keys.pyro):
-        proxy = osbrain.Proxy(name, nsaddr, timeout=20.0)
+        proxy = AgentProxy(name, nsaddr, timeout=20.0)
     proxy.run()
     proxy.wait_for_running(timeout=20.0)
     return process, proxy
@@ -473,7 +474,7 @@ class AgentRunner:
     def proxy(self, name: str, timeout: float = 10.0) -> Any:
         """A new proxy to agent ``name``, authenticated with this optimisation's key."""
         with pyro_key(self.keys.pyro):
-            return osbrain.Proxy(name, self.nsaddr, timeout=timeout)
+            return AgentProxy(name, self.nsaddr, timeout=timeout)
 
     def worker_pids(self) -> list[int]:
         return [p.pid for n, p in self.processes.items() if "backtester" in n]
