@@ -30,7 +30,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
@@ -105,6 +105,9 @@ def _visible(method: Callable[Concatenate[_A, _P], _R]) -> Callable[Concatenate[
         self._raise_if_dead()
         try:
             return method(self, *args, **kwargs)
+        except KeyboardInterrupt:
+            self._interrupt_delivered = True  # the launcher has it: no second delivery
+            raise
         except _CONNECTION_ERRORS as exc:
             # the process may be reaped a moment after its sockets closed: wait a little
             self._raise_if_dead(grace=3.0, cause=exc)
@@ -208,6 +211,10 @@ class Architecture:
         self._owner = os.getpid()
         self._old_signals: dict[int, Any] = {}
         self._interrupted = False  # Ctrl-C came through this architecture's handler
+        self._interrupt_delivered = False  # ... and left through one of its public calls
+        self._redeliveries = 0
+        self._holding = False  # a process is being started: Ctrl-C waits (see below)
+        self._held_interrupt = False
         self._feeders: list[str] = []
         self.overmind: Overmind | None = None
         self.nameserver: Any = None
@@ -275,7 +282,8 @@ class Architecture:
                 # 0700: only this user reaches the ipc sockets
                 self.ipc_dir.mkdir(mode=0o700, parents=True, exist_ok=False)
                 os.chmod(self.ipc_dir, 0o700)
-            self.nameserver = self._start_nameserver()
+            with self._holding_interrupts():
+                self.nameserver = self._start_nameserver()
             if supervise:
                 # Built (and its status feed bound) before the agents, so every agent's config
                 # carries the feed's address: a GUI reads it from the Router's ``osm_cfg``.
@@ -342,7 +350,8 @@ class Architecture:
         handle.process = process
         with self._lock:
             self._agents[name] = handle
-        process.start()
+        with self._holding_interrupts():
+            process.start()
         proxy = self.proxy(name, timeout=10.0)
         proxy.run()
         proxy.wait_for_running(timeout=10.0)
@@ -706,17 +715,71 @@ class Architecture:
             previous(kind, value, tb)
 
         sys.excepthook = one_line
+        previous_unraisable = sys.unraisablehook
+
+        def redeliver(unraisable: Any) -> None:
+            # Python drops an exception raised in a __del__ or an at-fork hook: Ctrl-C that
+            # landed there (logging's lock release after each agent's fork) was lost and the
+            # launcher ran on. Say nothing: the handler's second delivery follows in 1 s.
+            if issubclass(unraisable.exc_type, KeyboardInterrupt) and self._interrupted:
+                return
+            previous_unraisable(unraisable)
+
+        sys.unraisablehook = redeliver
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if os.getpid() != self._owner:
-            # A forked agent inherited this handler: behave as the default would.
+            # A forked child that has not set its own handler yet. Ctrl-C: ignore it, as every
+            # agent does (the owner stops them; dying here would leave the owner waiting for
+            # an agent that never starts). SIGTERM: die, as the default would.
+            if signum == signal.SIGINT:
+                signal.signal(signum, signal.SIG_IGN)
+                return
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
         if signum == signal.SIGINT:
             self._interrupted = True
+            if self._holding:
+                self._held_interrupt = True
+                return
+            # Code that swallows it silently (a bare ``except`` in Pyro's socket close) is
+            # covered by a second delivery if the architecture is not stopping within 1 s.
+            self._redeliver(1.0)
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
+
+    @contextlib.contextmanager
+    def _holding_interrupts(self) -> Iterator[None]:
+        """Ctrl-C waits until the process being started is started: raised inside ``fork``
+        it leaves a child this architecture cannot name (and so cannot stop), or it lands in
+        an at-fork hook, where Python drops it. Raised at the end of the block instead."""
+        outer = self._holding
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = outer
+        if not outer and self._held_interrupt:
+            self._held_interrupt = False
+            raise KeyboardInterrupt
+
+    def _redeliver(self, delay: float) -> None:
+        """Send SIGINT to this process again after ``delay`` seconds unless the architecture
+        is stopping by then or the interrupt went out through one of its calls (at most three
+        times: a user who catches KeyboardInterrupt and goes on is left alone after that)."""
+        if self._redeliveries >= 3:
+            return
+        self._redeliveries += 1
+
+        def again() -> None:
+            if not self._closing and not self._interrupt_delivered:
+                with contextlib.suppress(OSError):
+                    os.kill(self._owner, signal.SIGINT)
+
+        timer = threading.Timer(delay, again)
+        timer.daemon = True
+        timer.start()
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop every agent and the name server, and remove the ipc files. Idempotent."""
@@ -748,7 +811,7 @@ class Architecture:
             deadline = time.monotonic() + timeout
             for handle in order:
                 process = handle.process
-                if process is None:
+                if process is None or process._popen is None:  # never started
                     continue
                 process.join(max(0.0, deadline - time.monotonic()))
                 _kill(process)
@@ -802,7 +865,10 @@ def _url(address: Any) -> str:
 
 def _ask_shutdown(handle: _Handle) -> None:
     process = handle.process
-    if process is None or not process.is_alive() or handle.proxy is None:
+    if process is None or not process.is_alive():
+        return
+    if handle.proxy is None:  # still starting (Ctrl-C during start-up): nothing to save yet
+        _kill(process)
         return
     proxy = handle.proxy
     try:

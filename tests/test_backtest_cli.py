@@ -69,7 +69,7 @@ def test_unwritable_html_report_is_one_line_exit_2(bars_csv, tmp_path, capsys):
         ("{other}:NotBrain", [], "not a Brain subclass"),
         ("{broken}:X", [], "import failed: NameError"),
         ("{example}:SmaCross", ["--param", "speed=3"], "no parameter 'speed'"),
-        ("{example}:SmaCross", ["--param", "fast=ten"], "fast: expected a int"),
+        ("{example}:SmaCross", ["--param", "fast=ten"], "fast: expected an integer"),
         ("{example}:SmaCross", ["--param", "fast"], "NAME=VALUE"),
     ],
 )

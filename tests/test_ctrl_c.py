@@ -93,8 +93,10 @@ def test_ctrl_c_stops_everything_within_5_s_without_a_traceback(case: str) -> No
         sandbox = OandaSandbox(token=TOKEN, instruments=["EUR_USD"], seed=3, heartbeat=0.5,
                                tick_interval=0.05)  # fmt: skip
         sandbox.start()
-        env.update(OANDA_ACCESS_TOKEN=TOKEN, OANDA_ACCOUNT_ID=sandbox.account_id,
-                   OANDA_REST_URL=sandbox.rest_url, OANDA_STREAM_URL=sandbox.stream_url)  # fmt: skip
+        env.update(
+            OANDA_ACCESS_TOKEN=TOKEN, OANDA_ACCOUNT_ID=sandbox.account_id,
+            OANDA_REST_URL=sandbox.rest_url, OANDA_STREAM_URL=sandbox.stream_url,
+        )  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, *(arg.format(tmp=tmp) for arg in argv)], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,

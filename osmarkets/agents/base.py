@@ -14,7 +14,9 @@ and proxies authenticate with the HMAC key, and its tcp sockets are CURVE server
 from __future__ import annotations
 
 import datetime
+import multiprocessing
 import os
+import queue
 import random
 import signal
 import sys
@@ -56,6 +58,23 @@ class OsmAgentProcess(osbrain.AgentProcess):
     def run(self) -> None:
         install_pyro_key(self._osm_pyro_key)
         super().run()
+
+    def start(self) -> str:
+        """osBrain's start, which waits for the child's word without end: a child that dies
+        while starting raised nothing and left the owner waiting forever."""
+        multiprocessing.Process.start(self)
+        while True:
+            try:
+                status = self._queue.get(timeout=0.2)
+                break
+            except queue.Empty:
+                if not self.is_alive():
+                    raise RuntimeError(
+                        f"agent {self.name!r} died while starting (exit code {self.exitcode})"
+                    ) from None
+        if not status.startswith("STARTED"):
+            raise RuntimeError(f"agent {self.name!r} could not start:\n{status}")
+        return str(status.partition(":")[-1])
 
     def _sigint_handler(self, signum: Any, frame: Any) -> None:
         """Ctrl-C in a terminal reaches the whole process group: the owner stops every agent

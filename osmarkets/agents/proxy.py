@@ -42,6 +42,13 @@ class AgentProxy(osbrain.Proxy):
         super().__init__(name, nsaddr, timeout=timeout)
         self._pyroTimeout = call_timeout
 
+    def __getattr__(self, name: str) -> Any:
+        # osBrain's lookup reads ``_pyroAttrs``; on a proxy whose __init__ was interrupted
+        # (Ctrl-C) that attribute is missing and the lookup recursed without end in __del__.
+        if name == "_pyroAttrs":
+            raise AttributeError(name)
+        return super().__getattr__(name)
+
     @property
     def agent_name(self) -> str:
         return str(getattr(self._pyroUri, "object", "") or "?")

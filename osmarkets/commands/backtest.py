@@ -205,8 +205,8 @@ def _convert(key: str, text: str, default: Any) -> Any:
         if isinstance(default, float):
             return float(text)
     except ValueError:
-        kind = type(default).__name__
-        raise UsageError(f"--param {key}: expected a {kind}, got {text!r}") from None
+        kind = {bool: "true or false", int: "an integer", float: "a number"}[type(default)]
+        raise UsageError(f"--param {key}: expected {kind}, got {text!r}") from None
     return text
 
 

@@ -8,9 +8,7 @@ example SMA-cross Brain, a Trader on the simulated broker and the Overmind; show
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -93,11 +91,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
     print(f"osmarkets demo: {args.bars} synthetic one-minute bars of {args.symbol}, "
           f"seed {args.seed}, SmaCross on the simulated broker")  # fmt: skip
-    log_path = Path(tempfile.gettempdir()) / f"osmarkets-demo-{os.getpid()}.log"
     with SimulatedArchitecture(
         None, args.cash, symbols=[args.symbol], bars=args.bars, seed=args.seed,
-        speed=args.speed, logging=True, log_path=str(log_path),
+        speed=args.speed, logging=True,
     ) as system:  # fmt: skip
+        log_path = system.log_path  # a file per run, kept after the run
         print(
             f"agents: name server, {', '.join(system.agents)}, overmind (supervisor)", flush=True
         )
@@ -217,4 +215,5 @@ def run_sandbox_demo(args: argparse.Namespace) -> int:
         f"done in {time.monotonic() - started:.1f} s: positions {positions}, "
         "all agents and the sandbox stopped"
     )
+    print(f"logs: {system.log_path}")
     return 0

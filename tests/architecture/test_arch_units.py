@@ -134,7 +134,9 @@ def test_demo_runs_and_leaves_nothing() -> None:
         assert "realised P&L" in out and "unrealised P&L" in out and "next: osmarkets" in out
         logs = Path(out.split("logs: ", 1)[1].splitlines()[0])
         assert logs.exists()  # the Logger agent writes every line it gets there
-        logs.unlink()
+        assert logs.parent.name == "logs" and f"logs to {logs}" in proc.stderr
+        assert [p.name for p in logs.parent.parent.iterdir()] == ["logs"]  # the rest removed
+        shutil.rmtree(logs.parent.parent)
         assert list((runtime / ".osbrain_ipc").glob("osm-*")) == []
         assert list((runtime / "osmarkets" / "nameservers").glob("*")) == []
     finally:
