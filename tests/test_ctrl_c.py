@@ -140,3 +140,64 @@ def test_ctrl_c_stops_everything_within_5_s_without_a_traceback(case: str) -> No
         if sandbox is not None:
             sandbox.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# Ctrl-C while the architecture starts its processes: the signal reaches the owner (and the
+# children) in the middle of a fork, where it used to be dropped, to kill a child before its
+# handler was set (the owner then waited for it forever) or to leave a child nobody could name.
+EARLY = """
+import os, signal, sys
+from osmarkets import run_script
+from osmarkets.agents import base
+from osmarkets.architecture import SimulatedArchitecture
+
+starts = 0
+original = base.OsmAgentProcess.start
+
+def start(self):
+    global starts
+    starts += 1
+    if starts == int(sys.argv[1]):
+        os.killpg(0, signal.SIGINT)  # Ctrl-C: the whole process group, as a terminal does
+    return original(self)
+
+base.OsmAgentProcess.start = start
+
+def main():
+    with SimulatedArchitecture(bars=50, logging=True) as system:
+        system.add_brain('idle', base=__import__('osmarkets').Brain)
+        system.run(timeout=60)
+    print('finished without the interrupt')
+
+run_script(main)
+"""
+
+
+@pytest.mark.parametrize("which", [1, 2, 3, 4])  # the Logger, Router, Trader, the Brain
+def test_ctrl_c_while_the_agents_start(tmp_path, which) -> None:
+    runtime = Path(tempfile.mkdtemp(prefix="osm-early-", dir="/tmp"))
+    script = tmp_path / "early.py"
+    script.write_text(EARLY)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(which)], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        assert time.monotonic() - started < 15
+        lines = [line for line in err.splitlines() if line.strip() and "logs to" not in line]
+        assert proc.returncode == 130 and "Traceback" not in err, err
+        assert lines == ["early.py: interrupted (Ctrl-C)"], err
+        assert "finished" not in out
+        deadline = time.monotonic() + 5
+        while _group(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _group(proc.pid) == []
+        assert list((runtime / ".osbrain_ipc").glob("osm-*")) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(runtime, ignore_errors=True)
