@@ -143,8 +143,9 @@ class Architecture:
     """The agents of one deployment, and their name server.
 
     ``transport``: ``'ipc'`` (default on POSIX) or ``'tcp'``; ``host``: the address every
-    socket and the name server bind to (127.0.0.1 unless you name another). ``logging``: start a
-    Logger agent every agent reports to; it writes every line to ``log_path`` (by default a new
+    socket and the name server bind to (127.0.0.1 unless you name another). ``logging`` (default
+    True; False: no Logger, agents print as osBrain does): start a Logger agent every agent
+    reports to; it writes every line to ``log_path`` (by default a new
     file per run in ``<state_dir>/logs/``, kept when a temporary state directory is removed;
     :attr:`log_path`, printed at start) and echoes lines of ``log_console`` (``'WARNING'``:
     warnings and errors) or more serious to the launcher's terminal, one line each with the
@@ -178,7 +179,7 @@ class Architecture:
         *,
         transport: str | None = None,
         host: str = "127.0.0.1",
-        logging: bool = False,
+        logging: bool = True,
         log_path: str | os.PathLike[str] | None = None,
         log_console: str | None = "WARNING",
         broker_factory: Callable[[], Any] | None = None,

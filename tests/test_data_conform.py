@@ -382,7 +382,9 @@ def test_the_any_market_example_runs(capsys, monkeypatch):
 
     example = Path(__file__).resolve().parents[1] / "examples" / "any_market.py"
     monkeypatch.setattr("sys.argv", [str(example)])
-    runpy.run_path(str(example), run_name="__main__")
+    with pytest.raises(SystemExit) as done:  # run_script exits with main()'s status
+        runpy.run_path(str(example), run_name="__main__")
+    assert done.value.code == 0
     out = capsys.readouterr().out
     assert "time frame D (inferred)" in out
     assert "19,200 from 4:00 to 20:00, 7,800 in regular hours" in out  # 20 sessions x 390
