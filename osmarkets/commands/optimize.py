@@ -123,6 +123,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("--min-sharpe", type=float, help="filter: minimum annualised Sharpe ratio")
     add("--min-sortino", type=float, help="filter: minimum annualised Sortino ratio")
     add("--max-drawdown", type=float, help="filter: maximum drawdown as a fraction (0.2)")
+    add("--min-dsr", type=float, metavar="P",
+        help="filter: minimum deflated Sharpe ratio, a probability (0.95: the usual bar), "
+        "deflated by every configuration tried")  # fmt: skip
     add(
         "--max-correlation",
         type=float,
@@ -184,6 +187,11 @@ def add_parser(subparsers: Any) -> None:
         ),
     )  # fmt: skip
     _common(optimize)
+    optimize.add_argument(
+        "--partitions", type=int, default=16, metavar="S",
+        help="probability of backtest overfitting: the rows are cut into S groups (even; "
+        "default 16, C(16, 8) = 12,870 splits); 0 skips it",
+    )  # fmt: skip
     optimize.set_defaults(handler=run_optimize)
     walk = subparsers.add_parser(
         "walkforward", help="walk-forward optimisation of a Brain",
@@ -251,6 +259,11 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
             raise UsageError(f"{name}: expected >= 1, got {value}")
     if args.workers < 0:
         raise UsageError(f"--workers: expected >= 0, got {args.workers}")
+    if args.min_dsr is not None and not 0.0 <= args.min_dsr <= 1.0:
+        raise UsageError(f"--min-dsr: expected a probability 0..1, got {args.min_dsr}")
+    partitions = getattr(args, "partitions", 0)
+    if partitions and (partitions < 2 or partitions % 2):
+        raise UsageError(f"--partitions: expected an even number >= 2 (or 0), got {partitions}")
     data = read_data(args.data)
     options: dict[str, Any] = {
         "bsid": bsids[0], "samples": args.samples, "grid": args.grid, "points": args.points,
@@ -265,6 +278,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
             ("min_trades", args.min_trades), ("min_trades_per_day", args.min_trades_per_day),
             ("min_active_days", args.min_active_days), ("min_sharpe", args.min_sharpe),
             ("min_sortino", args.min_sortino), ("max_drawdown", args.max_drawdown),
+            ("min_dsr", args.min_dsr),
         ) if v is not None},
     }  # fmt: skip
     return cls, data, space, options
@@ -414,6 +428,11 @@ def run_optimize(args: argparse.Namespace) -> int:
     runner = _runner(args)
     with _running(bar, runner):
         result = explore(cls, data, space, progress=bar, runner=runner, **options)
+    if args.partitions:
+        try:
+            result.overfit(args.partitions)
+        except ValueError as exc:  # too few survivors or bars: said, not fatal
+            print(f"no probability of backtest overfitting: {exc}", file=sys.stderr)
     print(f"{cls.__name__} on {args.data} ({options['bsid']})")
     print(result.summary())
     if result.portfolio is not None and result.portfolio.members:

@@ -34,12 +34,18 @@ from ..data.conform import conform, own_timeframe
 from ..data.timeframes import Alignment, BarSeriesID
 from ..data.validate import validate_bars
 from ..instruments import load_instruments
+from .overfit import return_moments
 from .space import Space, config_id
+
+#: What the probabilistic and deflated Sharpe ratios of each configuration are computed from
+#: (:func:`~osmarkets.optimize.overfit.return_moments` of its per-bar returns): the per-period
+#: Sharpe ratio, skewness, kurtosis and number of returns.
+MOMENT_KEYS = ("period_sharpe", "skewness", "kurtosis", "periods")
 
 #: The statistics kept for every configuration (a subset of ``Result.stats``).
 STAT_KEYS = (
     "final_value", "total_return", "sharpe", "sortino", "max_drawdown", "trades",
-    "trades_per_day", "active_days_fraction", "rejected",
+    "trades_per_day", "active_days_fraction", "rejected", *MOMENT_KEYS,
 )  # fmt: skip
 SCORES = ("sharpe", "sortino", "total_return", "final_value")
 ENGINES = ("auto", "vectorized", "event")
@@ -52,7 +58,9 @@ class Filters:
     ``min_trades_per_day``: fills per calendar day; ``min_active_days``: fraction of calendar
     days with at least one fill (daily activity); ``min_sharpe`` / ``min_sortino``: annualised
     ratios; ``max_drawdown``: largest fall from a peak as a fraction (0.2 = 20 %);
-    ``min_trades``: number of fills.
+    ``min_trades``: number of fills. ``min_dsr``: the deflated Sharpe ratio (0 to 1, see
+    :func:`~osmarkets.optimize.overfit.deflated_sharpe`); it depends on every trial, so it is
+    applied once all are evaluated (:func:`~osmarkets.optimize.explore`), not per row.
     """
 
     min_trades_per_day: float | None = None
@@ -61,6 +69,7 @@ class Filters:
     min_sortino: float | None = None
     max_drawdown: float | None = None
     min_trades: int | None = None
+    min_dsr: float | None = None
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -215,7 +224,10 @@ class Evaluator:
             self.brain_class, self.frame, self.bsid, params={**self.fixed, **config},
             history=self.history, cash=self.cash, **self.options, **self.data_options,
         )  # fmt: skip
-        stats = {**result.stats, "rejected": result.stats["orders_rejected"]}
+        curve = result.equity.to_numpy(dtype=float)
+        moments = return_moments(_returns(curve[None, :], self.cash))
+        stats = {**result.stats, "rejected": result.stats["orders_rejected"],
+                 **{key: moments[key][0] for key in MOMENT_KEYS}}  # fmt: skip
         return {key: _number(stats[key]) for key in STAT_KEYS}
 
     # -- vectorised ----------------------------------------------------------------------------
@@ -262,6 +274,26 @@ class Evaluator:
             shifted[:, 1:] = moved[:, : n - 1]
             return shifted
         return moved
+
+    # -- returns of many configurations --------------------------------------------------------
+    def returns(self, configs: Sequence[Mapping[str, Any]], chunk: int = 256) -> pd.DataFrame:
+        """The per-bar returns of each configuration (bars x configurations, columns by
+        configuration id; the first bar's against the cash): what the probability of backtest
+        overfitting is computed from. Vectorised in chunks of ``chunk`` configurations."""
+        ids = [config_id(c) for c in configs]
+        blocks = []
+        for start in range(0, len(configs), chunk):
+            part = [{**self.fixed, **c} for c in configs[start : start + chunk]]
+            if self.vectorized:
+                run = vectorized(self.brain_class, self.frame, part, cash=self.cash,
+                                 equity=True, **self.options)  # fmt: skip
+                assert run.equity is not None
+                curves = run.equity.to_numpy(dtype=float).T
+            else:
+                curves = np.vstack([self.equity(c).to_numpy(dtype=float) for c in part])
+            blocks.append(_returns(curves, self.cash))
+        values = np.vstack(blocks).T if blocks else np.empty((len(self.frame), 0))
+        return pd.DataFrame(values, index=self.frame.index, columns=ids)
 
     # -- equity of one configuration -----------------------------------------------------------
     def equity(self, config: Mapping[str, Any]) -> pd.Series:
@@ -342,6 +374,17 @@ def _number(value: Any) -> float:
         return math.nan
 
 
+def _returns(curves: np.ndarray, cash: float) -> np.ndarray:
+    """Per-bar returns of equity curves (configurations x bars), the first against ``cash``
+    (an undefined one, after a curve reached zero, is inf or NaN)."""
+    returns = np.empty_like(curves)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(curves[:, 0], cash, out=returns[:, 0])
+        np.divide(curves[:, 1:], curves[:, :-1], out=returns[:, 1:])
+    returns -= 1.0
+    return returns
+
+
 def batch_stats(
     curves: np.ndarray,
     fills: np.ndarray,
@@ -359,12 +402,8 @@ def batch_stats(
     running peak of the curve); used when every curve starts at ``cash``, where the peak
     including the initial cash is the same."""
     k, n = curves.shape
-    returns = np.empty_like(curves)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(curves[:, 0], cash, out=returns[:, 0])
-        np.divide(curves[:, 1:], curves[:, :-1], out=returns[:, 1:])
-    returns -= 1.0
-    out: dict[str, np.ndarray] = {}
+    returns = _returns(curves, cash)
+    out: dict[str, np.ndarray] = return_moments(returns)
     out["final_value"] = curves[:, -1].copy()
     out["total_return"] = curves[:, -1] / cash - 1.0
     root = math.sqrt(periods_per_year) if periods_per_year > 0 else math.nan
@@ -429,6 +468,7 @@ def smooth_scores(
 __all__ = [
     "ENGINES",
     "Evaluator",
+    "MOMENT_KEYS",
     "Filters",
     "SCORES",
     "STAT_KEYS",

@@ -21,6 +21,7 @@ from ..backtest.stats import round_trips
 from ..brain import Brain
 from ..data.validate import validate_bars
 from .evaluate import STAT_KEYS, Evaluator, Filters, smooth_scores
+from .overfit import deflation_benchmark, psr_from_moments
 from .portfolio import Activity, Portfolio, select_portfolio
 from .results import ExploreResult, annualisation_note
 from .space import Config, Space, config_id
@@ -176,6 +177,15 @@ def explore(
             runner.close()
     elapsed = time.perf_counter() - started
     table = _rows_to_table(rows, space.names, round_of)
+    benchmark = deflate(table)
+    min_dsr = evaluator.filters.min_dsr
+    if min_dsr is not None:
+        low = table["passed"] & ~(table["dsr"] >= min_dsr)
+        table.loc[low, "reason"] = [
+            "dsr undefined" if math.isnan(v) else f"dsr {v:.4g} < {min_dsr:g}"
+            for v in table.loc[low, "dsr"]
+        ]
+        table.loc[low, "passed"] = False
     score_column = "score"
     if smooth:
         table["score_smooth"] = smooth_scores(table, space, smooth)
@@ -190,6 +200,7 @@ def explore(
             "brain": brain_class.__name__, "configurations": len(table), "seconds": elapsed,
             "workers": workers, "engine": "vectorized" if evaluator.vectorized else "event",
             "score": score, "smooth": smooth, "filters": evaluator.filters,
+            "trials": len(table), "expected_max_sharpe": benchmark,
             "periods_per_year": evaluator.periods_per_year,
             "annualisation": _annualisation(evaluator),
             **({"constraints": [c.text for c in space.constraints]} if space.constraints else {}),
@@ -199,6 +210,21 @@ def explore(
         build_portfolio(result, max_correlation=max_correlation, max_members=max_members,
                         candidates=candidates, measure=measure)  # fmt: skip
     return result
+
+
+def deflate(table: pd.DataFrame, trials: int | None = None) -> float:
+    """Add each configuration's probabilistic Sharpe ratio (``psr``, against 0) and deflated
+    Sharpe ratio (``dsr``: against the Sharpe ratio the best of ``trials`` unskilled trials
+    would reach, ``trials`` = every configuration of the table by default) to ``table``, from
+    its :data:`~osmarkets.optimize.evaluate.MOMENT_KEYS` columns. Returns that benchmark (per
+    period; NaN with fewer than two defined Sharpe ratios)."""
+    moments = [table[key].to_numpy(dtype=float)
+               for key in ("period_sharpe", "periods", "skewness", "kurtosis")]  # fmt: skip
+    benchmark = deflation_benchmark(moments[0], len(table) if trials is None else trials)
+    sharpe, periods, skewness, kurtosis = moments
+    table["psr"] = psr_from_moments(sharpe, periods, skewness, kurtosis)
+    table["dsr"] = psr_from_moments(sharpe, periods, skewness, kurtosis, benchmark)
+    return benchmark
 
 
 def build_portfolio(
@@ -222,13 +248,12 @@ def build_portfolio(
     column = result.score_column
     pool = table[table["passed"] & np.isfinite(table[column].to_numpy(dtype=float))]
     pool = pool.sort_values(column, ascending=False, kind="stable").head(max(0, candidates))
-    names = result.space.names
     curves: dict[str, pd.Series] = {}
     params: dict[str, dict[str, Any]] = {}
     scores: dict[str, float] = {}
     done: dict[str, Activity] = {}
     for row in pool.to_dict("records"):
-        config = {name: _native(row[name]) for name in names}
+        config = result.space.config_of(row)
         if evaluator.vectorized:  # fast; the fills of the few members are rebuilt afterwards
             curves[row["id"]] = evaluator.equity(config)
         else:  # the event-driven run gives the fills with the curve: keep them
@@ -331,10 +356,6 @@ def _annualisation(evaluator: Evaluator) -> str:
         frame = f"{frame} ({calendar} calendar)"
     index = pd.DatetimeIndex(evaluator.frame.index)
     return annualisation_note(index, evaluator.periods_per_year, frame)
-
-
-def _native(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 __all__ = [

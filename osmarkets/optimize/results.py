@@ -26,6 +26,7 @@ from ..backtest.result import _pyplot, format_stat, stats_html
 
 if TYPE_CHECKING:
     from .evaluate import Evaluator
+    from .overfit import PBOResult
     from .portfolio import Portfolio
     from .space import Space
 
@@ -236,6 +237,34 @@ def plot_exploration(
     return fig
 
 
+def plot_overfitting(found: PBOResult) -> Any:
+    """The histogram of the PBO logits (left of 0: overfit) and the out-of-sample against
+    in-sample Sharpe ratio of the chosen configuration per split, with the degradation line."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    logits = np.asarray(found.logits, dtype=float)
+    left.hist(logits[np.isfinite(logits)], bins=40, color="tab:blue")
+    left.axvline(0.0, color="red", linewidth=1)
+    left.set_xlabel("logit of the out-of-sample rank")
+    left.set_ylabel("splits")
+    left.set_title(f"PBO {found.pbo:.3f}")
+    x = np.asarray(found.is_performance, dtype=float)
+    y = np.asarray(found.oos_performance, dtype=float)
+    both = np.isfinite(x) & np.isfinite(y)
+    right.scatter(x[both], y[both], s=6, alpha=0.4)
+    if both.sum() >= 2 and math.isfinite(found.degradation):
+        xs = np.linspace(x[both].min(), x[both].max(), 2)
+        intercept = y[both].mean() - found.degradation * x[both].mean()
+        right.plot(xs, intercept + found.degradation * xs, color="red",
+                   label=f"slope {found.degradation:.3g}")  # fmt: skip
+        right.legend(loc="best", fontsize=8)
+    right.set_xlabel("in-sample Sharpe (per bar)")
+    right.set_ylabel("out-of-sample Sharpe (per bar)")
+    right.set_title("degradation")
+    fig.tight_layout()
+    return fig
+
+
 def plot_portfolio(portfolio: Portfolio) -> Any:
     """Correlation matrix of the members' returns and the combined equity."""
     plt = _pyplot()
@@ -311,6 +340,44 @@ class ExploreResult:
     evaluator: Evaluator | None = None
     portfolio: Portfolio | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the last :meth:`overfit` (None before)
+    overfitting: PBOResult | None = None
+
+    def overfit(self, partitions: int = 16, top: int | None = None) -> PBOResult:
+        """The probability of backtest overfitting of this search
+        (:func:`~osmarkets.optimize.overfit.pbo`), on the per-bar returns of the
+        configurations that passed the filters, or of the ``top`` best by score whatever the
+        filters (what was really chosen among; at least 2 either way). The returns are
+        recomputed from the evaluator (one vectorised run per 256 configurations); a return
+        left undefined by a curve that reached zero counts as 0. Kept in :attr:`overfitting`
+        for the summary and the report."""
+        from .overfit import pbo
+
+        if self.evaluator is None:
+            raise ValueError("overfit: this result has no evaluator (it was loaded from a file)")
+        table = self.table
+        if top is None:
+            pool = table[table["passed"]]
+            if len(pool) < 2:
+                raise ValueError(
+                    f"overfit: {len(pool)} configuration(s) passed the filters, at least 2 are "
+                    "needed; pass top=K to use the K best by score"
+                )
+        else:
+            if isinstance(top, bool) or not isinstance(top, int) or top < 2:
+                raise ValueError(f"overfit: top: expected an integer >= 2, got {top!r}")
+            scores = table[self.score_column].to_numpy(dtype=float)
+            pool = (
+                table[np.isfinite(scores)]
+                .sort_values(self.score_column, ascending=False, kind="stable")
+                .head(top)
+            )
+        configs = [self.space.config_of(row) for row in pool.to_dict("records")]  # type: ignore[arg-type]
+        returns = np.array(self.evaluator.returns(configs), dtype=float)  # a writable copy
+        returns[~np.isfinite(returns)] = 0.0
+        self.overfitting = pbo(returns, partitions)
+        self.meta["pbo"] = self.overfitting.pbo
+        return self.overfitting
 
     def to_pandas(self) -> pd.DataFrame:
         return self.table
@@ -351,7 +418,32 @@ class ExploreResult:
         if self.portfolio is not None and self.portfolio.members:
             p = self.portfolio
             lines.append(f"portfolio: {len(p.members)} members, {p.measure} {p.value:.4g}")
+        lines.extend(self._overfitting_lines())
         return "\n".join(lines)
+
+    def _overfitting_lines(self) -> list[str]:
+        """PBO (once :meth:`overfit` ran) and the DSR of the best configuration and of the
+        portfolio's members, with the number of trials they were deflated by."""
+        lines = []
+        found = self.overfitting
+        if found is not None:
+            lines.append(
+                f"overfitting: PBO {found.pbo:.3f} over {found.combinations:,} combinations of "
+                f"{found.partitions} partitions (probability of loss {found.prob_loss:.3f}, "
+                f"degradation {found.degradation:.3g})"
+            )
+        best = self.best(1)
+        if len(best) and "dsr" in best:
+            trials = self.meta.get("trials", len(self.table))
+            dsr, psr = float(best["dsr"].iloc[0]), float(best["psr"].iloc[0])
+            lines.append(
+                f"best configuration: DSR {dsr:.3f}, PSR {psr:.3f} (deflated by {trials} trials)"
+            )
+        if self.portfolio is not None and self.portfolio.members and "dsr" in self.table:
+            members = self.table.set_index("id").loc[list(self.portfolio.members), "dsr"]
+            shown = ", ".join(f"{key} {value:.3f}" for key, value in members.items())
+            lines.append(f"portfolio members' DSR: {shown}")
+        return lines
 
     def plot(self, x: str | None = None, y: str | None = None) -> Any:
         """Exploration map of parameters ``x`` and ``y`` (default: the first two numeric
@@ -363,6 +455,50 @@ class ExploreResult:
             y = next(n for n in names if n != x)
         return plot_exploration(self.table, x, y, self.score_column,
                                 f"{self.meta.get('brain', '')} exploration")  # fmt: skip
+
+    def _overfitting_html(self) -> list[str]:
+        """The report's "Overfitting" section: PBO with its logit histogram and the
+        in-sample vs out-of-sample scatter (computing :meth:`overfit` if it was not, when it
+        can), then the deflated Sharpe ratios and what they were deflated by."""
+        parts = ["<h2>Overfitting</h2>"]
+        if self.overfitting is None and self.evaluator is not None:
+            try:
+                self.overfit()
+            except ValueError as exc:
+                parts.append(_note(f"No probability of backtest overfitting: {exc}."))
+        found = self.overfitting
+        if found is not None:
+            parts += [
+                _stats(
+                    {
+                        "PBO": found.pbo,
+                        "combinations": found.combinations,
+                        "partitions": found.partitions,
+                        "probability of loss": found.prob_loss,
+                        "degradation (slope)": found.degradation,
+                    }
+                ),  # fmt: skip
+                _note(
+                    "PBO: the fraction of in-sample/out-of-sample splits where the best "
+                    "in-sample configuration falls to or below the out-of-sample median "
+                    "(0.5: the search picks no better than chance)."
+                ),  # fmt: skip
+                _img(lambda: plot_overfitting(found), "overfitting: logits and degradation"),
+            ]
+        trials = self.meta.get("trials", len(self.table))
+        benchmark = self.meta.get("expected_max_sharpe", math.nan)
+        parts.append(_note(
+            f"Deflated Sharpe ratios (DSR) are deflated by {trials} trials: the Sharpe ratio the "
+            f"best of them would reach by luck alone is {benchmark:.4g} per bar."
+        ))  # fmt: skip
+        rows = self.best(1)
+        if self.portfolio is not None and self.portfolio.members:
+            members = self.table[self.table["id"].isin(self.portfolio.members)]
+            rows = pd.concat([rows, members]).drop_duplicates("id")
+        if len(rows) and "dsr" in rows:
+            columns = ["id", *self.space.names, "sharpe", "psr", "dsr", "included"]
+            parts.append(_table(rows[[c for c in columns if c in rows]]))
+        return parts
 
     @property
     def annualisation(self) -> str:
@@ -383,6 +519,7 @@ class ExploreResult:
                       "<h3>Portfolio statistics</h3>", _stats(p.stats),
                       "<h3>Correlation and combined equity</h3>",
                       _img(p.plot, "portfolio correlation and equity")]  # fmt: skip
+        parts += self._overfitting_html()
         parts += ["<h2>Best configurations</h2>", _table(self.best(25), wide=True)]
         text = os.fspath(path)
         with open(text, "w", encoding="utf-8") as handle:

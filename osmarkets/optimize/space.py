@@ -478,6 +478,10 @@ class Space:
     def names(self) -> list[str]:
         return list(self.dimensions)
 
+    def config_of(self, row: Mapping[str, Any]) -> Config:
+        """This space's parameters of ``row`` (a table row), as plain Python values."""
+        return {name: _plain(row[name]) for name in self.names}
+
     def __repr__(self) -> str:
         if self.constraints:
             texts = [c.text for c in self.constraints]

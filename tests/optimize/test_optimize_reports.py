@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from helpers_optimize import Momentum, make_bars
 
+from osmarkets.backtest.result import format_stat
 from osmarkets.backtest.stats import infer_periods_per_year
 from osmarkets.optimize import IntRange, explore, walk_forward
 from osmarkets.optimize.results import annualisation_note
@@ -101,9 +102,13 @@ def test_explore_report_has_every_section_the_stats_and_the_annualisation(explor
         f"Portfolio ({members} members)",
         "Portfolio statistics",
         "Correlation and combined equity",
+        "Overfitting",
         "Best configurations",
     ]
-    assert text.count("data:image/png;base64,") == 2
+    assert text.count("data:image/png;base64,") == 3  # map, portfolio, PBO
+    assert exploration.overfitting is not None  # computed for the report
+    assert f"<th>PBO</th><td>{format_stat('pbo', exploration.overfitting.pbo)}" in text
+    assert f"deflated by {len(exploration.table)} trials" in text
     ppy = exploration.evaluator.periods_per_year
     sentence = (f"Sharpe and Sortino ratios, annual return and Calmar are annualised with "
                 f"{ppy:,.1f} periods per year, inferred from")  # fmt: skip
