@@ -205,15 +205,31 @@ def add_parser(subparsers: Any) -> None:
             "--data examples/data/stock-daily.csv "
             "--bsid ORCL:D --space fast=2:20 --space slow=21:90 --train 730D --test 180D "
             "--anchored --html walkforward.html",
+            "osmarkets walkforward examples/sma_cross.py:SmaCross "
+            "--data examples/data/stock-daily.csv "
+            "--bsid ORCL:D --space fast=2:20 --space slow=21:90 --method cpcv --groups 6 "
+            "--test-groups 2 --purge 5 --embargo 5",
         ),
     )  # fmt: skip
     _common(walk)
     walk.add_argument(
-        "--train", required=True, help="training window: bars (20000) or a pandas offset (30D)"
+        "--train", help="training window: bars (20000) or a pandas offset (30D); windows only"
     )
-    walk.add_argument("--test", required=True, help="test window: bars or an offset")
+    walk.add_argument("--test", help="test window: bars or an offset; windows only")
     walk.add_argument("--step", help="distance between windows (default: the test window)")
     walk.add_argument("--anchored", action="store_true", help="grow training from the start")
+    walk.add_argument(
+        "--method", choices=("windows", "cpcv"), default="windows",
+        help="rolling/anchored windows (default), or combinatorial purged cross-validation: "
+        "a distribution of out-of-sample Sharpe ratios over its paths",
+    )  # fmt: skip
+    walk.add_argument("--groups", type=int, default=6, help="cpcv: groups of bars (default 6)")
+    walk.add_argument("--test-groups", type=int, default=2,
+                      help="cpcv: groups tested per split (default 2)")  # fmt: skip
+    walk.add_argument("--purge", type=int, default=0,
+                      help="cpcv: bars before each test block left out of training")  # fmt: skip
+    walk.add_argument("--embargo", type=int, default=0,
+                      help="cpcv: bars after each test block left out of training")  # fmt: skip
     walk.set_defaults(handler=run_walkforward)  # fmt: skip
 
 
@@ -464,6 +480,18 @@ def run_walkforward(args: argparse.Namespace) -> int:
     train = _length(args.train, "--train")
     test = _length(args.test, "--test")
     step = _length(args.step, "--step")
+    cpcv = {"method": args.method, "groups": args.groups, "test_groups": args.test_groups,
+            "purge": args.purge, "embargo": args.embargo}  # fmt: skip
+    if args.method == "windows" and (train is None or test is None):
+        raise UsageError("--train and --test: both are needed (or --method cpcv)")
+    if args.method == "cpcv":
+        if args.groups < 2 or not 1 <= args.test_groups < args.groups:
+            raise UsageError(
+                "--groups/--test-groups: expected groups >= 2 and 1 <= test groups < groups, "
+                f"got {args.groups} and {args.test_groups}"
+            )
+        if args.purge < 0 or args.embargo < 0:
+            raise UsageError("--purge/--embargo: expected a number of bars >= 0")
     bar = ProgressBar(label="window") if not args.quiet else None
     current = {"window": -1}
 
@@ -478,7 +506,7 @@ def run_walkforward(args: argparse.Namespace) -> int:
     runner = _runner(args)
     with _running(bar, runner):
         result = walk_forward(cls, data, space, train=train, test=test, step=step,
-                              anchored=args.anchored, progress=progress, runner=runner,
+                              anchored=args.anchored, progress=progress, runner=runner, **cpcv,
                               **options)  # fmt: skip
     print(f"{cls.__name__} on {args.data} ({options['bsid']}), walk-forward")
     print(result.summary())

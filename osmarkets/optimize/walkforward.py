@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..backtest import stats as st
 from ..brain import Brain
+from .cpcv import CPCVResult, cpcv_walk_forward
 from .evaluate import DATA_OPTIONS, Evaluator, prepare_data
 from .pipeline import InProcessRunner, explore, member_run
 from .portfolio import Activity, activity_stats, combine, measure_of
@@ -109,8 +110,8 @@ def walk_forward(
     data: Any,
     space: Space | Mapping[str, Any],
     *,
-    train: Length,
-    test: Length,
+    train: Length | None = None,
+    test: Length | None = None,
     step: Length | None = None,
     anchored: bool = False,
     bsid: Any = None,
@@ -118,8 +119,13 @@ def walk_forward(
     workers: int = 0,
     progress: Any = None,
     runner: Any = None,
+    method: str = "windows",
+    groups: int = 6,
+    test_groups: int = 2,
+    purge: int = 0,
+    embargo: int = 0,
     **options: Any,
-) -> WalkForwardResult:
+) -> WalkForwardResult | CPCVResult:
     """Walk-forward optimisation of ``brain_class`` over ``data``.
 
     Each window runs :func:`~osmarkets.optimize.explore` on its training bars (``options`` are
@@ -129,7 +135,24 @@ def walk_forward(
     called as configurations complete. ``workers=N`` keeps the same N Backtester
     agents for every window; ``runner``: an existing runner (e.g. an
     :class:`~osmarkets.optimize.agents.AgentRunner` that remote workers join), not closed here.
+
+    ``method='cpcv'``: combinatorial purged cross-validation instead of windows (``groups``,
+    ``test_groups``, ``purge`` and ``embargo`` bars; ``train``, ``test``, ``step`` and
+    ``anchored`` are not used): a :class:`~osmarkets.optimize.cpcv.CPCVResult` with the
+    distribution of out-of-sample Sharpe ratios over its paths (see
+    :mod:`osmarkets.optimize.cpcv`).
     """
+    if method == "cpcv":
+        return cpcv_walk_forward(
+            brain_class, data, space, groups=groups, test_groups=test_groups, purge=purge,
+            embargo=embargo, bsid=bsid, workers=workers, runner=runner,
+            progress=None if progress is None else (lambda d, t: progress(0, 1, d, t)),
+            **options,
+        )  # fmt: skip
+    if method != "windows":
+        raise ValueError(f"method: expected 'windows' or 'cpcv', got {method!r}")
+    if train is None or test is None:
+        raise ValueError("train/test: a walk-forward by windows needs both lengths")
     given = dict(options.pop("data_options", None) or {})
     given.update({k: options.pop(k) for k in DATA_OPTIONS if k in options})
     frame, bsid, data_options = prepare_data(data, bsid, given)
