@@ -5,7 +5,9 @@ Run: python examples/optimize_example.py [OUTPUT_DIR] [--workers N]
 1. writes 20,000 seeded one-minute bars (a random walk with trending regimes) to a CSV;
 2. ``osmarkets optimize``: 400 random (fast, slow) configurations, filters, a portfolio, every
    configuration saved to ``results.parquet`` and an HTML report with the exploration map and
-   the portfolio's correlation matrix and equity;
+   the portfolio's correlation matrix and equity; it prints how much of it is luck: the
+   probability of backtest overfitting (PBO) of the search and the deflated Sharpe ratio (DSR)
+   of the best configuration and of each portfolio member, deflated by the 400 trials;
 3. ``osmarkets walkforward``: rolling 6,000-bar training windows, 2,000-bar test windows,
    stitched out-of-sample equity and the in-sample vs out-of-sample scatter in another report.
 

@@ -193,3 +193,7 @@ def test_the_example_runs_from_the_cli_and_writes_reports(tmp_path):
     for name in ("optimize.html", "walkforward.html"):
         assert (tmp_path / name).read_text().count("data:image/png;base64,") >= 2
     assert len(pd.read_parquet(tmp_path / "results.parquet")) == 400
+    # overfitting made a number (issue 15): the PBO and the DSR of the chosen portfolio
+    assert "overfitting: PBO" in done.stdout and "12,870 combinations" in done.stdout
+    assert "portfolio members' DSR" in done.stdout and "deflated by 400 trials" in done.stdout
+    assert "<h2>Overfitting</h2>" in (tmp_path / "optimize.html").read_text()
