@@ -629,12 +629,25 @@ class Architecture:
             if self._closing:
                 return None
             handle = self._bury("router")
-            proxy = self._spawn("router", "router", handle.cls, dict(handle.cfg))
-            if "feeder" in self.restartable:
+            # The Feeders die before the new Router binds: a live one would reconnect to it
+            # and push the quotes it queued while the Router was down (past the resume
+            # points), and the Router would then refuse, as going back in time, the new
+            # Feeders' backfill of the minutes the dead Router never completed.
+            feeders = list(self._feeders) if "feeder" in self.restartable else []
+            for name in feeders:
+                self._bury(name)
+            try:
+                proxy = self._spawn("router", "router", handle.cls, dict(handle.cfg))
+            except BaseException:
+                for name in feeders:  # not left buried: they resume from the last ticks
+                    with contextlib.suppress(Exception):
+                        self._restart_feeder(name)
+                raise
+            if feeders:
                 # the quotes of the bars that were forming died with the Router: the Feeders
                 # start again from the start of those bars (OANDA's backfill gives them again)
                 points = dict(proxy.resume_points())
-                for name in list(self._feeders):
+                for name in feeders:
                     self._restart_feeder(name, points)
             return proxy
 

@@ -326,3 +326,29 @@ def test_example_launcher_resumes_after_a_sigkill(sandbox, tmp_path) -> None:
     key = next(iter(point["acked"]))
     assert after["acked"][key] > point["acked"][key]  # it went on from where it was
     assert TOKEN not in done.stdout + done.stderr
+
+
+def test_a_restarted_router_binds_only_after_the_feeders_are_gone(make) -> None:
+    """A live Feeder would reconnect to the new Router and push the quotes it queued while
+    the Router was down, past the resume points; the Router then refused the new Feeder's
+    backfill of the minute the dead Router never completed (a minute never published)."""
+    system = make(supervise=False)
+    system.stream(["EUR_USD"])
+    steps: list[tuple[str, str, bool]] = []
+    bury, spawn = system._bury, system._spawn
+
+    def buried(name):
+        steps.append(("bury", name, system._agents[name].process.is_alive()))
+        return bury(name)
+
+    def spawned(name, *args, **kwargs):
+        feeder = system._agents["feeder"].process
+        steps.append(("spawn", name, feeder.is_alive()))
+        return spawn(name, *args, **kwargs)
+
+    system._bury, system._spawn = buried, spawned
+    system._restart_router()
+    assert steps[:3] == [("bury", "router", True), ("bury", "feeder", True),
+                         ("spawn", "router", False)]  # fmt: skip
+    assert ("spawn", "feeder", False) in steps[3:]
+    wait_for(lambda: system["router"].get_attr("ticks_in") > 0, what="quotes to the new Router")
