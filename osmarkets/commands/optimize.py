@@ -105,6 +105,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     add("--samples", type=int, default=200, help="random configurations (default 200)")
     add("--grid", action="store_true", help="every combination instead of random sampling")
+    add("--search", choices=("random", "grid", "tpe", "nsga2"),
+        help="how configurations are generated: random (default), grid, or --samples of them "
+        "proposed by Optuna's TPE or NSGA-II sampler (the 'search' extra)")  # fmt: skip
     add("--points", type=int, default=5, help="grid values of a float range (default 5)")
     add("--refine", type=int, default=0, help="genetic refinement rounds after the first")
     add("--seed", type=int, default=0, help="random seed (default 0)")
@@ -283,6 +286,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     data = read_data(args.data)
     options: dict[str, Any] = {
         "bsid": bsids[0], "samples": args.samples, "grid": args.grid, "points": args.points,
+        "search": args.search,
         "refine": args.refine, "seed": args.seed, "score": args.score, "smooth": args.smooth,
         "max_correlation": args.max_correlation, "max_members": args.max_members,
         "candidates": args.candidates, "cash": args.cash, "fill": args.fill,

@@ -24,6 +24,7 @@ from .evaluate import STAT_KEYS, Evaluator, Filters, smooth_scores
 from .overfit import deflation_benchmark, psr_from_moments
 from .portfolio import Activity, Portfolio, select_portfolio
 from .results import ExploreResult, annualisation_note
+from .search import SEARCHES, distributions, model_search
 from .space import Config, Space, config_id
 
 Progress = Callable[[int, int], None]
@@ -87,6 +88,7 @@ def explore(
     bsid: Any = None,
     samples: int = 200,
     grid: bool = False,
+    search: str | None = None,
     points: int = 5,
     refine: int = 0,
     refine_samples: int | None = None,
@@ -111,13 +113,17 @@ def explore(
     """Evaluate configurations of ``space`` for ``brain_class`` on ``data``, filter them and
     build a portfolio.
 
-    Generation: ``samples`` random configurations (``seed``), or the full grid with
-    ``grid=True`` (floats on ``points`` values); then ``refine`` rounds of ``refine_samples``
-    (default ``samples // 2``) configurations bred from the best so far (see
-    :meth:`Space.refine`). ``constraints``: conditions between parameters as text, e.g.
-    ``['fast < slow']`` (see :class:`~osmarkets.optimize.space.Constraint`), added to the
-    space's own: no configuration violating one is generated or evaluated. ``filters``:
-    :class:`Filters` or a mapping of its fields.
+    Generation (``search``): ``'random'`` (default), ``samples`` random configurations
+    (``seed``); ``'grid'`` (or ``grid=True``), the full grid (floats on ``points`` values);
+    then ``refine`` rounds of ``refine_samples`` (default ``samples // 2``) configurations bred
+    from the best so far (see :meth:`Space.refine`). ``'tpe'`` or ``'nsga2'``: ``samples``
+    distinct configurations proposed by Optuna's TPE or NSGA-II sampler (score up, maximum
+    drawdown down), ``batch`` at a time, from the scores so far (see
+    :mod:`osmarkets.optimize.search`; no ``refine``). ``constraints``: conditions between
+    parameters as text, e.g. ``['fast < slow']`` (see
+    :class:`~osmarkets.optimize.space.Constraint`), added to the space's own: no configuration
+    violating one is generated or evaluated. ``filters``: :class:`Filters` or a mapping of its
+    fields.
     ``score``: the statistic to rank by; ``smooth=k`` ranks by the mean score of each
     configuration's k nearest neighbours instead (column ``score_smooth``). Portfolio: the
     ``candidates`` best surviving configurations are offered to :func:`select_portfolio`.
@@ -135,9 +141,21 @@ def explore(
         raise ValueError(f"refine: expected >= 0 rounds, got {refine}")
     evaluator = Evaluator(brain_class, data, bsid, filters=filters, score=score, **settings)
     evaluator.check(dict.fromkeys(space.names))
-    configs = space.grid(points) if grid else space.sample(samples, seed)
-    if not configs:
-        raise ValueError("space: no configuration to evaluate (do the constraints reject all?)")
+    search = search or ("grid" if grid else "random")
+    if search not in SEARCHES:
+        raise ValueError(f"search: expected one of {', '.join(SEARCHES)}, got {search!r}")
+    model = search in ("tpe", "nsga2")
+    if model and refine:
+        raise ValueError(f"refine: not with search={search!r} (the model search replaces it)")
+    if model:
+        distributions(space)  # Optuna present, every dimension mapped: fail before any work
+        configs = []
+    else:
+        configs = space.grid(points) if search == "grid" else space.sample(samples, seed)
+        if not configs:
+            raise ValueError(
+                "space: no configuration to evaluate (do the constraints reject all?)"
+            )
     started = time.perf_counter()
     own_runner = runner is None
     if runner is not None:
@@ -153,7 +171,23 @@ def explore(
     rows: list[dict] = []
     round_of: dict[str, int] = {}
     try:
-        for number in range(refine + 1):
+        if model:
+
+            def evaluate(configs: list[Config]) -> list[dict]:
+                done = len(rows_so_far)
+
+                def report(n: int, _total: int) -> None:
+                    if progress is not None:
+                        progress(done + n, samples)
+
+                out = runner.run(configs, report)
+                rows_so_far.extend(out)
+                return out
+
+            rows_so_far: list[dict] = []
+            rows, round_of = model_search(space, evaluate, method=search, trials=samples,
+                                          batch=batch or 16, seed=seed)  # fmt: skip
+        for number in range(0 if model else refine + 1):
             if number:
                 scored = [(r["params"], r["score"]) for r in rows]
                 configs = space.refine(scored, refine_samples or max(1, samples // 2),
@@ -199,7 +233,7 @@ def explore(
         meta={
             "brain": brain_class.__name__, "configurations": len(table), "seconds": elapsed,
             "workers": workers, "engine": "vectorized" if evaluator.vectorized else "event",
-            "score": score, "smooth": smooth, "filters": evaluator.filters,
+            "score": score, "smooth": smooth, "filters": evaluator.filters, "search": search,
             "trials": len(table), "expected_max_sharpe": benchmark,
             "periods_per_year": evaluator.periods_per_year,
             "annualisation": _annualisation(evaluator),

@@ -1,0 +1,156 @@
+"""Model-based searches for :func:`~osmarkets.optimize.explore`, driven by Optuna.
+
+Random sampling and the grid spend their budget blindly. Optuna's TPE sampler (a tree-structured
+Parzen estimator) proposes the next configurations from the scores of the last ones, and its
+NSGA-II sampler evolves a population towards the front of two objectives (here: the score, up,
+and the maximum drawdown, down). Optuna is a well-kept library with both samplers, reproducible
+with a seed, and its ask-and-tell interface lets the optimiser's own runner (in-process or
+Backtester agents) evaluate each batch of trials. Every configuration tried is a row of the
+result table, so the deflated Sharpe ratio counts what was really tried.
+
+Optuna is the optional ``search`` extra (``pip install '.[search]'``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from .space import Choice, Config, FloatRange, IntRange, LogFloatRange, Space, config_id
+
+#: the values of ``explore(search=...)``
+SEARCHES = ("random", "grid", "tpe", "nsga2")
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise ValueError(
+            "search: 'tpe' and 'nsga2' need Optuna: python -m pip install '.[search]'"
+        ) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial otherwise
+    return optuna
+
+
+def distributions(space: Space) -> dict[str, Any]:
+    """Each dimension of ``space`` as an Optuna distribution (same values, same scale)."""
+    optuna = _optuna()
+    dist = optuna.distributions
+    out: dict[str, Any] = {}
+    for name, dim in space.dimensions.items():
+        if isinstance(dim, IntRange):
+            high = dim.low + (dim.high - dim.low) // dim.step * dim.step
+            out[name] = dist.IntDistribution(int(dim.low), int(high), step=int(dim.step))
+        elif isinstance(dim, LogFloatRange):
+            out[name] = dist.FloatDistribution(float(dim.low), float(dim.high), log=True)
+        elif isinstance(dim, FloatRange):
+            if dim.step is None:
+                out[name] = dist.FloatDistribution(float(dim.low), float(dim.high))
+            else:
+                values = dim.values()
+                out[name] = dist.FloatDistribution(values[0], values[-1], step=float(dim.step))
+        elif isinstance(dim, Choice):
+            out[name] = dist.CategoricalDistribution(list(dim.values()))
+        else:
+            raise ValueError(f"space[{name!r}]: no Optuna distribution for {dim!r}")
+    return out
+
+
+Evaluate = Callable[[list[Config]], list[dict[str, Any]]]
+
+
+def model_search(
+    space: Space,
+    evaluate: Evaluate,
+    *,
+    method: str,
+    trials: int,
+    batch: int,
+    seed: int | None,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Run ``trials`` distinct configurations proposed by Optuna's ``method`` sampler
+    (``'tpe'`` or ``'nsga2'``), ``batch`` at a time through ``evaluate`` (a runner's rows).
+    Returns the rows and each configuration's round (its batch number). A proposal that breaks
+    a constraint is told failed and never evaluated; one already evaluated is told its score
+    again (it is one configuration, one row)."""
+    optuna = _optuna()
+    directions = ["maximize"] if method == "tpe" else ["maximize", "minimize"]
+    if method == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=seed)
+    elif method == "nsga2":
+        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=max(2, batch))
+    else:
+        raise ValueError(f"search: expected one of {', '.join(SEARCHES)}, got {method!r}")
+    study = optuna.create_study(directions=directions, sampler=sampler)
+    fixed = distributions(space)
+    rows: list[dict[str, Any]] = []
+    done: dict[str, dict[str, Any]] = {}
+    round_of: dict[str, int] = {}
+    attempts = 0
+    number = 0
+    stale = 0  # proposals in a row that were not new: the sampler is stuck on known ground
+    fresh = _random_configs(space, seed)
+    while len(done) < trials and attempts < 100 * trials:
+        asked: list[tuple[Any, Config]] = []
+        pending: dict[str, Config] = {}
+        while len(asked) < batch and len(done) + len(pending) < trials:
+            attempts += 1
+            if attempts > 100 * trials:
+                break
+            if stale >= 5:  # a random new configuration for the next proposal, told as usual
+                stale = 0
+                known = done.keys() | pending.keys()
+                unseen = next((c for c in fresh if config_id(c) not in known), None)
+                if unseen is not None:
+                    study.enqueue_trial(unseen)
+            trial = study.ask(fixed)
+            config = {name: trial.params[name] for name in space.names}
+            key = config_id(config)
+            if not space._ok(config):
+                stale += 1
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            if key in done or key in pending:
+                stale += 1
+                if key in done:
+                    study.tell(trial, _values(done[key], method))
+                else:  # proposed twice in one batch: told once the first is evaluated
+                    asked.append((trial, config))
+                continue
+            stale = 0
+            pending[key] = config
+            asked.append((trial, config))
+        if not pending:
+            continue
+        for row in evaluate(list(pending.values())):
+            done[row["id"]] = row
+            round_of[row["id"]] = number
+            rows.append(row)
+        for trial, config in asked:
+            values = _values(done[config_id(config)], method)
+            if values is None:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.tell(trial, values)
+        number += 1
+    return rows, round_of
+
+
+def _random_configs(space: Space, seed: int | None, chunks: int = 1000) -> Iterator[Config]:
+    """Valid random configurations of ``space``, 64 at a time (at most ``chunks`` draws)."""
+    for k in range(chunks):
+        yield from space.sample(64, None if seed is None else seed + 7919 * (k + 1))
+
+
+def _values(row: Mapping[str, Any], method: str) -> list[float] | None:
+    """What Optuna is told of an evaluated configuration (None: failed, a NaN score)."""
+    score = float(row["score"])
+    if method == "tpe":
+        return None if math.isnan(score) else [score]
+    drawdown = float(row["stats"].get("max_drawdown", math.nan))
+    return None if math.isnan(score) or math.isnan(drawdown) else [score, drawdown]
+
+
+__all__ = ["SEARCHES", "distributions", "model_search"]
