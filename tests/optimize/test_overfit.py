@@ -5,6 +5,7 @@ import dataclasses
 import itertools
 import math
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -688,3 +689,48 @@ def test_cpcv_accepts_numpy_integers():
     splits = list(cpcv_splits(np.int64(30), np.int32(5), np.int64(2), np.int8(1), np.uint8(1)))
     assert len(splits) == 10
     assert len(cpcv_paths(np.int64(30), np.int32(5), np.int64(2))) == 4
+
+
+# -- real return series (the shared market data, when it is beside the project) -------------
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "market"
+
+
+def _real_closes(name):
+    from osmarkets.data.io import read_bars
+
+    return read_bars(SHARED / name)["close"].to_numpy(dtype=float)
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="the shared market data is not beside the project")
+@pytest.mark.parametrize("name", ["orcl-1995-2014.txt", "nvda-1999-2014.txt"])
+def test_the_sharpe_statistics_on_real_daily_returns(name):
+    closes = _real_closes(name)
+    returns = closes[1:] / closes[:-1] - 1.0
+    sr, skew, kurt, t = slow_moments(returns)
+    assert kurt > 5  # real daily stock returns: fat tails, which the PSR must account for
+    assert probabilistic_sharpe(returns, 0.01) == pytest.approx(
+        slow_psr(sr, skew, kurt, t, 0.01), rel=1e-9
+    )
+    # the trials: momentum rules of 1..40 days on the same stock (long when up over the lag)
+    trials = []
+    for lag in range(1, 41):
+        signal = np.r_[np.zeros(lag), closes[lag:-1] > closes[: -lag - 1]].astype(float)
+        trials.append(slow_moments(signal * returns)[0])
+    assert deflated_sharpe(returns, trials) == pytest.approx(
+        slow_psr(sr, skew, kurt, t, slow_expected_max(trials)), rel=1e-9
+    )
+    assert min_track_record_length(returns, 0.0) == pytest.approx(
+        slow_min_trl(sr, skew, kurt, 0.0, 0.95), rel=1e-9
+    )
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="the shared market data is not beside the project")
+def test_pbo_on_real_minute_returns_matches_the_slow_cscv():
+    closes = _real_closes("2006-01-02-volume-min-001.txt")[:1601]
+    returns = closes[1:] / closes[:-1] - 1.0
+    columns = []
+    for lag in range(1, 9):
+        signal = np.r_[np.zeros(lag), closes[lag:-1] > closes[: -lag - 1]].astype(float)
+        columns.append(signal * returns)
+    matrix = np.column_stack(columns)
+    assert_same_pbo(pbo(matrix, 8), slow_pbo(matrix, 8), 8)
