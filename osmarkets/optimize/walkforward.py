@@ -136,7 +136,9 @@ def walk_forward(
     agents for every window; ``runner``: an existing runner (e.g. an
     :class:`~osmarkets.optimize.agents.AgentRunner` that remote workers join), not closed here.
 
-    ``method='cpcv'``: combinatorial purged cross-validation instead of windows (``groups``,
+    ``method``: ``'windows'`` (rolling, or anchored with ``anchored=True``; ``'rolling'`` and
+    ``'anchored'`` say it in one word), or ``'cpcv'``: combinatorial purged cross-validation
+    instead of windows (``groups``,
     ``test_groups``, ``purge`` and ``embargo`` bars; ``train``, ``test``, ``step`` and
     ``anchored`` are not used): a :class:`~osmarkets.optimize.cpcv.CPCVResult` with the
     distribution of out-of-sample Sharpe ratios over its paths (see
@@ -149,8 +151,11 @@ def walk_forward(
             progress=None if progress is None else (lambda d, t: progress(0, 1, d, t)),
             **options,
         )  # fmt: skip
-    if method != "windows":
-        raise ValueError(f"method: expected 'windows' or 'cpcv', got {method!r}")
+    if method not in ("windows", "rolling", "anchored"):
+        raise ValueError(
+            f"method: expected 'windows' ('rolling' or 'anchored') or 'cpcv', got {method!r}"
+        )
+    anchored = anchored or method == "anchored"
     if train is None or test is None:
         raise ValueError("train/test: a walk-forward by windows needs both lengths")
     given = dict(options.pop("data_options", None) or {})

@@ -101,13 +101,22 @@ def test_summary_report_and_bad_arguments(result, bars, tmp_path) -> None:
     assert "5 paths" in result.summary() and "purge 7 and embargo 4 bars" in result.summary()
     text = Path(result.to_html(tmp_path / "cpcv.html")).read_text()
     assert "Out-of-sample Sharpe over the paths" in text and "data:image/png" in text
-    with pytest.raises(ValueError, match="method: expected 'windows' or 'cpcv'"):
+    with pytest.raises(ValueError, match=r"method: expected 'windows' \('rolling' or 'anch"):
         walk_forward(Momentum, bars, {"lag": IntRange(1, 9)}, method="kfold")
     with pytest.raises(ValueError, match="train/test: a walk-forward by windows needs both"):
         walk_forward(Momentum, bars, {"lag": IntRange(1, 9)})
     with pytest.raises(ValueError, match="test_groups"):
         walk_forward(Momentum, bars, {"lag": IntRange(1, 9)}, method="cpcv", test_groups=6,
                      samples=3)  # fmt: skip
+
+
+def test_rolling_and_anchored_name_the_windows(bars) -> None:
+    space = {"lag": IntRange(1, 20)}
+    options = {"train": 600, "test": 300, "samples": 4, "max_members": 1}
+    rolling = walk_forward(Momentum, bars, space, method="rolling", **options)
+    anchored = walk_forward(Momentum, bars, space, method="anchored", **options)
+    assert set(rolling.windows["train_bars"]) == {600}
+    assert list(anchored.windows["train_bars"])[:2] == [600, 900]  # anchored: training grows
 
 
 def test_cli_cpcv(tmp_path, capsys) -> None:
