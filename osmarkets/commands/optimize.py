@@ -107,7 +107,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add("--grid", action="store_true", help="every combination instead of random sampling")
     add("--search", choices=("random", "grid", "tpe", "nsga2"),
         help="how configurations are generated: random (default), grid, or --samples of them "
-        "proposed by Optuna's TPE or NSGA-II sampler (the 'search' extra)")  # fmt: skip
+        "proposed by Optuna's TPE or NSGA-II sampler")  # fmt: skip
     add("--points", type=int, default=5, help="grid values of a float range (default 5)")
     add("--refine", type=int, default=0, help="genetic refinement rounds after the first")
     add("--seed", type=int, default=0, help="random seed (default 0)")

@@ -25,7 +25,7 @@ from .overfit import deflation_benchmark, psr_from_moments
 from .portfolio import Activity, Portfolio, select_portfolio
 from .results import ExploreResult, annualisation_note
 from .search import SEARCHES, distributions, model_search
-from .space import Config, Space, config_id
+from .space import Config, Space
 
 Progress = Callable[[int, int], None]
 
@@ -115,8 +115,8 @@ def explore(
 
     Generation (``search``): ``'random'`` (default), ``samples`` random configurations
     (``seed``); ``'grid'`` (or ``grid=True``), the full grid (floats on ``points`` values);
-    then ``refine`` rounds of ``refine_samples`` (default ``samples // 2``) configurations bred
-    from the best so far (see :meth:`Space.refine`). ``'tpe'`` or ``'nsga2'``: ``samples``
+    then ``refine`` rounds of ``refine_samples`` (default ``samples // 2``) new configurations
+    proposed by Optuna's TPE sampler from every score so far. ``'tpe'`` or ``'nsga2'``: ``samples``
     distinct configurations proposed by Optuna's TPE or NSGA-II sampler (score up, maximum
     drawdown down), ``batch`` at a time, from the scores so far (see
     :mod:`osmarkets.optimize.search`; no ``refine``). ``constraints``: conditions between
@@ -147,10 +147,10 @@ def explore(
     model = search in ("tpe", "nsga2")
     if model and refine:
         raise ValueError(f"refine: not with search={search!r} (the model search replaces it)")
-    if model:
+    configs: list[Config] = []
+    if model or refine:
         distributions(space)  # Optuna present, every dimension mapped: fail before any work
-        configs = []
-    else:
+    if not model:
         configs = space.grid(points) if search == "grid" else space.sample(samples, seed)
         if not configs:
             raise ValueError(
@@ -170,42 +170,36 @@ def explore(
                                  requeue_after=requeue_after)  # fmt: skip
     rows: list[dict] = []
     round_of: dict[str, int] = {}
+    per_round = refine_samples or max(1, samples // 2)
+    expected = samples if model else len(configs) + refine * per_round
+
+    def evaluate(batch_configs: list[Config]) -> list[dict]:
+        done = len(rows)
+
+        def report(n: int, _total: int) -> None:
+            if progress is not None:
+                progress(done + n, max(expected, done + n))
+
+        report(0, len(batch_configs))
+        out = runner.run(batch_configs, report)
+        rows.extend(out)
+        return out
+
     try:
         if model:
-
-            def evaluate(configs: list[Config]) -> list[dict]:
-                done = len(rows_so_far)
-
-                def report(n: int, _total: int) -> None:
-                    if progress is not None:
-                        progress(done + n, samples)
-
-                out = runner.run(configs, report)
-                rows_so_far.extend(out)
-                return out
-
-            rows_so_far: list[dict] = []
-            rows, round_of = model_search(space, evaluate, method=search, trials=samples,
-                                          batch=batch or 16, seed=seed)  # fmt: skip
-        for number in range(0 if model else refine + 1):
-            if number:
-                scored = [(r["params"], r["score"]) for r in rows]
-                configs = space.refine(scored, refine_samples or max(1, samples // 2),
-                                       None if seed is None else seed + number,
-                                       exclude=round_of)  # fmt: skip
-                if not configs:
-                    break
-            for config in configs:
-                round_of.setdefault(config_id(config), number)
-            total = len(rows) + len(configs)
-            done = len(rows)
-
-            def report(n: int, _total: int, done: int = done, total: int = total) -> None:
-                if progress is not None:
-                    progress(done + n, total)
-
-            report(0, len(configs))
-            rows.extend(runner.run(configs, report))
+            _, round_of = model_search(space, evaluate, method=search, trials=samples,
+                                       batch=batch or 16, seed=seed)  # fmt: skip
+        else:
+            round_of.update((row["id"], 0) for row in evaluate(configs))
+        for number in range(1, refine + 1):
+            # a refinement round: configurations proposed by Optuna's TPE from every score so
+            # far (the search engine, not a hand-written genetic step)
+            new, _ = model_search(space, evaluate, method="tpe", trials=per_round,
+                                  batch=batch or 16, known=list(rows),
+                                  seed=None if seed is None else seed + number)  # fmt: skip
+            if not new:
+                break
+            round_of.update((row["id"], number) for row in new)
     finally:
         if own_runner:
             runner.close()

@@ -8,13 +8,13 @@ with a seed, and its ask-and-tell interface lets the optimiser's own runner (in-
 Backtester agents) evaluate each batch of trials. Every configuration tried is a row of the
 result table, so the deflated Sharpe ratio counts what was really tried.
 
-Optuna is the optional ``search`` extra (``pip install '.[search]'``).
+Optuna is a dependency of osMarkets (imported only when a search or a refinement runs).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .space import Choice, Config, FloatRange, IntRange, LogFloatRange, Space, config_id
@@ -28,7 +28,7 @@ def _optuna() -> Any:
         import optuna
     except ImportError:
         raise ValueError(
-            "search: 'tpe' and 'nsga2' need Optuna: python -m pip install '.[search]'"
+            "search: the model searches and refinement need Optuna: python -m pip install optuna"
         ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial otherwise
     return optuna
@@ -69,12 +69,15 @@ def model_search(
     trials: int,
     batch: int,
     seed: int | None,
+    known: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Run ``trials`` distinct configurations proposed by Optuna's ``method`` sampler
-    (``'tpe'`` or ``'nsga2'``), ``batch`` at a time through ``evaluate`` (a runner's rows).
-    Returns the rows and each configuration's round (its batch number). A proposal that breaks
-    a constraint is told failed and never evaluated; one already evaluated is told its score
-    again (it is one configuration, one row)."""
+    """Run ``trials`` new distinct configurations proposed by Optuna's ``method`` sampler
+    (``'tpe'`` or ``'nsga2'``), ``batch`` at a time through ``evaluate`` (a runner's rows),
+    after telling it the ``known`` rows (configurations evaluated before: the refinement
+    rounds of a random or grid search). Returns the new rows and each one's batch number. A
+    proposal that breaks a constraint is told failed and never evaluated; one already
+    evaluated is told its score again (one configuration, one row). It stops early when the
+    space has no unseen configuration left."""
     optuna = _optuna()
     directions = ["maximize"] if method == "tpe" else ["maximize", "minimize"]
     if method == "tpe":
@@ -87,24 +90,38 @@ def model_search(
     fixed = distributions(space)
     rows: list[dict[str, Any]] = []
     done: dict[str, dict[str, Any]] = {}
+    for row in known:
+        done[row["id"]] = dict(row)
+        values = _values(row, method)
+        if values is None:
+            continue
+        try:
+            study.add_trial(optuna.trial.create_trial(
+                params=dict(row["params"]), distributions=fixed, values=values))  # fmt: skip
+        except ValueError:  # a value outside this space (fixed parameters): not a guide
+            continue
+    wanted = len(done) + trials
     round_of: dict[str, int] = {}
     attempts = 0
     number = 0
     stale = 0  # proposals in a row that were not new: the sampler is stuck on known ground
     fresh = _random_configs(space, seed)
-    while len(done) < trials and attempts < 100 * trials:
+    exhausted = False
+    while len(done) < wanted and attempts < 100 * trials and not exhausted:
         asked: list[tuple[Any, Config]] = []
         pending: dict[str, Config] = {}
-        while len(asked) < batch and len(done) + len(pending) < trials:
+        while len(asked) < batch and len(done) + len(pending) < wanted:
             attempts += 1
             if attempts > 100 * trials:
                 break
             if stale >= 5:  # a random new configuration for the next proposal, told as usual
                 stale = 0
-                known = done.keys() | pending.keys()
-                unseen = next((c for c in fresh if config_id(c) not in known), None)
-                if unseen is not None:
-                    study.enqueue_trial(unseen)
+                tried = done.keys() | pending.keys()
+                unseen = next((c for c in fresh if config_id(c) not in tried), None)
+                if unseen is None:  # every configuration of the space was tried
+                    exhausted = True
+                    break
+                study.enqueue_trial(unseen)
             trial = study.ask(fixed)
             config = {name: trial.params[name] for name in space.names}
             key = config_id(config)
@@ -139,9 +156,17 @@ def model_search(
 
 
 def _random_configs(space: Space, seed: int | None, chunks: int = 1000) -> Iterator[Config]:
-    """Valid random configurations of ``space``, 64 at a time (at most ``chunks`` draws)."""
+    """Distinct valid random configurations of ``space``, drawn 64 at a time; it ends when a
+    draw brings nothing new (a small space is exhausted) or after ``chunks`` draws."""
+    seen: set[str] = set()
     for k in range(chunks):
-        yield from space.sample(64, None if seed is None else seed + 7919 * (k + 1))
+        drawn = space.sample(64, None if seed is None else seed + 7919 * (k + 1))
+        new = [c for c in drawn if config_id(c) not in seen]
+        if not new:
+            return
+        for config in new:
+            seen.add(config_id(config))
+            yield config
 
 
 def _values(row: Mapping[str, Any], method: str) -> list[float] | None:

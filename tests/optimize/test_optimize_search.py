@@ -80,7 +80,7 @@ def test_bad_searches(bars, monkeypatch) -> None:
     with pytest.raises(ValueError, match="refine: not with search='tpe'"):
         explore(Momentum, bars, space, search="tpe", refine=2)
     monkeypatch.setitem(sys.modules, "optuna", None)  # as if Optuna were not installed
-    with pytest.raises(ValueError, match=r"need Optuna: python -m pip install '.\[search\]'"):
+    with pytest.raises(ValueError, match="need Optuna: python -m pip install optuna"):
         explore(Momentum, bars, space, search="tpe")
 
 
@@ -97,3 +97,30 @@ def test_cli_search(tmp_path, capsys) -> None:
     assert len(pd.read_csv(out)) == 20
     assert main([*base, "--search", "tpe", "--refine", "2"]) == 2
     assert "refine: not with search='tpe'" in capsys.readouterr().err
+
+
+def test_refinement_rounds_are_proposed_by_tpe_from_every_score_so_far(bars, monkeypatch) -> None:
+    from osmarkets.optimize import search as search_module
+
+    told = []
+    original = search_module.model_search
+
+    def spy(space, evaluate, **kwargs):
+        told.append((kwargs["method"], len(kwargs.get("known", ())), kwargs["trials"]))
+        return original(space, evaluate, **kwargs)
+
+    monkeypatch.setattr("osmarkets.optimize.pipeline.model_search", spy)
+    result = explore(Momentum, bars, {"lag": IntRange(1, 300)}, samples=24, seed=1, refine=3,
+                     refine_samples=12, portfolio=False)  # fmt: skip
+    table = result.table
+    assert told == [("tpe", 24, 12), ("tpe", 36, 12), ("tpe", 48, 12)]  # all scores so far
+    assert table["id"].is_unique and len(table) == 60 == result.meta["trials"]
+    assert list(table["round"].value_counts().sort_index()) == [24, 12, 12, 12]
+    first = table[table["round"] == 0]["score"].mean()
+    assert table[table["round"] == 3]["score"].mean() > first
+
+
+def test_refinement_stops_when_the_space_is_exhausted(bars) -> None:
+    result = explore(Momentum, bars, {"lag": IntRange(1, 12)}, samples=8, seed=1, refine=3,
+                     refine_samples=10, portfolio=False)  # fmt: skip
+    assert sorted(result.table["lag"]) == list(range(1, 13))  # every value once, then done
