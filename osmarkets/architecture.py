@@ -154,7 +154,8 @@ class Architecture:
     ``equity``); without one the Trader rejects orders. ``risk``: the Trader's
     :class:`~osmarkets.agents.RiskLimits` as a mapping. ``supervise``: run the Overmind (and
     restart Brains that die). ``state_dir``: where the deployment's journal is kept
-    (``journal.sqlite``; a private temporary directory removed at shutdown if None): running a
+    (``journal.sqlite``; a private temporary directory if None, removed at shutdown but for its
+    ``logs``): running a
     launcher again on the same ``state_dir`` resumes the deployment (see the docs page "What
     survives a crash"); ``durability``: ``'process'`` (survives any process's death),
     ``'power'`` (also a power cut: an fsync per commit) or ``'none'`` (no journal in the
@@ -214,6 +215,7 @@ class Architecture:
         self._interrupted = False  # Ctrl-C came through this architecture's handler
         self._interrupt_delivered = False  # ... and left through one of its public calls
         self._redeliveries = 0
+        self._old_hooks: tuple[Any, Any] | None = None
         self._holding = False  # a process is being started: Ctrl-C waits (see below)
         self._held_interrupt = False
         self._feeders: list[str] = []
@@ -351,8 +353,9 @@ class Architecture:
         handle.process = process
         with self._lock:
             self._agents[name] = handle
-        with self._holding_interrupts():
-            process.start()
+        with self._holding_interrupts():  # only the fork: waiting for it can be interrupted
+            process.launch()
+        process.wait_started()
         proxy = self.proxy(name, timeout=10.0)
         proxy.run()
         proxy.wait_for_running(timeout=10.0)
@@ -646,9 +649,14 @@ class Architecture:
             if feeders:
                 # the quotes of the bars that were forming died with the Router: the Feeders
                 # start again from the start of those bars (OANDA's backfill gives them again)
-                points = dict(proxy.resume_points())
-                for name in feeders:
-                    self._restart_feeder(name, points)
+                points: dict[str, int] | None = None
+                with contextlib.suppress(Exception):
+                    points = dict(proxy.resume_points())
+                for name in feeders:  # each on its own: one failing leaves the others up
+                    try:
+                        self._restart_feeder(name, points)
+                    except Exception as exc:
+                        self._incident(name, "restart_failed", f"after the Router's: {exc!r}")
             return proxy
 
     def _restart_feeder(self, name: str, resume_after: dict[str, int] | None = None) -> Any:
@@ -729,13 +737,14 @@ class Architecture:
             previous(kind, value, tb)
 
         sys.excepthook = one_line
+        self._old_hooks = (previous, sys.unraisablehook)
         previous_unraisable = sys.unraisablehook
 
         def redeliver(unraisable: Any) -> None:
             # Python drops an exception raised in a __del__ or an at-fork hook: Ctrl-C that
-            # landed there (logging's lock release after each agent's fork) was lost and the
-            # launcher ran on. Say nothing: the handler's second delivery follows in 1 s.
+            # landed there was lost and the launcher ran on. Say nothing, deliver it again.
             if issubclass(unraisable.exc_type, KeyboardInterrupt) and self._interrupted:
+                self._redeliver(0.2)
                 return
             previous_unraisable(unraisable)
 
@@ -757,9 +766,6 @@ class Architecture:
             if self._holding:
                 self._held_interrupt = True
                 return
-            # Code that swallows it silently (a bare ``except`` in Pyro's socket close) is
-            # covered by a second delivery if the architecture is not stopping within 1 s.
-            self._redeliver(1.0)
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
@@ -768,6 +774,9 @@ class Architecture:
         """Ctrl-C waits until the process being started is started: raised inside ``fork``
         it leaves a child this architecture cannot name (and so cannot stop), or it lands in
         an at-fork hook, where Python drops it. Raised at the end of the block instead."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers run in the main thread only: nothing to hold here
+            return
         outer = self._holding
         self._holding = True
         try:
@@ -779,9 +788,9 @@ class Architecture:
             raise KeyboardInterrupt
 
     def _redeliver(self, delay: float) -> None:
-        """Send SIGINT to this process again after ``delay`` seconds unless the architecture
-        is stopping by then or the interrupt went out through one of its calls (at most three
-        times: a user who catches KeyboardInterrupt and goes on is left alone after that)."""
+        """Send SIGINT to this process again after ``delay`` seconds (an interrupt Python
+        dropped) unless the architecture is stopping by then or the interrupt went out through
+        one of its calls; at most three times."""
         if self._redeliveries >= 3:
             return
         self._redeliveries += 1
@@ -847,6 +856,11 @@ class Architecture:
                 with contextlib.suppress(ValueError, OSError, TypeError):
                     signal.signal(signum, handler)
             self._old_signals.clear()
+            if self._old_hooks is not None and not self._interrupted:
+                # (after Ctrl-C the one-line hook is still wanted: the interrupt is on its way
+                # to the top of the launcher)
+                sys.excepthook, sys.unraisablehook = self._old_hooks
+                self._old_hooks = None
             with contextlib.suppress(Exception):
                 atexit.unregister(self.shutdown)
 

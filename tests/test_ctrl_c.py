@@ -152,16 +152,17 @@ from osmarkets.agents import base
 from osmarkets.architecture import SimulatedArchitecture
 
 starts = 0
-original = base.OsmAgentProcess.start
+step = sys.argv[2]  # 'launch' (the fork) or 'wait_started' (the wait for the child's word)
+original = getattr(base.OsmAgentProcess, step)
 
-def start(self):
+def patched(self, *args):
     global starts
     starts += 1
     if starts == int(sys.argv[1]):
         os.killpg(0, signal.SIGINT)  # Ctrl-C: the whole process group, as a terminal does
-    return original(self)
+    return original(self, *args)
 
-base.OsmAgentProcess.start = start
+setattr(base.OsmAgentProcess, step, patched)
 
 def main():
     with SimulatedArchitecture(bars=50, logging=True) as system:
@@ -173,14 +174,15 @@ run_script(main)
 """
 
 
+@pytest.mark.parametrize("step", ["launch", "wait_started"])
 @pytest.mark.parametrize("which", [1, 2, 3, 4])  # the Logger, Router, Trader, the Brain
-def test_ctrl_c_while_the_agents_start(tmp_path, which) -> None:
+def test_ctrl_c_while_the_agents_start(tmp_path, which, step) -> None:
     runtime = Path(tempfile.mkdtemp(prefix="osm-early-", dir="/tmp"))
     script = tmp_path / "early.py"
     script.write_text(EARLY)
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(which)], cwd=ROOT, env=env, text=True,
+        [sys.executable, str(script), str(which), step], cwd=ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:

@@ -13,6 +13,7 @@ and proxies authenticate with the HMAC key, and its tcp sockets are CURVE server
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import multiprocessing
 import os
@@ -59,19 +60,45 @@ class OsmAgentProcess(osbrain.AgentProcess):
         install_pyro_key(self._osm_pyro_key)
         super().run()
 
+    #: seconds an agent may take between its fork and its word that its daemon runs
+    START_TIMEOUT = 60.0
+
     def start(self) -> str:
-        """osBrain's start, which waits for the child's word without end: a child that dies
-        while starting raised nothing and left the owner waiting forever."""
+        """osBrain's start (:meth:`launch`, then :meth:`wait_started`), which waited for the
+        child's word without end: a child that died or hung while starting left the owner
+        waiting forever."""
+        self.launch()
+        return self.wait_started()
+
+    def launch(self) -> None:
+        """Fork (or spawn) the agent's process."""
         multiprocessing.Process.start(self)
-        while True:
+
+    def wait_started(self, timeout: float | None = None) -> str:
+        """Wait for the child's word; raise if it dies, fails or says nothing in ``timeout``
+        seconds (the child is then killed)."""
+        limit = self.START_TIMEOUT if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        status: str | None = None
+        while status is None:
             try:
                 status = self._queue.get(timeout=0.2)
-                break
             except queue.Empty:
-                if not self.is_alive():
-                    raise RuntimeError(
-                        f"agent {self.name!r} died while starting (exit code {self.exitcode})"
-                    ) from None
+                if self.is_alive() and time.monotonic() < deadline:
+                    continue
+                with contextlib.suppress(queue.Empty):  # its last word, if it had time
+                    status = self._queue.get(timeout=0.2)
+                if status is not None:
+                    break
+                if self.is_alive():  # (osBrain's kill() is not the process's)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(self.pid, signal.SIGKILL)
+                    self.join(5)
+                    message = f"agent {self.name!r} did not start within {limit:g} s"
+                    raise RuntimeError(message) from None
+                raise RuntimeError(
+                    f"agent {self.name!r} died while starting (exit code {self.exitcode})"
+                ) from None
         if not status.startswith("STARTED"):
             raise RuntimeError(f"agent {self.name!r} could not start:\n{status}")
         return str(status.partition(":")[-1])

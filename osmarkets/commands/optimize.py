@@ -109,7 +109,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="how configurations are generated: random (default), grid, or --samples of them "
         "proposed by Optuna's TPE or NSGA-II sampler")  # fmt: skip
     add("--points", type=int, default=5, help="grid values of a float range (default 5)")
-    add("--refine", type=int, default=0, help="genetic refinement rounds after the first")
+    add("--refine", type=int, default=0,
+        help="rounds after the first, proposed by Optuna's TPE from every score")  # fmt: skip
     add("--seed", type=int, default=0, help="random seed (default 0)")
     add("--score", default="sharpe", choices=("sharpe", "sortino", "total_return", "final_value"),
         help="what configurations are ranked by (default: annualised Sharpe ratio)")  # fmt: skip
@@ -448,6 +449,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     runner = _runner(args)
     with _running(bar, runner):
         result = explore(cls, data, space, progress=bar, runner=runner, **options)
+    result.meta["overfit"] = bool(args.partitions)  # 0: not in the report either
     if args.partitions:
         try:
             result.overfit(args.partitions)

@@ -130,6 +130,11 @@ def cpcv_walk_forward(
     its filters and portfolio are not used to choose)."""
     from .pipeline import explore
 
+    if options.get("search") in ("tpe", "nsga2") or options.get("refine"):
+        raise ValueError(
+            "cpcv: a model search or refinement chooses its configurations from scores on "
+            "every bar, test groups included: use search='random' or 'grid'"
+        )
     for name in ("filters", "max_correlation", "max_members", "candidates", "smooth"):
         options.pop(name, None)
     exploration = explore(brain_class, data, space, portfolio=False, **options)
@@ -148,6 +153,11 @@ def cpcv_walk_forward(
     rows = []
     tests = itertools.combinations(range(groups), test_groups)  # cpcv_splits' order
     for number, ((train, test), tested) in enumerate(zip(splits, tests, strict=True)):
+        if len(train) < 2:
+            raise ValueError(
+                f"purge/embargo: split {number} keeps {len(train)} training bar(s) of {n} "
+                "(at least 2 are needed to choose): use fewer groups or shorter purge/embargo"
+            )
         is_sharpe = _sharpe(returns[train])
         best = int(np.nanargmax(is_sharpe)) if np.isfinite(is_sharpe).any() else 0
         chosen.append(best)

@@ -331,12 +331,14 @@ def psr_from_moments(
 def deflation_benchmark(trial_sharpes: ArrayLike, trials: int | None = None) -> float:
     """:func:`expected_max_sharpe` of the finite values of ``trial_sharpes``, counting
     ``trials`` trials (default: their number): configurations whose Sharpe ratio is undefined
-    (no trade) were tried too, and N counts what was tried. NaN with fewer than 2 finite
-    values."""
+    (no trade) were tried too, and N counts what was tried. 0 for a single trial (nothing was
+    selected); NaN with fewer than 2 finite values among more trials."""
     values = np.asarray(trial_sharpes, dtype=np.float64)
     finite = values[np.isfinite(values)]
     n = int(trials) if trials is not None else int(finite.size)
-    if finite.size < 2 or n < 2:
+    if n == 1:
+        return 0.0  # one trial: nothing was selected, the DSR is the PSR
+    if finite.size < 2:
         return math.nan
     return _expected_max(float(finite.var(ddof=1)), n)
 

@@ -25,7 +25,7 @@ from .overfit import deflation_benchmark, psr_from_moments
 from .portfolio import Activity, Portfolio, select_portfolio
 from .results import ExploreResult, annualisation_note
 from .search import SEARCHES, distributions, model_search
-from .space import Config, Space
+from .space import Config, Space, config_id
 
 Progress = Callable[[int, int], None]
 
@@ -141,6 +141,8 @@ def explore(
         raise ValueError(f"refine: expected >= 0 rounds, got {refine}")
     evaluator = Evaluator(brain_class, data, bsid, filters=filters, score=score, **settings)
     evaluator.check(dict.fromkeys(space.names))
+    if grid and search not in (None, "grid"):
+        raise ValueError(f"grid: True conflicts with search={search!r}")
     search = search or ("grid" if grid else "random")
     if search not in SEARCHES:
         raise ValueError(f"search: expected one of {', '.join(SEARCHES)}, got {search!r}")
@@ -181,21 +183,29 @@ def explore(
                 progress(done + n, max(expected, done + n))
 
         report(0, len(batch_configs))
-        out = runner.run(batch_configs, report)
+        wanted = {config_id(c) for c in batch_configs}
+        # a late copy of an earlier row (work sent again to another Backtester) is not new
+        out = [r for r in runner.run(batch_configs, report)
+               if r["id"] in wanted and r["id"] not in evaluated]  # fmt: skip
+        evaluated.update(r["id"] for r in out)
         rows.extend(out)
         return out
+
+    evaluated: set[str] = set()
+    # a model search asks for enough trials at once to keep every Backtester busy
+    asked = (batch or 16) * max(1, workers)
 
     try:
         if model:
             _, round_of = model_search(space, evaluate, method=search, trials=samples,
-                                       batch=batch or 16, seed=seed)  # fmt: skip
+                                       batch=asked, seed=seed)  # fmt: skip
         else:
             round_of.update((row["id"], 0) for row in evaluate(configs))
         for number in range(1, refine + 1):
             # a refinement round: configurations proposed by Optuna's TPE from every score so
             # far (the search engine, not a hand-written genetic step)
             new, _ = model_search(space, evaluate, method="tpe", trials=per_round,
-                                  batch=batch or 16, known=list(rows),
+                                  batch=asked, known=list(rows),
                                   seed=None if seed is None else seed + number)  # fmt: skip
             if not new:
                 break

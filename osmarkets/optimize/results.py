@@ -461,7 +461,11 @@ class ExploreResult:
         in-sample vs out-of-sample scatter (computing :meth:`overfit` if it was not, when it
         can), then the deflated Sharpe ratios and what they were deflated by."""
         parts = ["<h2>Overfitting</h2>"]
-        if self.overfitting is None and self.evaluator is not None:
+        if (
+            self.overfitting is None
+            and self.evaluator is not None
+            and self.meta.get("overfit", True)
+        ):
             try:
                 self.overfit()
             except ValueError as exc:

@@ -14,6 +14,7 @@ Optuna is a dependency of osMarkets (imported only when a search or a refinement
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -50,7 +51,9 @@ def distributions(space: Space) -> dict[str, Any]:
                 out[name] = dist.FloatDistribution(float(dim.low), float(dim.high))
             else:
                 values = dim.values()
-                out[name] = dist.FloatDistribution(values[0], values[-1], step=float(dim.step))
+                with warnings.catch_warnings():  # (low + k * step rounds past its grid: Optuna
+                    warnings.simplefilter("ignore", UserWarning)  # snaps it, and so do we)
+                    out[name] = dist.FloatDistribution(values[0], values[-1], step=float(dim.step))
         elif isinstance(dim, Choice):
             out[name] = dist.CategoricalDistribution(list(dim.values()))
         else:
@@ -95,9 +98,10 @@ def model_search(
         values = _values(row, method)
         if values is None:
             continue
+        params = {name: _inside(fixed[name], row["params"].get(name)) for name in space.names}
         try:
             study.add_trial(optuna.trial.create_trial(
-                params=dict(row["params"]), distributions=fixed, values=values))  # fmt: skip
+                params=params, distributions=fixed, values=values))  # fmt: skip
         except ValueError:  # a value outside this space (fixed parameters): not a guide
             continue
     wanted = len(done) + trials
@@ -123,7 +127,7 @@ def model_search(
                     break
                 study.enqueue_trial(unseen)
             trial = study.ask(fixed)
-            config = {name: trial.params[name] for name in space.names}
+            config = _snap(space, trial.params)
             key = config_id(config)
             if not space._ok(config):
                 stale += 1
@@ -132,7 +136,7 @@ def model_search(
             if key in done or key in pending:
                 stale += 1
                 if key in done:
-                    study.tell(trial, _values(done[key], method))
+                    _tell(study, trial, _values(done[key], method))
                 else:  # proposed twice in one batch: told once the first is evaluated
                     asked.append((trial, config))
                 continue
@@ -142,17 +146,48 @@ def model_search(
         if not pending:
             continue
         for row in evaluate(list(pending.values())):
-            done[row["id"]] = row
-            round_of[row["id"]] = number
-            rows.append(row)
+            if row["id"] in pending and row["id"] not in done:  # (a late copy is not a row)
+                done[row["id"]] = row
+                round_of[row["id"]] = number
+                rows.append(row)
         for trial, config in asked:
-            values = _values(done[config_id(config)], method)
-            if values is None:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            else:
-                study.tell(trial, values)
+            result = done.get(config_id(config))  # None: its evaluation never came back
+            _tell(study, trial, None if result is None else _values(result, method))
         number += 1
     return rows, round_of
+
+
+def _snap(space: Space, params: Mapping[str, Any]) -> Config:
+    """Optuna's values as the space's own (a stepped float as ``low + k * step`` exactly,
+    so that the same configuration always has the same id)."""
+    config = {}
+    for name, dim in space.dimensions.items():
+        value = params[name]
+        if isinstance(dim, IntRange):
+            value = dim.clip(value)
+        elif isinstance(dim, FloatRange) and not isinstance(dim, LogFloatRange) and dim.step:
+            values = dim.values()  # low + k * step, as the grid and the sampler give them
+            k = round((float(value) - dim.low) / dim.step)
+            value = values[min(max(k, 0), len(values) - 1)]
+        config[name] = value
+    return config
+
+
+def _inside(distribution: Any, value: Any) -> Any:
+    """A value of the space as Optuna's distribution holds it (a stepped float's last grid
+    value may lie a rounding above its ``high``)."""
+    high = getattr(distribution, "high", None)
+    if isinstance(value, float) and isinstance(high, float) and value > high:
+        return high if math.isclose(value, high) else value
+    return value
+
+
+def _tell(study: Any, trial: Any, values: list[float] | None) -> None:
+    """Tell Optuna a trial's values, or that it failed (no score)."""
+    if values is None:
+        study.tell(trial, state=_optuna().trial.TrialState.FAIL)
+    else:
+        study.tell(trial, values)
 
 
 def _random_configs(space: Space, seed: int | None, chunks: int = 1000) -> Iterator[Config]:

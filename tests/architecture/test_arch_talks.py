@@ -20,6 +20,7 @@ import pytest
 from conftest import wait_for
 
 from osmarkets import Brain
+from osmarkets.agents.base import OsmAgent
 from osmarkets.agents.proxy import AgentProxy, AgentUnreachableError
 from osmarkets.architecture import Architecture, SimulatedArchitecture
 from osmarkets.logfiles import ConsoleBudget, console_line, remove_keeping_logs
@@ -265,3 +266,35 @@ def test_console_budget_counts_what_it_holds_back(monkeypatch) -> None:
     clock[0] = 1.0
     assert budget.take() == (True, 2)  # the two held back are said with the next line
     assert budget.take() == (False, 0)
+
+
+class _Hangs(OsmAgent):
+    def osm_setup(self) -> None:
+        time.sleep(60)  # never says it started
+
+
+class _Dies(OsmAgent):
+    def osm_setup(self) -> None:
+        os._exit(3)
+
+
+@pytest.mark.parametrize(("base", "message"), [(_Hangs, "did not start within 1 s"),
+                                               (_Dies, "died while starting")])  # fmt: skip
+def test_an_agent_that_hangs_or_dies_while_starting_raises(base, message) -> None:
+    """osBrain's start waited for the child's word without end (a hung launcher)."""
+    from osmarkets.agents.base import OsmAgentProcess, start_nameserver
+
+    server = start_nameserver("127.0.0.1")
+    try:
+        process = OsmAgentProcess(
+            name="starter", nsaddr=server.addr, addr="127.0.0.1", base=base, transport="tcp",
+            attributes={"osm_cfg": {}},
+        )  # fmt: skip
+        process.launch()
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match=message):
+            process.wait_started(timeout=1.0)
+        assert time.monotonic() - started < 10 and not process.is_alive()
+    finally:
+        server.kill()
+        server.join(5)

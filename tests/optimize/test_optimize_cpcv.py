@@ -137,3 +137,13 @@ def test_cli_cpcv(tmp_path, capsys) -> None:
     ):
         assert main([*base, *extra]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_cpcv_refuses_what_would_choose_on_test_bars(bars) -> None:
+    space = {"lag": IntRange(1, 9)}
+    for extra in ({"search": "tpe"}, {"refine": 1}):
+        with pytest.raises(ValueError, match="cpcv: a model search or refinement"):
+            walk_forward(Momentum, bars, space, method="cpcv", samples=3, **extra)
+    with pytest.raises(ValueError, match="purge/embargo: split 0 keeps"):
+        walk_forward(Momentum, bars, space, method="cpcv", groups=3, test_groups=2,
+                     purge=900, embargo=900, samples=3)  # fmt: skip

@@ -144,3 +144,20 @@ def test_bad_overfitting_options_are_one_line(tmp_path, capsys, extra, message) 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"osmarkets optimize: {message}"
+
+
+def test_a_single_configuration_is_not_deflated_and_partitions_0_leaves_pbo_out(
+    bars, tmp_path, capsys
+) -> None:
+    one = explore(Momentum, bars, {"lag": IntRange(5, 5)}, samples=1, portfolio=False,
+                  filters={"min_dsr": 0.0})  # fmt: skip
+    row = one.table.iloc[0]
+    assert row["dsr"] == row["psr"] and bool(row["passed"])  # nothing selected among one
+    data = tmp_path / "bars.csv"
+    make_bars(1500, seed=8).to_csv(data)
+    html = tmp_path / "r.html"
+    argv = ["optimize", EXAMPLE, "--data", str(data), "--bsid", "X:M1", "--space", "fast=2:9",
+            "--samples", "6", "--partitions", "0", "--html", str(html)]  # fmt: skip
+    assert main(argv) == 0
+    assert "overfitting: PBO" not in capsys.readouterr().out
+    assert "<th>PBO</th>" not in html.read_text()

@@ -124,3 +124,14 @@ def test_refinement_stops_when_the_space_is_exhausted(bars) -> None:
     result = explore(Momentum, bars, {"lag": IntRange(1, 12)}, samples=8, seed=1, refine=3,
                      refine_samples=10, portfolio=False)  # fmt: skip
     assert sorted(result.table["lag"]) == list(range(1, 13))  # every value once, then done
+
+
+def test_stepped_floats_keep_one_id_and_an_exhausted_grid_is_not_refined_again(bars) -> None:
+    from osmarkets.optimize.space import FloatRange
+
+    space = {"lag": IntRange(3, 4), "size": FloatRange(0.1, 0.7, 0.2)}
+    result = explore(Momentum, bars, space, grid=True, refine=2, refine_samples=5,
+                     portfolio=False)  # fmt: skip
+    assert len(result.table) == 8 and result.table["id"].is_unique  # no 0.7 next to 0.7000..1
+    with pytest.raises(ValueError, match="grid: True conflicts with search='tpe'"):
+        explore(Momentum, bars, space, grid=True, search="tpe")
