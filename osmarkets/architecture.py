@@ -729,9 +729,13 @@ class Architecture:
             # An agent died or does not answer: one line naming it; the traceback goes to
             # the log file (or, without one, to the terminal as usual).
             if issubclass(kind, AgentDiedError | AgentUnreachableError) and self.log_path:
-                with contextlib.suppress(OSError), open(self.log_path, "a") as file:
-                    text = "".join(traceback.format_exception(kind, value, tb))
-                    file.write(f"ERROR [{datetime.datetime.utcnow()}] (owner): {text}\n")
+                text = "".join(traceback.format_exception(kind, value, tb))
+                try:
+                    with open(self.log_path, "a") as file:
+                        file.write(f"ERROR [{datetime.datetime.utcnow()}] (owner): {text}\n")
+                except OSError:  # no file to point to: the traceback, as Python shows it
+                    previous(kind, value, tb)
+                    return
                 print(f"osmarkets: {value} (traceback in {self.log_path})", file=sys.stderr)
                 return
             previous(kind, value, tb)

@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..backtest import stats as st
 from ..brain import Brain
-from .overfit import _group_bounds, cpcv_paths, cpcv_splits
+from .overfit import _group_bounds, cpcv_paths, cpcv_splits, return_moments
 from .results import _img, _note, _page, _stats, _table, save_table
 from .space import Space
 
@@ -198,13 +198,8 @@ def cpcv_walk_forward(
 
 
 def _sharpe(returns: np.ndarray) -> np.ndarray:
-    """Per-period Sharpe ratio of each column (ddof=1; NaN when constant or too short)."""
-    if len(returns) < 2:
-        return np.full(returns.shape[1], np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        std = returns.std(axis=0, ddof=1)
-        flat = returns.max(axis=0) == returns.min(axis=0)
-        return np.where(flat | ~(std > 0), np.nan, returns.mean(axis=0) / std)
+    """Per-period Sharpe ratio of each column (bars x configurations), as the table's."""
+    return return_moments(returns.T)["period_sharpe"]
 
 
 __all__ = ["CPCVResult", "cpcv_walk_forward"]
