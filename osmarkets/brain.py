@@ -8,9 +8,12 @@ class a user writes be backtested, optimised and deployed unchanged.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import logging
 from typing import Any, Protocol
+
+import pandas as pd
 
 from .brokers.base import Order, OrderEvent, make_order
 from .data.series import BarSeries
@@ -95,10 +98,22 @@ class Brain:
         stop_loss: float | None = None,
         take_profit: float | None = None,
         trailing_stop: float | None = None,
+        *,
+        time_in_force: str = "GTC",
+        expire_time: Any = None,
+        reduce_only: bool = False,
+        post_only: bool = False,
     ) -> str:
         """Send an order; returns its client id. Raises ``ValueError`` for a malformed order.
 
-        The outcome arrives later through :meth:`on_order_event`.
+        ``time_in_force``: ``'GTC'`` (default), ``'IOC'``, ``'FOK'`` or ``'GTD'`` with
+        ``expire_time`` (ns since the epoch, or a timezone-aware datetime / pandas Timestamp);
+        ``reduce_only`` / ``post_only``: see :class:`~osmarkets.brokers.base.Order`. A broker
+        whose venue cannot do what is asked rejects the order with the reason.
+
+        The outcome arrives later through :meth:`on_order_event`: 'accepted', then one or more
+        'filled' (an order can fill in parts: ``event.remaining`` is what is left), or
+        'rejected' / 'cancelled' with the reason.
         """
         context = self._require_context()
         if self._osm_order_counter is None:
@@ -107,7 +122,8 @@ class Brain:
         client_id = f"{self.name}-{run}{next(self._osm_order_counter)}"
         order = make_order(
             client_id, side, size, symbol, type, price, stop_loss, take_profit, trailing_stop,
-            brain=self.name, time=context.now(self),
+            brain=self.name, time=context.now(self), time_in_force=time_in_force,
+            expire_time=_nanoseconds(expire_time), reduce_only=reduce_only, post_only=post_only,
         )  # fmt: skip
         sent = context.submit_order(self, order)
         return sent if isinstance(sent, str) else client_id
@@ -173,3 +189,17 @@ class Brain:
                     continue
                 params[key] = value
         return params
+
+
+def _nanoseconds(when: Any) -> int:
+    """``expire_time`` as ns since the epoch: an int as it is, a timezone-aware datetime or
+    Timestamp converted (a naive one is refused: which zone was meant is a guess)."""
+    if when is None:
+        return 0
+    if isinstance(when, int) and not isinstance(when, bool):
+        return when
+    if isinstance(when, datetime.datetime):
+        if when.tzinfo is None:
+            raise ValueError("order expire_time: expected a timezone-aware datetime")
+        return int(pd.Timestamp(when).value)
+    raise ValueError(f"order expire_time: expected ns since the epoch or a datetime, got {when!r}")

@@ -268,6 +268,7 @@ def backtest(
     rates: Mapping[str, float] | None = None,
     financing: Mapping[str, Any] | None = None,
     closeout: float | None = CLOSEOUT_LEVEL,
+    max_fill: float | dict[str, float] | None = None,
 ) -> Result:
     """Run ``brain_class`` on historical bars in this process and return a :class:`Result`.
 
@@ -308,7 +309,7 @@ def backtest(
     broker = SimulatedBroker(
         cash, spread=spread, slippage=slippage, commission=commission, margin_rate=margin_rate,
         instruments=specs, currency=currency, rates=rates, financing=financing,
-        closeout=closeout,
+        closeout=closeout, max_fill=max_fill,
     )  # fmt: skip
     if broker.account is not None:
         broker.account.check([inst.symbol for inst in feeds])

@@ -14,6 +14,9 @@ from typing import Any, NamedTuple, Protocol
 SIDES = ("buy", "sell")
 ORDER_TYPES = ("market", "limit", "stop", "market_if_touched")
 EVENT_KINDS = ("accepted", "filled", "rejected", "cancelled")
+#: Good till cancelled, immediate or cancel (fill what can fill now, cancel the rest), fill or
+#: kill (all of it now, or nothing), good till date (``expire_time``).
+TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTD")
 
 
 class Order(NamedTuple):
@@ -22,6 +25,13 @@ class Order(NamedTuple):
     ``price`` is the limit or stop trigger price (required for every type but market).
     ``stop_loss`` / ``take_profit`` are prices; ``trailing_stop`` is a price distance. They are
     attached to the position opened by the fill, as OANDA's ``*OnFill`` orders are.
+
+    ``time_in_force`` is one of :data:`TIME_IN_FORCE` (``'GTD'`` with ``expire_time``, ns since
+    the epoch). A market order's ``'GTC'`` means what every venue does with one: fill now, at
+    the prices there are. ``reduce_only``: the order may only reduce the position (its size is
+    cut to the position, and it is refused if there is none to reduce); ``post_only``: a limit
+    order that must rest in the book (refused if it would trade at once). A broker refuses, with
+    a reason, what its venue cannot do.
     """
 
     client_id: str
@@ -35,6 +45,10 @@ class Order(NamedTuple):
     trailing_stop: float | None = None
     brain: str = ""
     time: int = 0  # ns since epoch when the Brain sent it (0 if unknown)
+    time_in_force: str = "GTC"
+    expire_time: int = 0  # ns since epoch, for 'GTD'
+    reduce_only: bool = False
+    post_only: bool = False
 
     @property
     def signed_size(self) -> float:
@@ -45,9 +59,14 @@ class OrderEvent(NamedTuple):
     """Something that happened to an order.
 
     ``kind`` is one of :data:`EVENT_KINDS`. For fills, ``size`` and ``price`` are the executed
-    units and price, ``commission`` its cost, and ``reason`` says what triggered it when it was
-    not the order itself (``'stop_loss'``, ``'take_profit'``, ``'trailing_stop'``). For rejects
-    and cancels, ``reason`` says why.
+    units and price, ``commission`` its cost in the account currency, and ``reason`` says what
+    triggered it when it was not the order itself (``'stop_loss'``, ``'take_profit'``,
+    ``'trailing_stop'``). ``remaining`` is what is left of the order after a fill: an order
+    can fill in parts, each its own 'filled' event, the last one with ``remaining`` 0 (unless
+    the rest is cancelled or expires: a 'cancelled' event whose ``size`` is the units that will
+    never fill). ``fee`` / ``fee_currency`` are the fee as the venue charged it (a crypto
+    exchange takes it in the asset received); ``commission`` is that fee converted. For
+    rejects and cancels, ``reason`` says why.
     """
 
     kind: str
@@ -60,10 +79,22 @@ class OrderEvent(NamedTuple):
     reason: str = ""
     commission: float = 0.0
     brain: str = ""
+    remaining: float = 0.0
+    fee: float = 0.0
+    fee_currency: str = ""
 
     @property
     def signed_size(self) -> float:
         return self.size if self.side == "buy" else -self.size
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the order has ended with this event: rejected, cancelled (or expired), or
+        its last fill. (A fill with a ``reason`` is a protective order's or a closeout's, on
+        the position the order opened.)"""
+        if self.kind == "filled":
+            return self.remaining <= 0
+        return self.kind in ("rejected", "cancelled")
 
 
 def _optional_price(name: str, value: Any) -> float | None:
@@ -89,6 +120,10 @@ def make_order(
     trailing_stop: float | None = None,
     brain: str = "",
     time: int = 0,
+    time_in_force: str = "GTC",
+    expire_time: int = 0,
+    reduce_only: bool = False,
+    post_only: bool = False,
 ) -> Order:
     """Build an :class:`Order`, raising ``ValueError`` naming the first bad field."""
     if side not in SIDES:
@@ -104,6 +139,22 @@ def make_order(
     checked_price = _optional_price("price", price)
     if type != "market" and checked_price is None:
         raise ValueError(f"order price: a {type} order needs a price")
+    if time_in_force not in TIME_IN_FORCE:
+        raise ValueError(
+            f"order time_in_force: expected one of {', '.join(TIME_IN_FORCE)}, "
+            f"got {time_in_force!r}"
+        )
+    if isinstance(expire_time, bool) or not isinstance(expire_time, int) or expire_time < 0:
+        raise ValueError(f"order expire_time: expected ns since the epoch, got {expire_time!r}")
+    if (time_in_force == "GTD") != (expire_time > 0):
+        raise ValueError("order expire_time: needed with time_in_force 'GTD', and only then")
+    if type == "market" and time_in_force == "GTD":
+        raise ValueError("order time_in_force: a market order cannot wait until a date")
+    for name, flag in (("reduce_only", reduce_only), ("post_only", post_only)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"order {name}: expected True or False, got {flag!r}")
+    if post_only and (type != "limit" or time_in_force in ("IOC", "FOK")):
+        raise ValueError("order post_only: only a limit order that rests (GTC or GTD)")
     return Order(
         client_id=client_id,
         symbol=symbol,
@@ -116,6 +167,10 @@ def make_order(
         trailing_stop=_optional_price("trailing_stop", trailing_stop),
         brain=brain,
         time=time,
+        time_in_force=time_in_force,
+        expire_time=expire_time,
+        reduce_only=reduce_only,
+        post_only=post_only,
     )
 
 
@@ -123,7 +178,8 @@ def event_key(event: OrderEvent) -> str:
     """What identifies an order event wherever it comes from: a Trader that restarted and
     reports again what its predecessor had reported gives the same key, so a Brain can drop the
     copy (the price is left out: NaN for most kinds, and a copy has the same fill anyway)."""
-    return f"{event.client_id}|{event.kind}|{event.reason}|{event.time}|{event.size!r}"
+    key = f"{event.client_id}|{event.kind}|{event.reason}|{event.time}|{event.size!r}"
+    return f"{key}|{event.remaining!r}" if event.remaining else key
 
 
 #: Largest order any Trader passes on, whatever the risk limits: a size above it is a bug or an
@@ -149,6 +205,7 @@ def check_order(order: Order) -> str | None:
         make_order(
             order.client_id, order.side, order.size, order.symbol, order.type, order.price,
             order.stop_loss, order.take_profit, order.trailing_stop, order.brain, order.time,
+            order.time_in_force, order.expire_time, order.reduce_only, order.post_only,
         )  # fmt: skip
     except ValueError as exc:
         return str(exc)

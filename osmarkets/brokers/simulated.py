@@ -26,6 +26,20 @@ Fills
       fill that executes as a market order (market, stop, market-if-touched, stop-loss and
       trailing-stop fills); limit and take-profit fills get their price or better.
     * ``commission`` (a :class:`Commission`) is charged on every fill and reported in its event.
+    * ``max_fill`` (units, per symbol or for all) is the liquidity one order finds at one price
+      (a bar, or a tick): a larger order fills in parts, one 'filled' event per price with the
+      ``remaining`` units, until it is done (None, the default: every order fills at once).
+
+Time in force and order flags
+    * ``'IOC'`` / ``'FOK'`` orders are judged at the first price after they are sent: what can
+      fill there fills (IOC) or all of it does (FOK), and the rest is cancelled with the reason.
+      A limit is marketable when the ask (buys) or bid (sells) is at or better than its price,
+      a stop or market-if-touched when that price is already through its level.
+    * ``'GTD'`` orders are cancelled with the reason ``'expired (GTD)'`` at the first price at
+      or after their ``expire_time``.
+    * ``reduce_only`` orders are refused when there is no position they reduce; each fill is cut
+      to the position left, and the rest is cancelled once it is closed.
+    * ``post_only`` limit orders are refused when the last known quote would fill them at once.
 
 Margin
     ``margin_rate`` is the fraction of the notional held as margin (1.0 = no leverage,
@@ -69,7 +83,7 @@ from typing import Any
 
 from ..data.types import Bar, Tick
 from ..instruments import Instrument, load_instruments
-from .base import ORDER_TYPES, SIDES, Order, OrderEvent
+from .base import ORDER_TYPES, SIDES, TIME_IN_FORCE, Order, OrderEvent
 from .money import CLOSEOUT_LEVEL, AccountCurrency, NoConversion, next_rollover, parse_financing
 
 _NAN = float("nan")
@@ -228,6 +242,7 @@ class SimulatedBroker:
         rates: Mapping[str, float] | None = None,
         closeout: float | None = CLOSEOUT_LEVEL,
         financing: Mapping[str, Any] | None = None,
+        max_fill: float | Mapping[str, float] | None = None,
     ) -> None:
         if isinstance(cash, bool) or not isinstance(cash, int | float) or not math.isfinite(cash):
             raise ValueError(f"cash: expected a finite number, got {cash!r}")
@@ -245,6 +260,11 @@ class SimulatedBroker:
         self.commission = commission
         self.path = path
         self._spread = _per_symbol("spread", spread, 0.0)
+        self._max_fill = _per_symbol("max_fill", max_fill, 1e300)  # None: no limit
+        for key, units in self._max_fill.items():
+            if units <= 0:
+                name = "max_fill" if key is None else f"max_fill[{key!r}]"
+                raise ValueError(f"{name}: expected units > 0, got {units!r}")
         self._margin = _per_symbol("margin_rate", margin_rate, 1.0)
         for key, rate in self._margin.items():
             if rate <= 0 or rate > 1:
@@ -270,6 +290,7 @@ class SimulatedBroker:
                                      not 0 < closeout <= 1):  # fmt: skip
             raise ValueError(f"closeout: expected a fraction in (0, 1] or None, got {closeout!r}")
         self.closeout = closeout if self.account is not None else None
+        self._fee_currency = self.account.currency if self.account is not None else ""
         self.financing = parse_financing(financing)
         self.financing_total = 0.0  # account currency, + received / - paid
         #: account-currency value of one unit of quote currency at each fill, in fill order
@@ -284,6 +305,8 @@ class SimulatedBroker:
         self._pending: dict[str, list[Order]] = {}
         self._mit_up: dict[str, bool] = {}  # client id -> direction of a market-if-touched
         self._filled: set[str] = set()
+        self._left: dict[str, float] = {}  # client id -> units still to fill, once partly filled
+        self._touched: set[str] = set()  # orders partly filled at the current price
         self._now = 0
         # Symbols with pending orders or a protected position: the only ones whose bars the
         # broker must see. The backtest engine reads this to skip every other bar.
@@ -371,8 +394,7 @@ class SimulatedBroker:
         return price if price is not None else self._mark.get(symbol, default)
 
     def _quote(self, symbol: str, bid: float, ask: float) -> None:
-        if self.account is not None:
-            self._bid[symbol], self._ask[symbol] = bid, ask
+        self._bid[symbol], self._ask[symbol] = bid, ask
 
     def _roll(self, time: int) -> None:
         """Financing for every 17:00 New York passed by ``time`` (brokers/money.py)."""
@@ -439,6 +461,8 @@ class SimulatedBroker:
         if reason is None and self._is_pending(order.client_id):
             reason = f"duplicate client id {order.client_id!r}"
         if reason is None:
+            reason = self._flag_problem(order)
+        if reason is None:
             price = order.price if order.type != "market" else self._mark.get(order.symbol)
             try:
                 if price is not None and not self._margin_ok(order.symbol, order.signed_size,
@@ -456,6 +480,33 @@ class SimulatedBroker:
         self.active.add(order.symbol)
         return [self._event("accepted", order, price=order.price or _NAN)]
 
+    def _flag_problem(self, order: Order) -> str | None:
+        """Why ``order``'s reduce-only or post-only flag refuses it now, or None."""
+        if order.reduce_only:
+            units = self._units.get(order.symbol, 0.0)
+            if not units or (units > 0) == (order.side == "buy"):
+                return (
+                    f"reduce_only: no {'short' if order.side == 'buy' else 'long'} "
+                    f"position in {order.symbol} to reduce"
+                )
+        if order.post_only:
+            quote = self._last_quote(order.symbol)
+            limit: float = order.price  # type: ignore[assignment]  # make_order: a limit's
+            if quote is not None and (
+                limit >= quote[1] if order.side == "buy" else limit <= quote[0]
+            ):
+                return "post_only: the limit would trade at once against the current quote"
+        return None
+
+    def _last_quote(self, symbol: str) -> tuple[float, float] | None:
+        if symbol in self._bid:
+            return self._bid[symbol], self._ask[symbol]
+        mark = self._mark.get(symbol)
+        if mark is None:
+            return None
+        half = self.half_spread(symbol)
+        return mark - half, mark + half
+
     def cancel(self, client_id: str) -> list[OrderEvent]:
         """Cancel a pending order: a ``cancelled`` event, or ``rejected`` if there is none."""
         for symbol, orders in self._pending.items():
@@ -464,7 +515,7 @@ class SimulatedBroker:
                     del orders[index]
                     self._mit_up.pop(client_id, None)
                     self._refresh_active(symbol)
-                    return [self._event("cancelled", order, reason="cancelled by request")]
+                    return [self._end(order, "cancelled by request")]
         reason = "already filled" if client_id in self._filled else "unknown order"
         return [OrderEvent("rejected", client_id, "", "", 0.0, time=self._now, reason=reason)]
 
@@ -483,6 +534,10 @@ class SimulatedBroker:
             return f"invalid order symbol {order.symbol!r}"
         if order.type not in ORDER_TYPES:
             return f"invalid order type {order.type!r}"
+        if order.time_in_force not in TIME_IN_FORCE:
+            return f"invalid order time_in_force {order.time_in_force!r}"
+        if order.post_only and order.type != "limit":
+            return "invalid order: post_only needs a limit order"
         if order.type != "market" and order.price is None:
             return f"invalid order: a {order.type} order needs a price"
         for name in ("price", *_PROTECTIVE):
@@ -526,6 +581,7 @@ class SimulatedBroker:
         self._now = bar.time
         events: list[OrderEvent] = []
         if symbol in self.active:
+            self._new_price(symbol, bar.time, events)
             bids, asks = self._path(symbol, bar)
             self._fill_market(symbol, bids[0], asks[0], bar.time, events)
             self._run_segment(symbol, bids[0], asks[0], bids[0], asks[0], bar.time, events)
@@ -561,6 +617,7 @@ class SimulatedBroker:
         for k in range(4):
             if symbol in self.active:
                 if k == 0:
+                    self._new_price(symbol, bar.time, events)
                     self._fill_market(symbol, bids[0], asks[0], bar.time, events)
                 start = max(k - 1, 0)
                 self._run_segment(
@@ -578,6 +635,7 @@ class SimulatedBroker:
         self._now = tick.time
         events: list[OrderEvent] = []
         if symbol in self.active:
+            self._new_price(symbol, tick.time, events)
             self._fill_market(symbol, tick.bid, tick.ask, tick.time, events)
             self._run_segment(symbol, tick.bid, tick.ask, tick.bid, tick.ask, tick.time, events)
         self._mark[symbol] = (tick.bid + tick.ask) / 2.0
@@ -590,6 +648,7 @@ class SimulatedBroker:
         bar's close" option); other orders wait for the next bar."""
         events: list[OrderEvent] = []
         if symbol in self.active:
+            self._new_price(symbol, bar.time, events)
             if bar.has_quotes:
                 bid, ask = bar.bid_close, bar.ask_close
             else:
@@ -608,17 +667,60 @@ class SimulatedBroker:
             return
         remaining = []
         for order in orders:
-            if order.type != "market":
+            now = order.type == "market" or order.time_in_force in ("IOC", "FOK")
+            if not now or order.client_id in self._touched:
                 remaining.append(order)
                 continue
-            price = ask + self.slippage if order.side == "buy" else bid - self.slippage
-            self._execute(order, price, time, events)
+            price = self._marketable_at(order, bid, ask)
+            if price is None:  # an IOC or FOK order that cannot fill at its first price
+                events.append(self._end(order, f"{order.time_in_force}: not marketable"))
+                continue
+            if self._execute(order, price, time, events):
+                if order.time_in_force == "IOC":
+                    events.append(self._end(order, "IOC: the rest could not fill at once"))
+                else:
+                    remaining.append(order)
         self._pending[symbol] = remaining
         self._refresh_active(symbol)
+
+    def _marketable_at(self, order: Order, bid: float, ask: float) -> float | None:
+        """The price ``order`` fills at now, at (``bid``, ``ask``), or None if it cannot."""
+        buy = order.side == "buy"
+        market = ask + self.slippage if buy else bid - self.slippage
+        if order.type == "market":
+            return market
+        level: float = order.price  # type: ignore[assignment]
+        touch = ask if buy else bid
+        if order.type == "limit":
+            through = touch <= level if buy else touch >= level
+            return touch if through else None
+        if order.type == "stop":
+            return market if (touch >= level if buy else touch <= level) else None
+        up = self._mit_up.get(order.client_id, level > (bid + ask) / 2.0)
+        return market if (touch >= level if up else touch <= level) else None
+
+    def _new_price(self, symbol: str, time: int, events: list[OrderEvent]) -> None:
+        """Before a new price: GTD orders due expire, and partly filled orders find new
+        liquidity."""
+        self._touched.clear()
+        orders = self._pending.get(symbol)
+        if not orders:
+            return
+        if any(o.expire_time and o.expire_time <= time for o in orders):
+            kept = []
+            for order in orders:
+                if order.expire_time and order.expire_time <= time:
+                    events.append(self._end(order, "expired (GTD)", time))
+                else:
+                    kept.append(order)
+            self._pending[symbol] = kept
+            self._refresh_active(symbol)
 
     def _triggers(self, symbol: str, bid: float, ask: float) -> list[_Trigger]:
         found = []
         for order in self._pending.get(symbol, ()):
+            if order.client_id in self._touched:
+                continue  # partly filled at this price: the rest waits for the next one
             buy = order.side == "buy"
             level: float = order.price  # type: ignore[assignment]
             if order.type == "limit":
@@ -677,9 +779,9 @@ class SimulatedBroker:
             if trig.market_like:
                 price = price + self.slippage if trig.side == "buy" else price - self.slippage
             if trig.order is not None:
-                self._pending[symbol].remove(trig.order)
-                self._mit_up.pop(trig.order.client_id, None)
-                self._execute(trig.order, price, time, events)
+                if not self._execute(trig.order, price, time, events):
+                    self._pending[symbol].remove(trig.order)
+                    self._mit_up.pop(trig.order.client_id, None)
             else:
                 self._execute_protective(symbol, trig, price, time, events)
             self._refresh_active(symbol)
@@ -703,27 +805,57 @@ class SimulatedBroker:
         )
         events.append(event)
 
-    def _execute(self, order: Order, price: float, time: int, events: list[OrderEvent]) -> None:
+    def _execute(self, order: Order, price: float, time: int, events: list[OrderEvent]) -> bool:
+        """Fill what ``order`` can fill at ``price``; True if some of it is still open (the
+        caller keeps it pending), False if it is done (filled, rejected or cancelled)."""
         spec = self.instruments.get(order.symbol)
         if spec is not None:
             price = spec.round_price(price, order.side)
+        cid = order.client_id
+        left = self._left.get(cid, order.size)
+        size = min(left, self._max_fill.get(order.symbol, self._max_fill.get(None, 1e300)))
+        if order.reduce_only:
+            held = self._units.get(order.symbol, 0.0)
+            size = min(size, abs(held)) if held and (held > 0) != (order.side == "buy") else 0.0
+            if size <= 1e-12 * max(1.0, left):
+                events.append(self._end(order, "reduce_only: the position is closed", time))
+                return False
+        if order.time_in_force == "FOK" and size < left * (1 - 1e-12):
+            events.append(self._end(order, "FOK: not all of it could fill at once", time))
+            return False
+        signed = size if order.side == "buy" else -size
         try:
             problem = (
-                None
-                if self._margin_ok(order.symbol, order.signed_size, price)
-                else ("insufficient margin")
+                None if self._margin_ok(order.symbol, signed, price) else "insufficient margin"
             )
         except NoConversion as exc:
             problem = str(exc)
         if problem is not None:
-            events.append(self._event("rejected", order, reason=problem, time=time))
-            return
+            events.append(self._end(order, problem, time, kind="rejected"))
+            return False
         event = self._apply_fill(
-            order.symbol, order.side, order.size, price, time, order.client_id, order.brain,
-            "", order,
+            order.symbol, order.side, size, price, time, cid, order.brain, "", order,
         )  # fmt: skip
-        self._filled.add(order.client_id)
+        left -= size
+        if left > 1e-12 * order.size:
+            self._left[cid] = left
+            self._touched.add(cid)
+            events.append(event._replace(remaining=left))
+            if order.reduce_only and not self._units.get(order.symbol, 0.0):
+                events.append(self._end(order, "reduce_only: the position is closed", time))
+                return False
+            return True
+        self._left.pop(cid, None)
+        self._filled.add(cid)
         events.append(event)
+        return False
+
+    def _end(self, order: Order, reason: str, time: int | None = None,
+             kind: str = "cancelled") -> OrderEvent:  # fmt: skip
+        """The event that ends ``order`` unfilled (what is left of it, if partly filled)."""
+        left = self._left.pop(order.client_id, None)
+        event = self._event(kind, order, reason=reason, time=time)
+        return event if left is None else event._replace(size=left)
 
     def _apply_fill(
         self,
@@ -789,7 +921,19 @@ class SimulatedBroker:
             pos.origin, pos.brain = order.client_id, order.brain
         self._refresh_active(symbol)
         return OrderEvent(
-            "filled", client_id, symbol, side, size, price, time, reason, commission, brain
+            "filled",
+            client_id,
+            symbol,
+            side,
+            size,
+            price,
+            time,
+            reason,
+            commission,
+            brain,
+            0.0,
+            commission,
+            self._fee_currency,
         )
 
     def _refresh_active(self, symbol: str) -> None:

@@ -19,6 +19,7 @@ from .parsers import (
     PendingOrder,
     PositionInfo,
     TradeInfo,
+    format_time,
     order_response_events,
     parse_account_summary,
     parse_order,
@@ -111,21 +112,27 @@ class OandaBroker:
     def order_request(self, order: Order) -> dict[str, Any]:
         """The v20 ``OrderRequest`` for ``order`` (raises ``ValueError`` naming a bad field)."""
         instrument = self.client.instrument(order.symbol)
+        if order.post_only:
+            raise ValueError("post_only: OANDA has no post-only orders")
         body: dict[str, Any] = {
             "type": _TYPES[order.type],
             "instrument": order.symbol,
             "units": instrument.format_units(order.signed_size),
-            "positionFill": self.position_fill,
+            "positionFill": "REDUCE_ONLY" if order.reduce_only else self.position_fill,
             "clientExtensions": {"id": order.client_id, "tag": CLIENT_TAG},
         }
         if order.brain:
             body["clientExtensions"]["comment"] = order.brain
         if order.type == "market":
-            body["timeInForce"] = "FOK"
+            # a market order fills now: OANDA's FOK unless IOC is asked (GTC means "now")
+            body["timeInForce"] = "IOC" if order.time_in_force == "IOC" else "FOK"
         else:
             assert order.price is not None  # make_order guarantees it
             body["price"] = instrument.format_price(order.price)
-            body["timeInForce"] = self.time_in_force
+            tif = order.time_in_force
+            body["timeInForce"] = self.time_in_force if tif == "GTC" else tif
+            if tif == "GTD":
+                body["gtdTime"] = format_time(order.expire_time)
         if order.stop_loss is not None:
             body["stopLossOnFill"] = {
                 "price": instrument.format_price(order.stop_loss),
@@ -166,6 +173,14 @@ class OandaBroker:
             request = self.order_request(order)
         except ValueError as exc:
             return Placement([self._local_reject(order, str(exc))])
+        if order.reduce_only:
+            # OANDA's REDUCE_ONLY is not documented for an account with nothing to reduce:
+            # refused here, from the account's position, as every other broker does
+            held = self.position(order.symbol)
+            if not held or (held > 0) == (order.side == "buy"):
+                kind = "short" if order.side == "buy" else "long"
+                reason = f"reduce_only: no {kind} position in {order.symbol} to reduce"
+                return Placement([self._local_reject(order, reason)])
         return self._placement(order, self.client.create_order(request))
 
     def lookup(self, order: Order) -> Placement | None:
