@@ -204,7 +204,7 @@ def _average(lots: list[list[float]]) -> float:
     return sum(lot[0] * lot[1] for lot in lots) / units if units else 0.0
 
 
-def _per_symbol(name: str, value: float | Mapping[str, float], default: float) -> dict:
+def _per_symbol(name: str, value: float | Mapping[str, float] | None, default: float) -> dict:
     if isinstance(value, Mapping):
         table = {}
         for symbol, item in value.items():
@@ -305,6 +305,7 @@ class SimulatedBroker:
         self._pending: dict[str, list[Order]] = {}
         self._mit_up: dict[str, bool] = {}  # client id -> direction of a market-if-touched
         self._filled: set[str] = set()
+        self._ended: set[str] = set()  # client ids of orders accepted and since ended
         self._left: dict[str, float] = {}  # client id -> units still to fill, once partly filled
         self._touched: set[str] = set()  # orders partly filled at the current price
         self._now = 0
@@ -458,6 +459,8 @@ class SimulatedBroker:
         if not isinstance(order, Order):
             client_id = str(getattr(order, "client_id", ""))
             return [OrderEvent("rejected", client_id, "", "", 0.0, time=self._now, reason=reason)]
+        if reason is None and order.client_id in self._ended:
+            return []  # a copy of an order that has ended: its events were reported
         if reason is None and self._is_pending(order.client_id):
             reason = f"duplicate client id {order.client_id!r}"
         if reason is None:
@@ -847,6 +850,7 @@ class SimulatedBroker:
             return True
         self._left.pop(cid, None)
         self._filled.add(cid)
+        self._ended.add(cid)
         events.append(event)
         return False
 
@@ -854,6 +858,7 @@ class SimulatedBroker:
              kind: str = "cancelled") -> OrderEvent:  # fmt: skip
         """The event that ends ``order`` unfilled (what is left of it, if partly filled)."""
         left = self._left.pop(order.client_id, None)
+        self._ended.add(order.client_id)
         event = self._event(kind, order, reason=reason, time=time)
         return event if left is None else event._replace(size=left)
 
