@@ -52,8 +52,10 @@ class Venue:
     #: an instrument the venue trades, and a size of it the account can afford many times
     symbol: str = ""
     size: float = 1.0
-    #: the account currency (where fees and P&L are counted)
+    #: the account currency (where fees and P&L are counted), and for a cash account the asset
+    #: ``symbol`` buys
     currency: str = ""
+    base: str = ""
     #: absolute tolerance of money amounts (the venue's rounding of balances)
     money_tolerance: float = 1e-9
     #: seconds a case waits for something the venue does on its own (a fill after a poll)
