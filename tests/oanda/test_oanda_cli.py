@@ -145,3 +145,77 @@ def test_download_wrong_token_is_one_line(capsys, sandbox, tmp_path):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and "401" in err[-1]
+
+
+# -- osmarkets sandbox --exchange binance ------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv, field",
+    [
+        (["--symbols", "BTC/USDT,DOGE/EUR"], "DOGE/EUR"),
+        (["--token", "x"], "--token"),
+        (["--instruments", "EUR_USD"], "--instruments"),
+        (["--secret-file", "/no/such/file"], "--secret-file"),
+        (["--api-key", "not a key"], "--api-key"),
+    ],
+)
+def test_exchange_sandbox_bad_inputs(capsys, argv, field):
+    pytest.importorskip("ccxt")
+    assert field in one_line_error(capsys, ["sandbox", "--exchange", "binance", "--port", "0",
+                                            *argv])  # fmt: skip
+
+
+def test_exchange_sandbox_port_in_use(capsys, sandbox):
+    pytest.importorskip("ccxt")
+    port = sandbox.rest_url.rsplit(":", 1)[1]
+    err = one_line_error(capsys, ["sandbox", "--exchange", "binance", "--port", port])
+    assert "cannot listen" in err
+
+
+def test_binance_options_need_the_exchange(capsys):
+    assert "--symbols" in one_line_error(capsys, ["sandbox", "--port", "0", "--symbols", "X"])
+
+
+def test_exchange_sandbox_serves_until_interrupted(capsys, tmp_path):
+    ccxt = pytest.importorskip("ccxt")
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret-for-tests\n")
+    argv = ["sandbox", "--exchange", "binance", "--port", "0", "--symbols", "ETH/USDT",
+            "--seed", "4", "--api-key", "k3y"]  # fmt: skip
+    for extra, shows_secret in (([], True), (["--secret-file", str(secret)], False)):
+        args = build_parser().parse_args(argv + extra)
+        ready, stop = threading.Event(), threading.Event()
+        result = {}
+        thread = threading.Thread(
+            target=lambda a=args, r=ready, s=stop, out=result: out.update(
+                code=sandbox_command.run(a, ready=r, stop=s)
+            ),
+            daemon=True,
+        )
+        thread.start()
+        wait_for(ready.is_set)
+        out = capsys.readouterr().out
+        url = next(line.split("= ")[1].split()[0] for line in out.splitlines() if "url " in line)
+        assert "k3y" in out and "ws_url" in out
+        assert ("test credential" in out) is shows_secret
+        assert "s3cret-for-tests" not in out
+        if shows_secret:
+            secret_value = next(
+                line.split("= ")[1].split()[0] for line in out.splitlines() if "secret" in line
+            )
+        else:
+            secret_value = "s3cret-for-tests"
+            assert str(secret) in out
+        exchange = ccxt.binance(
+            {
+                "apiKey": "k3y",
+                "secret": secret_value,
+                "urls": {"api": {"public": url + "/api/v3", "private": url + "/api/v3"}},
+                "options": {"fetchMarkets": {"types": ["spot"]}, "fetchMargins": False,
+                            "fetchCurrencies": False},
+            }
+        )  # fmt: skip
+        assert list(exchange.load_markets()) == ["ETH/USDT"]
+        assert exchange.fetch_balance()["USDT"]["free"] == 10_000
+        stop.set()
+        thread.join(5)
+        assert not thread.is_alive() and result["code"] == 0

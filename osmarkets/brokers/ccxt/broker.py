@@ -1,0 +1,576 @@
+"""The Trader's broker on a crypto exchange through ccxt (no osBrain here).
+
+:class:`CcxtTradingBroker` is what the Trader's worker thread runs: it places osMarkets orders
+with ccxt's unified ``create_order``, follows them (``fetch_order``) until they end, and turns
+what it sees into order events, partial fills included (each 'filled' event is the units filled
+since the last one, at their average price, with ``remaining``). It is a *spot cash* account:
+the position of ``'BTC/USDT'`` is the BTC the account holds; a fee taken in the asset received
+(Binance without BNB) reduces it, and is converted to the account currency for the statistics.
+
+Never a false 'rejected', never a double order:
+
+- every order is recorded (in the state file, with its exchange client id) *before* its request
+  leaves; a copy of a recorded order (a Brain re-sending after a Trader's restart) is looked up,
+  never placed again: exchanges such as Binance refuse a duplicate client id only while the
+  first order is open, so a re-send of a filled order would trade twice;
+- an order is 'rejected' only when the exchange answered that it did not execute it (ccxt's
+  ``InvalidOrder``, ``InsufficientFunds``, ``BadSymbol``, ``BadRequest``, authentication
+  errors), or when it is certainly not there: not found by its client id once the exchange's
+  ``recvWindow`` has passed since it was sent (Binance drops a request that arrives later);
+- a lost answer (a timeout, a 5xx, a dropped connection) is looked up by the client id until
+  ``order_deadline``; still unknown, the order is kept *unresolved* (no event, logged) and looked
+  up again at every poll until it is found or certainly absent;
+- a restarted broker (``reconcile``) adopts the balances and reports what happened, since the
+  last state it saved, to every order it was following.
+
+Where the exchange cannot do what an order asks (spot has no reduce-only, no attached stop-loss
+or take-profit; Binance spot has no good-till-date), the order is refused with the reason before
+any request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..base import Order, OrderEvent
+from .client import describe, exchange_from_settings
+
+log = logging.getLogger(__name__)
+
+_EPS = 1e-12
+_CID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # Binance's newClientOrderId
+_ENDED = ("closed", "canceled", "cancelled", "expired", "rejected")
+
+
+class Reconciliation(NamedTuple):
+    """What a (re)started broker found: positions (symbol -> base units), the balances, the
+    client ids of the open orders it follows, and the events it had missed."""
+
+    positions: dict[str, float]
+    balances: dict[str, float]
+    open_orders: list[str]
+    missed_events: list[OrderEvent]
+
+
+def make_ccxt_broker(settings: Mapping[str, Any]) -> CcxtTradingBroker:
+    """The Trader's broker factory (``functools.partial(make_ccxt_broker, settings)``)."""
+    return CcxtTradingBroker(
+        exchange_from_settings(settings),
+        currency=str(settings.get("currency") or "USDT"),
+        state_path=settings.get("state_path"),
+        poll_interval=float(settings.get("poll_interval", 1.0)),
+        order_deadline=float(settings.get("order_deadline", 10.0)),
+    )
+
+
+def exchange_client_id(client_id: str) -> str:
+    """The id the exchange gets: the client id itself when it fits Binance's rule (36
+    characters of ``[.A-Z:/a-z0-9_-]``), else a stable digest of it (a re-send gets the same)."""
+    if _CID_RE.match(client_id):
+        return client_id
+    return "osm" + hashlib.sha256(client_id.encode()).hexdigest()[:32]
+
+
+class CcxtTradingBroker:
+    """See the module docstring. ``exchange``: a ccxt exchange (synchronous API);
+    ``currency``: the account currency (the quote of the traded symbols); ``state_path``: the
+    JSON file of the orders followed (kept across restarts); ``order_deadline``: seconds an order
+    whose answer was lost is looked up before it is left unresolved."""
+
+    def __init__(
+        self,
+        exchange: Any,
+        *,
+        currency: str = "USDT",
+        state_path: str | os.PathLike[str] | None = None,
+        poll_interval: float = 1.0,
+        account_interval: float = 5.0,
+        order_deadline: float = 10.0,
+    ) -> None:
+        self.exchange = exchange
+        self.currency = currency
+        self.state_path = Path(state_path) if state_path else None
+        self.poll_interval = poll_interval
+        self.account_interval = account_interval
+        self.order_deadline = order_deadline
+        recv = exchange.options.get("recvWindow", 10_000) if hasattr(exchange, "options") else 0
+        #: after this many seconds a request the exchange has not seen never will be
+        self.absent_after = float(recv) / 1000.0 + 5.0
+        self.positions: dict[str, float] = {}
+        self.balances: dict[str, float] = {}
+        self.equity = math.nan
+        self.balance = math.nan
+        self.fill_conversions: list[float] = []
+        self.orders: dict[str, dict[str, Any]] = {}  # client id -> what we know of it
+        self.unresolved: dict[str, Order] = {}
+        self.unknown_orders = 0
+        self.duplicates = 0
+        self.poll_errors = 0
+        self._session: set[str] = set()  # client ids with an event reported by this object
+        self._marks: dict[str, float] = {}
+        self._last_poll = 0.0
+        self._last_account = 0.0
+        self._markets_loaded = False
+
+    def __repr__(self) -> str:
+        return f"CcxtTradingBroker({describe(self.exchange)}, currency={self.currency!r})"
+
+    # -- state file ------------------------------------------------------------------------------
+    def _save(self) -> None:
+        if self.state_path is None:
+            return
+        live = {cid: info for cid, info in self.orders.items() if not info.get("ended")}
+        tmp = self.state_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"orders": live}, fh)
+        os.replace(tmp, self.state_path)
+
+    def _load(self) -> None:
+        if self.state_path is None or not self.state_path.exists():
+            return
+        try:
+            state = json.loads(self.state_path.read_text())
+            orders = state.get("orders") or {}
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("broker state %s unreadable (%s): starting afresh", self.state_path, exc)
+            return
+        for cid, info in orders.items():
+            if isinstance(info, dict) and isinstance(cid, str):
+                self.orders.setdefault(cid, info)
+
+    # -- markets, balances -------------------------------------------------------------------
+    def _markets(self) -> dict[str, Any]:
+        if not self._markets_loaded:
+            self.exchange.load_markets()
+            self._markets_loaded = True
+        return self.exchange.markets
+
+    def _refresh_account(self) -> None:
+        balance = self.exchange.fetch_balance()
+        totals = {k: float(v) for k, v in (balance.get("total") or {}).items() if v is not None}
+        self.balances = totals
+        positions = {}
+        for symbol, market in self._markets().items():
+            if market.get("quote") == self.currency and market.get("spot", True):
+                held = totals.get(market.get("base"), 0.0)
+                if held > _EPS or symbol in self.positions:
+                    positions[symbol] = held
+        self.positions = {s: u for s, u in positions.items() if abs(u) > _EPS}
+        self._revalue()
+        self._last_account = time.monotonic()
+
+    def _revalue(self) -> None:
+        self.balance = self.balances.get(self.currency, math.nan)
+        equity = self.balance
+        for symbol, units in self.positions.items():
+            mark = self._marks.get(symbol)
+            if mark is not None:
+                equity += units * mark
+        self.equity = equity
+
+    # -- the Broker interface ------------------------------------------------------------------
+    def position(self, symbol: str) -> float:
+        return self.positions.get(symbol, 0.0)
+
+    def reconcile(self) -> Reconciliation:
+        """Adopt the account; the events of the orders followed before (state file) that this
+        broker had not reported."""
+        self._load()
+        self._markets()
+        self._refresh_account()
+        held = dict(self.positions)
+        missed: list[OrderEvent] = []
+        for cid, info in list(self.orders.items()):
+            if not info.get("ended"):
+                missed += self._follow(cid, info)
+        self.positions = held  # the balances already hold the missed fills
+        self._revalue()
+        self._save()
+        self._last_poll = time.monotonic()
+        opened = [cid for cid, info in self.orders.items() if not info.get("ended")]
+        return Reconciliation(dict(self.positions), dict(self.balances), opened, missed)
+
+    def poll(self, force: bool = False) -> list[OrderEvent]:
+        """Events of the orders followed, at most every ``poll_interval`` unless ``force``;
+        failures are logged and counted, never raised."""
+        import ccxt
+
+        now = time.monotonic()
+        if not force and now - self._last_poll < self.poll_interval:
+            return []
+        self._last_poll = now
+        events: list[OrderEvent] = []
+        try:
+            for cid, info in list(self.orders.items()):
+                if not info.get("ended"):
+                    events += self._follow(cid, info)
+            if now - self._last_account >= self.account_interval:
+                self._refresh_account()
+        except ccxt.BaseError as exc:
+            self.poll_errors += 1
+            log.warning("polling %s failed: %s", describe(self.exchange), _reason(exc))
+        self._save()
+        return events
+
+    def on_tick(self, symbol: str, tick: Any) -> list[OrderEvent]:
+        self._marks[symbol] = (tick.bid + tick.ask) / 2.0
+        self._revalue()
+        return self.poll()
+
+    def on_bar(self, symbol: str, bar: Any) -> list[OrderEvent]:
+        self._marks[symbol] = bar.close
+        self._revalue()
+        return self.poll()
+
+    def submit(self, order: Order) -> list[OrderEvent]:
+        import ccxt
+
+        cid = order.client_id
+        if cid in self.orders:  # a copy: look it up, never place it again
+            self.duplicates += 1
+            return self._resend(cid)
+        reason, amount, price = self._refusal(order)
+        if reason:
+            return [self._reject(order, reason)]
+        info = {
+            "symbol": order.symbol, "side": order.side, "amount": amount, "brain": order.brain,
+            "xid": exchange_client_id(cid), "id": None, "filled": 0.0, "cost": 0.0,
+            "fees": {}, "ended": False, "sent": time.time(), "tif": order.time_in_force,
+            "accepted": False,
+        }  # fmt: skip
+        self.orders[cid] = info
+        self._save()  # recorded before the request leaves
+        params: dict[str, Any] = {"clientOrderId": info["xid"]}
+        if order.type == "limit":
+            params["timeInForce"] = order.time_in_force
+            if order.post_only:
+                params = {"clientOrderId": info["xid"], "postOnly": True}
+        elif order.time_in_force in ("IOC", "FOK"):
+            params["timeInForce"] = order.time_in_force
+        try:
+            snapshot = self.exchange.create_order(
+                order.symbol, order.type, order.side, amount, price, params
+            )
+        except (ccxt.NetworkError, ccxt.ExchangeNotAvailable) as exc:
+            return self._lost(order, info, exc)
+        except ccxt.BaseError as exc:
+            text = _reason(exc)
+            if "duplicate" in text.lower():  # the exchange holds an open order with this id
+                return self._resend(cid)
+            info["ended"] = True
+            self._save()
+            return [self._reject(order, text)]
+        events = self._absorb(cid, info, snapshot)
+        self._save()
+        return events
+
+    def cancel(self, client_id: str) -> list[OrderEvent]:
+        import ccxt
+
+        info = self.orders.get(client_id)
+        if info is None:
+            return [OrderEvent("rejected", client_id, "", "", 0.0, reason="unknown order")]
+        if info.get("ended"):
+            why = "already filled" if info["filled"] >= info["amount"] - _EPS else "already ended"
+            return [self._event("rejected", client_id, info, 0.0, reason=why)]
+        try:
+            snapshot = self.exchange.cancel_order(
+                info["id"], info["symbol"], {} if info["id"] else {"clientOrderId": info["xid"]}
+            )
+        except ccxt.OrderNotFound:
+            events = self._follow(client_id, info)  # it ended meanwhile: say how
+            if info.get("ended"):
+                why = "already filled" if info["filled"] >= info["amount"] - _EPS else "ended"
+                events.append(self._event("rejected", client_id, info, 0.0, reason=why))
+            self._save()
+            return events
+        except ccxt.BaseError as exc:
+            return [self._event("rejected", client_id, info, 0.0, reason=_reason(exc))]
+        events = self._absorb(client_id, info, snapshot, cancelled="cancelled by request")
+        self._save()
+        return events
+
+    # -- placing and following -------------------------------------------------------------------
+    def _refusal(self, order: Order) -> tuple[str, float, float | None]:
+        """Why the exchange cannot take ``order`` as asked (''), its amount and price."""
+        import ccxt
+
+        name = describe(self.exchange)
+        if order.reduce_only:
+            return f"reduce_only: {name} spot has no reduce-only orders", 0.0, None
+        if order.stop_loss is not None or order.take_profit is not None or order.trailing_stop:
+            return f"stop_loss/take_profit: {name} spot cannot attach them to an order", 0.0, None
+        if order.type not in ("market", "limit"):
+            return f"{order.type}: {name} spot takes market and limit orders only", 0.0, None
+        if order.time_in_force == "GTD":
+            return f"GTD: {name} spot has no good-till-date orders", 0.0, None
+        try:
+            market = self._markets().get(order.symbol)
+        except ccxt.BaseError as exc:
+            return f"cannot read {name}'s markets: {_reason(exc)}", 0.0, None
+        if market is None:
+            return f"unknown symbol {order.symbol!r} on {name}", 0.0, None
+        try:
+            amount = float(self.exchange.amount_to_precision(order.symbol, order.size))
+        except ccxt.BaseError as exc:
+            return f"size {order.size:g}: {_reason(exc)}", 0.0, None
+        if not math.isclose(amount, order.size, rel_tol=1e-9):
+            step = (market.get("precision") or {}).get("amount")
+            return (
+                f"size {order.size!r} is not a multiple of the step {step} for {order.symbol}",
+                0.0, None,
+            )  # fmt: skip
+        price = None
+        if order.type == "limit":
+            assert order.price is not None
+            price = float(self.exchange.price_to_precision(order.symbol, order.price))
+        return "", amount, price
+
+    def _lost(self, order: Order, info: dict[str, Any], exc: Exception) -> list[OrderEvent]:
+        """The answer to ``order`` was lost: look it up by its client id until the deadline."""
+        import ccxt
+
+        log.warning("order %s: no answer (%s); looking it up", order.client_id, _reason(exc))
+        deadline = time.monotonic() + self.order_deadline
+        while True:
+            try:
+                snapshot = self._lookup(info)
+            except ccxt.BaseError:
+                snapshot = None
+            if snapshot is not None:
+                events = self._absorb(order.client_id, info, snapshot)
+                self._save()
+                return events
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(min(0.5, max(0.05, self.order_deadline / 20)))
+        self.unknown_orders += 1
+        self.unresolved[order.client_id] = order
+        self._save()
+        log.error(
+            "order %s of %s: state unknown after %g s. Not reported as rejected: looked up "
+            "again at every poll", order.client_id, order.brain or "?", self.order_deadline,
+        )  # fmt: skip
+        return []
+
+    def _lookup(self, info: dict[str, Any]) -> dict[str, Any] | None:
+        """The exchange's order for ``info`` (by its client id), or None if it has none."""
+        import ccxt
+
+        try:
+            if info.get("id"):
+                return self.exchange.fetch_order(info["id"], info["symbol"])
+            return self.exchange.fetch_order(
+                None, info["symbol"], {"origClientOrderId": info["xid"]}
+            )
+        except ccxt.OrderNotFound:
+            return None
+
+    def _follow(self, cid: str, info: dict[str, Any]) -> list[OrderEvent]:
+        """What happened to a followed order since we last looked."""
+        import ccxt
+
+        try:
+            snapshot = self._lookup(info)
+        except ccxt.BaseError as exc:
+            self.poll_errors += 1
+            log.warning("order %s: lookup failed (%s)", cid, _reason(exc))
+            return []
+        if snapshot is None:
+            if time.time() - float(info.get("sent") or 0) < self.absent_after:
+                return []  # maybe still on its way
+            info["ended"] = True
+            self.unresolved.pop(cid, None)
+            reason = f"never reached {describe(self.exchange)} (not found after its recvWindow)"
+            return [self._event("rejected", cid, info, info["amount"], reason=reason)]
+        return self._absorb(cid, info, snapshot)
+
+    def _resend(self, cid: str) -> list[OrderEvent]:
+        """A copy of an order we know: its events again, if this broker has not reported them
+        (a previous incarnation may have died before delivering them)."""
+        info = self.orders[cid]
+        if cid in self._session:
+            return []
+        report = {**info, "filled": 0.0, "cost": 0.0, "fees": {}, "ended": False,
+                  "accepted": False}  # fmt: skip
+        events = self._follow(cid, report)
+        self.orders[cid] = {**report, "sent": info.get("sent")}
+        self._save()
+        return events
+
+    def _absorb(self, cid: str, info: dict[str, Any], snapshot: Mapping[str, Any],
+                cancelled: str = "") -> list[OrderEvent]:  # fmt: skip
+        """Events for what ``snapshot`` (a ccxt order) shows beyond what ``info`` had."""
+        self.unresolved.pop(cid, None)
+        info["id"] = snapshot.get("id") or info.get("id")
+        events: list[OrderEvent] = []
+        stamp = int(snapshot.get("lastTradeTimestamp") or snapshot.get("timestamp") or 0)
+        when = stamp * 1_000_000 if stamp else time.time_ns()
+        if not info.get("accepted"):
+            info["accepted"] = True
+            events.append(self._event("accepted", cid, info, info["amount"], time=when))
+        trades = snapshot.get("trades") or []
+        filled = float(snapshot.get("filled") or 0.0)
+        if not trades and filled > info["filled"] + _EPS and info.get("id"):
+            trades = self._order_trades(info)  # their prices and fees, one by one
+        for trade in trades:  # one event per trade, where the exchange tells them
+            events += self._trade(cid, info, trade, when)
+        cost = float(snapshot.get("cost") or 0.0)
+        delta = filled - info["filled"]
+        if delta > _EPS * max(1.0, info["amount"]):
+            price = (
+                (cost - info["cost"]) / delta
+                if cost > info["cost"]
+                else float(snapshot.get("average") or snapshot.get("price") or math.nan)
+            )
+            fee, currency = self._fee_delta(info, snapshot)
+            info["filled"], info["cost"] = filled, cost
+            remaining = max(0.0, info["amount"] - filled)
+            if remaining <= _EPS * max(1.0, info["amount"]):
+                remaining = 0.0
+            commission = self._in_account_currency(info["symbol"], fee, currency, price)
+            self.fill_conversions.append(1.0)
+            events.append(OrderEvent(
+                "filled", cid, info["symbol"], info["side"], delta, price, when, "",
+                commission, info["brain"], remaining, fee, currency,
+            ))  # fmt: skip
+            self._hold(info["symbol"], info["side"], delta, fee, currency)
+            if remaining == 0.0:
+                info["ended"] = True
+        status = str(snapshot.get("status") or "open")
+        if status in _ENDED and not info["ended"]:
+            info["ended"] = True
+            rest = max(0.0, info["amount"] - info["filled"])
+            if status == "rejected" and info["filled"] <= 0:
+                events.append(
+                    self._event(
+                        "rejected",
+                        cid,
+                        info,
+                        rest,
+                        time=when,
+                        reason=f"rejected by {describe(self.exchange)}",
+                    )
+                )
+            else:
+                why = cancelled or {"expired": "expired"}.get(status) or (
+                    f"{info.get('tif')}: the rest could not fill at once"
+                    if info.get("tif") in ("IOC", "FOK") else "cancelled by the exchange"
+                )  # fmt: skip
+                events.append(self._event("cancelled", cid, info, rest, time=when, reason=why))
+        for event in events:
+            self._session.add(event.client_id)
+        return events
+
+    def _order_trades(self, info: Mapping[str, Any]) -> list[Any]:
+        """The order's trades (with their fees), or [] if the exchange cannot tell them: the
+        fill is then reported from the order's totals."""
+        import ccxt
+
+        if not self.exchange.has.get("fetchOrderTrades"):
+            return []
+        try:
+            return list(self.exchange.fetch_order_trades(info["id"], info["symbol"]))
+        except ccxt.BaseError as exc:
+            log.warning("order %s: trades unreadable (%s)", info["id"], _reason(exc))
+            return []
+
+    def _trade(self, cid: str, info: dict[str, Any], trade: Mapping[str, Any],
+               when: int) -> list[OrderEvent]:  # fmt: skip
+        """The fill of one trade of the order, unless it was reported (its id is kept)."""
+        key = str(trade.get("id") or "")
+        seen = info.setdefault("trades", [])
+        size = float(trade.get("amount") or 0.0)
+        if not key or key in seen or size <= 0:
+            return []
+        seen.append(key)
+        price = float(trade.get("price") or math.nan)
+        fee = trade.get("fee") or {}
+        charged, currency = float(fee.get("cost") or 0.0), str(fee.get("currency") or "")
+        if currency:
+            fees = info.setdefault("fees", {})
+            fees[currency] = float(fees.get(currency, 0.0)) + charged
+        info["filled"] += size
+        info["cost"] += size * price
+        remaining = max(0.0, info["amount"] - info["filled"])
+        if remaining <= _EPS * max(1.0, info["amount"]):
+            remaining, info["ended"] = 0.0, True
+        stamp = trade.get("timestamp")
+        commission = self._in_account_currency(info["symbol"], charged, currency, price)
+        self.fill_conversions.append(1.0)
+        self._hold(info["symbol"], info["side"], size, charged, currency)
+        return [OrderEvent(
+            "filled", cid, info["symbol"], info["side"], size, price,
+            int(stamp) * 1_000_000 if stamp else when, "", commission, info["brain"], remaining,
+            charged, currency,
+        )]  # fmt: skip
+
+    def _fee_delta(self, info: dict[str, Any], snapshot: Mapping[str, Any]) -> tuple[float, str]:
+        """The fee charged since we last looked, in its currency (one currency per order)."""
+        totals: dict[str, float] = {}
+        fees = snapshot.get("fees") or ([snapshot["fee"]] if snapshot.get("fee") else [])
+        for fee in fees:
+            if fee and fee.get("cost") is not None and fee.get("currency"):
+                totals[fee["currency"]] = totals.get(fee["currency"], 0.0) + float(fee["cost"])
+        seen = info.setdefault("fees", {})
+        for currency, total in totals.items():
+            delta = total - float(seen.get(currency, 0.0))
+            seen[currency] = total
+            if delta > 0:
+                return delta, currency
+        return 0.0, ""
+
+    def _in_account_currency(self, symbol: str, fee: float, currency: str, price: float) -> float:
+        if not fee or not currency or currency == self.currency:
+            return fee
+        market = self._markets().get(symbol) or {}
+        if currency == market.get("base"):
+            return fee * price
+        mark = self._marks.get(f"{currency}/{self.currency}")
+        if mark is None:
+            log.warning("fee of %g %s: no %s/%s price to convert it", fee, currency, currency,
+                        self.currency)  # fmt: skip
+            return 0.0
+        return fee * mark
+
+    def _hold(self, symbol: str, side: str, size: float, fee: float, currency: str) -> None:
+        """A fill moves the position at once; the balances are read again at the next poll."""
+        market = self._markets().get(symbol) or {}
+        change = size if side == "buy" else -size
+        if currency and currency == market.get("base"):
+            change -= fee  # the fee was taken from the asset received
+        held = self.positions.get(symbol, 0.0) + change
+        if abs(held) <= _EPS * max(1.0, size):
+            self.positions.pop(symbol, None)
+        else:
+            self.positions[symbol] = held
+        self._last_account = 0.0
+
+    def _reject(self, order: Order, reason: str) -> OrderEvent:
+        self._session.add(order.client_id)
+        return OrderEvent("rejected", order.client_id, order.symbol, order.side, order.size,
+                          time=order.time, reason=reason, brain=order.brain)  # fmt: skip
+
+    @staticmethod
+    def _event(kind: str, cid: str, info: Mapping[str, Any], size: float, *, time: int = 0,
+               reason: str = "") -> OrderEvent:  # fmt: skip
+        return OrderEvent(kind, cid, info["symbol"], info["side"], size, time=time,
+                          reason=reason, brain=info.get("brain", ""))  # fmt: skip
+
+
+def _reason(exc: BaseException) -> str:
+    """A ccxt error as one line: the exchange's own message, without the exchange's JSON."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    match = re.search(r'"msg"\s*:\s*"([^"]+)"', text)
+    detail = match.group(1) if match else text
+    return f"{type(exc).__name__}: {detail}"[:300]

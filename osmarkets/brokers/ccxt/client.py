@@ -1,0 +1,76 @@
+"""ccxt exchange objects from token-free settings (no osBrain here).
+
+The API key and secret reach agent processes as files readable only by the user, written by the
+architecture in its private directory, never as agent attributes or environment variables
+(an osBrain proxy can read any attribute; a child process inherits the environment). This
+module reads them back and builds the ccxt exchange; ``enableRateLimit`` is always on, so
+ccxt spaces its requests by the exchange's published limits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ...secrecy import disable_core_dumps
+
+KEY_ENV = "CCXT_API_KEY"
+SECRET_ENV = "CCXT_SECRET"
+_KEY_FILE = "ccxt-api-key"
+_SECRET_FILE = "ccxt-secret"
+
+
+def write_secret_files(directory: str | os.PathLike[str], api_key: str, secret: str) -> dict:
+    """Write the key and secret to new 0600 files in ``directory``; their paths, as settings."""
+    paths = {}
+    for name, value, setting in ((_KEY_FILE, api_key, "key_file"),
+                                 (_SECRET_FILE, secret, "secret_file")):  # fmt: skip
+        path = os.path.join(os.fspath(directory), name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+        paths[setting] = path
+    return paths
+
+
+def _read(path: str | None, env: str) -> str | None:
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return fh.read().strip() or None
+        except OSError as exc:
+            raise ValueError(f"cannot read the exchange credentials ({exc.strerror})") from None
+    return os.environ.get(env) or None
+
+
+def exchange_from_settings(settings: Mapping[str, Any], *, pro: bool = False) -> Any:
+    """A ccxt exchange (``ccxt.pro`` for websockets) from ``settings``: ``exchange`` (ccxt id),
+    ``key_file`` / ``secret_file`` (else ``CCXT_API_KEY`` / ``CCXT_SECRET``), ``sandbox``
+    (the exchange's testnet), ``options`` (ccxt constructor arguments: ``urls``, ``options``,
+    ``timeout``...)."""
+    import ccxt
+    import ccxt.pro
+
+    disable_core_dumps()  # this process holds the secret from now on
+    name = settings.get("exchange")
+    module = ccxt.pro if pro else ccxt
+    if not isinstance(name, str) or name not in getattr(module, "exchanges", ()):
+        raise ValueError(f"exchange: unknown ccxt exchange {name!r}")
+    config: dict[str, Any] = dict(settings.get("options") or {})
+    config["enableRateLimit"] = True
+    key = _read(settings.get("key_file"), KEY_ENV)
+    secret = _read(settings.get("secret_file"), SECRET_ENV)
+    if key:
+        config["apiKey"] = key
+    if secret:
+        config["secret"] = secret
+    exchange = getattr(module, name)(config)
+    if settings.get("sandbox"):
+        exchange.set_sandbox_mode(True)
+    return exchange
+
+
+def describe(exchange: Any) -> str:
+    """An exchange for logs and reprs: its id and host, never its credentials."""
+    return f"{exchange.id}"

@@ -1,0 +1,298 @@
+"""Prices from a crypto exchange through ccxt: the live quotes of the Feeder, the candles of a
+gap's backfill and of history on subscribe (no osBrain here).
+
+- :class:`CcxtPriceStream` reads top-of-book quotes with ccxt's websocket methods
+  (``watch_ticker``, whose Binance stream carries the best bid and ask) where the exchange has
+  them, else by polling ``fetch_ticker`` over REST. It runs an asyncio loop in the calling
+  thread (the Feeder's worker thread), reconnects with backoff when the connection fails or
+  goes silent, and before the first quote of a new connection calls ``backfill(last_seen)``
+  so that the Feeder can fill the gap from the exchange's candles.
+- :func:`closed_candles` pages through ``fetch_ohlcv`` (exchanges cap a request at a few
+  hundred or thousand candles) for the completed candles after a time.
+- :func:`backfill_quotes` turns them into synthetic quotes, as the OANDA adapter does: four per
+  candle (open, high, low, close inside the period), around the trade prices at the last
+  spread seen, so the Router's bars are complete after a gap.
+- :class:`CcxtHistorySource` is the Router's history on subscribe (``kind='ccxt'``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ...data.timeframes import BarSeriesID, Timeframe
+from ...data.types import BAR_DTYPE, Tick
+from ..oanda.stream import Backfill
+from .client import describe, exchange_from_settings
+
+log = logging.getLogger(__name__)
+
+_MS = 1_000_000  # ns per ms
+
+
+def ccxt_timeframe(timeframe: Any) -> str:
+    """ccxt's name of a time frame (``'1m'``, ``'4h'``, ``'1d'``, ``'1w'``, ``'1M'``)."""
+    tf = Timeframe.parse(timeframe)
+    unit = {"Seconds": "s", "Minutes": "m", "Hours": "h", "Days": "d", "Weeks": "w",
+            "Months": "M"}[tf.unit]  # fmt: skip
+    return f"{tf.size}{unit}"
+
+
+def closed_candles(
+    exchange: Any, symbol: str, timeframe: Any, since_ns: int, *, limit: int = 1000,
+    now_ns: int | None = None,
+) -> list[list[float]]:  # fmt: skip
+    """The completed candles of ``symbol`` opened at or after ``since_ns``, oldest first, as
+    ccxt's ``[ms, open, high, low, close, volume]`` rows (pages of ``limit``)."""
+    tf = Timeframe.parse(timeframe)
+    length_ms = tf.nanoseconds // _MS
+    now_ms = (time.time_ns() if now_ns is None else now_ns) // _MS
+    since_ms = max(0, since_ns // _MS)
+    rows: list[list[float]] = []
+    code = ccxt_timeframe(tf)
+    while since_ms + length_ms <= now_ms:
+        page = exchange.fetch_ohlcv(symbol, code, since=since_ms, limit=limit)
+        page = [r for r in page if r[0] >= since_ms and r[0] + length_ms <= now_ms]
+        if not page:
+            break
+        rows.extend(page)
+        since_ms = int(page[-1][0]) + length_ms
+        if len(page) < limit // 2:  # the exchange has no more (some cap below the asked limit)
+            break
+    return rows
+
+
+def backfill_quotes(
+    exchange: Any, symbol: str, since_ns: int, spread: float, timeframe: Any = "M1",
+    *, now_ns: int | None = None,
+) -> Backfill:  # fmt: skip
+    """Synthetic quotes rebuilding what the stream missed after ``since_ns`` (the last quote
+    delivered): four inside each completed candle opened after it, at its open, high, low and
+    close, ``spread`` wide around those trade prices. The candle holding ``since_ns`` and the
+    one still forming are left as they are (the live quotes go on from there)."""
+    tf = Timeframe.parse(timeframe)
+    length = tf.nanoseconds
+    start = (since_ns // length + 1) * length
+    half = max(0.0, spread) / 2.0
+    ticks: list[Tick] = []
+    first = last = None
+    rows = closed_candles(exchange, symbol, tf, start, now_ns=now_ns)
+    for row in rows:
+        opened = int(row[0]) * _MS
+        if row[4] < row[1]:  # bearish: the high came first, as the simulated broker assumes
+            prices = (row[1], row[2], row[3], row[4])
+        else:
+            prices = (row[1], row[3], row[2], row[4])
+        for offset, price in zip((0, length // 4, length // 2, length - _MS), prices,
+                                 strict=True):  # fmt: skip
+            ticks.append(Tick(opened + offset, float(price) - half, float(price) + half))
+        first = opened if first is None else first
+        last = opened
+    return Backfill(symbol, since_ns, ticks, len(rows), False, first, last)
+
+
+class CcxtHistorySource:
+    """The Router's history on subscribe from a ccxt exchange (``fetch_ohlcv``: trade prices,
+    no bid/ask sides). Holds token-free settings only; an exchange object is made per download."""
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings = dict(settings)
+
+    def __repr__(self) -> str:
+        return f"CcxtHistorySource(exchange={self.settings.get('exchange')!r})"
+
+    def fetch(self, bsid: BarSeriesID, count: int) -> np.ndarray:
+        bsid = BarSeriesID.parse(bsid)
+        exchange = exchange_from_settings(self.settings)
+        length = bsid.timeframe.nanoseconds
+        now = time.time_ns()
+        since = (now // length - count - 1) * length
+        rows = closed_candles(exchange, bsid.symbol, bsid.timeframe, since, now_ns=now)[-count:]
+        records = np.zeros(len(rows), dtype=BAR_DTYPE)
+        for name in BAR_DTYPE.names or ():
+            if name.startswith(("bid_", "ask_")):
+                records[name] = np.nan
+        for k, row in enumerate(rows):
+            records[k]["time"] = int(row[0]) * _MS
+            for j, name in enumerate(("open", "high", "low", "close", "volume"), start=1):
+                records[k][name] = float(row[j] or 0.0)
+        return records
+
+
+def make_history_source(settings: Mapping[str, Any]) -> CcxtHistorySource:
+    """The factory registered for ``kind='ccxt'`` (see
+    :func:`osmarkets.agents.history.register_history_source`)."""
+    return CcxtHistorySource(settings)
+
+
+class CcxtPriceStream:
+    """Quotes of ``symbols`` to ``on_quote(symbol, tick)``, in the calling thread (see the
+    module docstring). ``method``: ``'auto'`` (websockets where the exchange has
+    ``watchTicker``), ``'websocket'`` or ``'poll'``; ``poll_interval``: seconds between REST
+    reads when polling; ``backoff`` / ``max_backoff``: seconds before a reconnection, doubling
+    while connections fail; ``silence_timeout``: seconds without a quote after which a
+    connection is taken for dead. ``backfill(last_seen)`` is called (in this thread) before the
+    first quote after a reconnection, with the time of the last quote delivered per symbol."""
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any],
+        symbols: Sequence[str],
+        on_quote: Callable[[str, Tick], None],
+        *,
+        backfill: Callable[[dict[str, int]], None] | None = None,
+        method: str = "auto",
+        poll_interval: float = 1.0,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        silence_timeout: float = 30.0,
+    ) -> None:
+        if method not in ("auto", "websocket", "poll"):
+            raise ValueError(f"method: expected 'auto', 'websocket' or 'poll', got {method!r}")
+        for name, value in (
+            ("poll_interval", poll_interval),
+            ("backoff", backoff),
+            ("max_backoff", max_backoff),
+            ("silence_timeout", silence_timeout),
+        ):
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: expected seconds > 0, got {value!r}")  # fmt: skip
+        self.settings = dict(settings)
+        self.symbols = list(symbols)
+        self.on_quote = on_quote
+        self.backfill = backfill
+        self.method = method
+        self.poll_interval = float(poll_interval)
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        self.silence_timeout = float(silence_timeout)
+        self.connections = 0
+        self.reconnects = 0
+        self.quotes = 0
+        self.errors = 0
+        self.last_error = ""
+        self.using = ""  # 'websocket' or 'poll', once connected
+        self.last_seen: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"CcxtPriceStream({self.settings.get('exchange')!r}, {self.symbols!r})"
+
+    def stop(self) -> None:
+        """Make :meth:`run` return soon (from any thread)."""
+        self._stop.set()
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(wake.set)
+
+    def run(self) -> None:
+        """Stream until :meth:`stop` (blocking)."""
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        wait = self.backoff
+        first = True
+        while not self._stop.is_set():
+            exchange = exchange_from_settings(self.settings, pro=True)
+            delivered = False
+            try:
+                self.connections += 1
+                if not first:
+                    self.reconnects += 1
+                    if self.backfill is not None and self.last_seen:
+                        await asyncio.to_thread(self.backfill, dict(self.last_seen))
+                first = False
+                delivered = await self._session(exchange)
+            except Exception as exc:  # a lost connection: backoff and reconnect
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.warning("%s prices: %s; reconnecting", describe(exchange), self.last_error)
+            finally:
+                with contextlib.suppress(Exception):  # closing a broken connection
+                    await exchange.close()
+            if self._stop.is_set():
+                break
+            wait = self.backoff if delivered else min(self.max_backoff, wait * 2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _session(self, exchange: Any) -> bool:
+        """One connection: quotes until it fails, falls silent or :meth:`stop`. True if it
+        delivered a quote (the next reconnection then waits only ``backoff``)."""
+        has = exchange.has
+        if self.method != "poll" and has.get("watchBidsAsks"):
+            self.using = "websocket"  # the top of book as it changes (Binance's bookTicker)
+            jobs = [self._bids_asks(exchange)]
+        elif self.method != "poll" and has.get("watchTicker"):
+            self.using = "websocket"
+            jobs = [self._tickers(exchange, symbol, watch=True) for symbol in self.symbols]
+        elif self.method == "websocket":
+            raise ValueError(f"{describe(exchange)} has no websocket quotes (method='poll')")
+        else:
+            self.using = "poll"
+            jobs = [self._tickers(exchange, symbol, watch=False) for symbol in self.symbols]
+        tasks = [asyncio.create_task(job) for job in jobs]
+        stop = asyncio.create_task(self._wake.wait())  # type: ignore[union-attr]
+        delivered = False
+        try:
+            pending = {*tasks, stop}
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if stop in done:
+                    return delivered
+                for task in done:
+                    delivered = task.result() or delivered  # raises a task's error
+        finally:
+            for task in (*tasks, stop):
+                task.cancel()
+            await asyncio.gather(*tasks, stop, return_exceptions=True)
+        return delivered
+
+    async def _bids_asks(self, exchange: Any) -> bool:
+        seen: dict[str, Any] = {}
+        while not self._stop.is_set():
+            books = await asyncio.wait_for(exchange.watch_bids_asks(self.symbols),
+                                           self.silence_timeout)  # fmt: skip
+            for symbol, book in books.items():
+                update = (book.get("info") or {}).get("u"), book.get("bid"), book.get("ask")
+                if symbol in self.symbols and seen.get(symbol) != update:
+                    seen[symbol] = update
+                    self._deliver(symbol, book)
+        return True
+
+    async def _tickers(self, exchange: Any, symbol: str, watch: bool) -> bool:
+        while not self._stop.is_set():
+            call = exchange.watch_ticker if watch else exchange.fetch_ticker
+            ticker = await asyncio.wait_for(call(symbol), self.silence_timeout)
+            self._deliver(symbol, ticker)
+            if not watch:
+                await asyncio.sleep(self.poll_interval)
+        return True
+
+    def _deliver(self, symbol: str, ticker: Mapping[str, Any]) -> None:
+        bid, ask = ticker.get("bid"), ticker.get("ask")
+        if bid is None or ask is None or not 0 < float(bid) <= float(ask):
+            return  # an empty or crossed book: no quote
+        stamp = ticker.get("timestamp")
+        when = int(stamp) * _MS if stamp else time.time_ns()
+        previous = self.last_seen.get(symbol, 0)
+        if when <= previous:
+            when = previous + 1  # same exchange millisecond: still a newer quote
+        self.last_seen[symbol] = when
+        self.quotes += 1
+        self.on_quote(symbol, Tick(when, float(bid), float(ask),
+                                   float(ticker.get("bidVolume") or 0.0),
+                                   float(ticker.get("askVolume") or 0.0)))  # fmt: skip
