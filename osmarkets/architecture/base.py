@@ -1,4 +1,5 @@
-"""Deployments: an :class:`Architecture` owns the name server and every agent process.
+"""The deployment every architecture is: an :class:`Architecture` owns the name server and
+every agent process.
 
 ``Architecture`` starts osBrain's name server, a Router and a Trader (and a Logger when asked),
 adds Brains and Feeders on request, supervises them all with an
@@ -7,9 +8,12 @@ exception, on SIGINT/SIGTERM and at interpreter exit: no orphan process, no stal
 (every ipc socket lives in one directory per architecture, removed at shutdown even when an
 agent was killed and could not clean up after itself).
 
-:class:`SimulatedArchitecture` is the same deployment on the embedded simulated broker,
-replaying historical data (or seeded synthetic quotes) in lock-step, so that its fills match the
-in-process backtest's.
+:class:`~osmarkets.architecture.SimulatedArchitecture` (:mod:`osmarkets.architecture.simulated`)
+is the same deployment on the embedded simulated broker, replaying historical data (or seeded
+synthetic quotes) in lock-step, so that its fills match the in-process backtest's;
+:class:`~osmarkets.architecture.LiveArchitecture` (:mod:`osmarkets.architecture.live`) is the
+deployment on a live broker adapter, specialised by
+:class:`~osmarkets.architecture.OandaArchitecture` (:mod:`osmarkets.architecture.oanda`).
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ import Pyro4.errors
 from osbrain.address import SocketAddress
 from osbrain.nameserver import NameServerProcess
 
-from . import feeds, registry
-from .agents import (
+from .. import feeds, registry
+from ..agents import (
     FeederAgent,
     LoggerAgent,
     Overmind,
@@ -50,22 +54,18 @@ from .agents import (
     TraderAgent,
     make_brain_class,
 )
-from .agents.auth import DeploymentKeys, install_pyro_key, pyro_key
-from .agents.base import OsmAgentProcess, start_nameserver
-from .agents.proxy import CALL_TIMEOUT, AgentProxy, AgentUnreachableError
-from .brain import Brain
-from .brokers.money import CLOSEOUT_LEVEL
-from .data.conform import conform, given_for, own_timeframe
-from .data.resample import regular_hours_mask
-from .data.timeframes import Alignment, BarSeriesID, Timeframe
-from .incidents import Incidents
-from .journal import Journal, JournalKeeper
-from .logfiles import LEVELS as LOG_LEVELS
-from .logfiles import new_log_path, remove_keeping_logs
+from ..agents.auth import DeploymentKeys, install_pyro_key, pyro_key
+from ..agents.base import OsmAgentProcess, start_nameserver
+from ..agents.proxy import CALL_TIMEOUT, AgentProxy, AgentUnreachableError
+from ..brain import Brain
+from ..data.timeframes import BarSeriesID
+from ..incidents import Incidents
+from ..journal import Journal, JournalKeeper
+from ..logfiles import LEVELS as LOG_LEVELS
+from ..logfiles import new_log_path, remove_keeping_logs
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,40}$")
 _RESERVED = {"router", "trader", "logger", "feeder", "overmind"}
-_PRIVATE_PREFIX = "osm-oanda-"  # OandaArchitecture's token directories, in the temp directory
 _INCIDENTS_LOCK = threading.Lock()  # creates each architecture's incident record once
 # what a proxy call to an agent that died raises
 _CONNECTION_ERRORS = (Pyro4.errors.CommunicationError, Pyro4.errors.NamingError, OSError)
@@ -473,7 +473,7 @@ class Architecture:
     def add_gui(self, **kwargs: Any) -> Any:
         """Open the real-time window on this architecture, in its own process (needs
         the ``gui`` extra); see :func:`osmarkets.gui.app.add_gui` for the options."""
-        from .gui import add_gui
+        from ..gui import add_gui
 
         return add_gui(self, **kwargs)
 
@@ -662,7 +662,7 @@ class Architecture:
     def _restart_feeder(self, name: str, resume_after: dict[str, int] | None = None) -> Any:
         """Replace a dead Feeder; it resumes after ``resume_after`` (symbol -> time), by
         default after the last tick the Router received of each symbol (a live feed
-        backfills the gap, see :class:`OandaFeederAgent`)."""
+        backfills the gap, see :class:`~osmarkets.agents.oanda.OandaFeederAgent`)."""
         with self._lock:
             if self._closing:
                 return None
@@ -918,451 +918,3 @@ def _kill(process: Any) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGKILL)
     process.join(5)
-
-
-def _aligned(conversions: list[float] | None, fills: list[Any]) -> list[float] | None:
-    """The fills' conversions when there is one per fill (an account currency), else None."""
-    return conversions if conversions and len(conversions) == len(fills) else None
-
-
-def _conform_replay(
-    data: Mapping[str, Any], alignment: Alignment, data_timeframe: Any
-) -> tuple[dict[str, pd.DataFrame], dict[str, str | None], dict[str, dict[str, Any]]]:
-    """Each symbol's replay frame at its own time frame (daily files stamped by date or by
-    session, regular hours kept: :func:`~osmarkets.data.conform.conform`), its frame code
-    (None for ticks) and the alignment the Router resamples it with."""
-    frames: dict[str, pd.DataFrame] = {}
-    base: dict[str, str | None] = {}
-    alignments: dict[str, dict[str, Any]] = {}
-    for symbol, source in data.items():
-        frame = feeds.load_frame(source, symbol)
-        if feeds.is_tick_frame(frame):
-            if alignment.regular_hours and len(frame):
-                times = pd.DatetimeIndex(frame.index).as_unit("ns").asi8
-                frame = frame[regular_hours_mask(times, str(alignment.calendar))]
-            if not len(frame):
-                raise ValueError(f"data for {symbol!r}: no ticks inside {alignment.calendar} "
-                                 "sessions (regular_hours=True)")  # fmt: skip
-            frames[symbol], base[symbol] = frame, None
-            alignments[symbol] = alignment._asdict()
-            continue
-        given = given_for(data_timeframe, symbol)
-        label = f"data for {symbol!r}"
-        own = own_timeframe(frame, given, default="M1")
-        frames[symbol], aligned = conform(frame, own, alignment, data_timeframe=own, label=label)
-        if not len(frames[symbol]):
-            raise ValueError(f"{label}: no bars inside {alignment.calendar} sessions "
-                             "(regular_hours=True)")  # fmt: skip
-        base[symbol] = own.code
-        alignments[symbol] = aligned._asdict()
-    return frames, base, alignments
-
-
-class SimulatedArchitecture(Architecture):
-    """The architecture on the embedded simulated broker, replaying data in lock-step.
-
-    ``data``: a mapping of symbol to a bars or ticks DataFrame or a CSV/Parquet path; with
-    ``None``, seeded synthetic quotes for ``symbols`` (``bars`` one-minute bars' worth).
-    ``cash``, ``spread``, ``slippage``, ``commission``, ``margin_rate``, ``instruments``,
-    ``currency``, ``rates``, ``financing``, ``closeout``: the
-    :class:`~osmarkets.brokers.simulated.SimulatedBroker`'s options (an account currency
-    switches on OANDA's money rules). The data options (``data_timeframe``, the alignment,
-    ``calendar``, ``regular_hours``) are :func:`~osmarkets.backtest.backtest`'s. ``speed``: 0
-    replays as fast as the lock-step allows, else a factor of real time.
-
-    :meth:`run` replays to the end and returns the :class:`~osmarkets.backtest.Result`
-    (:meth:`result` gives it again).
-    """
-
-    lockstep = True
-    restartable = ("brain",)  # a dead Router, Trader or Feeder stops the run (_check_alive)
-
-    def __init__(
-        self,
-        data: Mapping[str, Any] | None = None,
-        cash: float = 100_000.0,
-        *,
-        seed: int = 0,
-        symbols: Iterable[str] = ("EUR_USD",),
-        bars: int = 500,
-        speed: float = 0.0,
-        spread: float | dict[str, float] = 0.0,
-        slippage: float = 0.0,
-        commission: Any = None,
-        margin_rate: float | dict[str, float] = 1.0,
-        ticks_per_minute: float = 60.0,
-        data_timeframe: Any = None,
-        daily_alignment: int = 17,
-        alignment_timezone: str = "America/New_York",
-        weekly_alignment: str = "Friday",
-        calendar: str | None = None,
-        regular_hours: bool = False,
-        instruments: Any = None,
-        currency: str | None = None,
-        rates: Mapping[str, float] | None = None,
-        financing: Mapping[str, Any] | None = None,
-        closeout: float | None = CLOSEOUT_LEVEL,
-        **kwargs: Any,
-    ) -> None:
-        from .brokers.simulated import SimulatedBroker
-        from .instruments import load_instruments
-
-        if kwargs.get("state_dir") is not None:
-            raise ValueError(
-                "state_dir: a simulation starts from its data every run; state_dir is for live "
-                "deployments (its journal is private to the run)"
-            )
-        if data is not None:
-            if not isinstance(data, Mapping):
-                raise ValueError(
-                    "data: expected a mapping of symbol -> DataFrame or file path, "
-                    f"got {type(data).__name__}"
-                )
-            if not data:
-                raise ValueError("data: expected at least one symbol")
-            alignment = Alignment.of(
-                daily_alignment=daily_alignment, alignment_timezone=alignment_timezone,
-                weekly_alignment=weekly_alignment, calendar=calendar,
-                regular_hours=regular_hours,
-            )  # fmt: skip
-            frames, base, alignments = _conform_replay(data, alignment, data_timeframe)
-            self._source: dict[str, Any] = {"data": frames}
-        else:
-            symbols = list(symbols)
-            if not symbols:
-                raise ValueError("symbols: expected at least one instrument")
-            frames, alignments = {}, {}
-            base = {sym: None for sym in symbols}
-            self._source = {"symbols": symbols, "seed": seed, "bars": bars,
-                            "options": {"ticks_per_minute": ticks_per_minute}}  # fmt: skip
-        specs = load_instruments(instruments)
-        factory = functools.partial(
-            SimulatedBroker, cash, spread=spread, slippage=slippage, commission=commission,
-            margin_rate=margin_rate, instruments=specs, currency=currency, rates=rates,
-            financing=financing, closeout=closeout,
-        )  # fmt: skip
-        check = factory()  # bad options fail here, in the caller
-        if check.account is not None:
-            check.account.check(list(frames) if frames else list(base))
-        self.cash = float(cash)
-        self.speed = speed
-        self.frames = frames
-        self.instruments = specs
-        self._base_timeframes = base
-        self._result: Any = None
-        self._started = False
-        super().__init__(
-            broker_factory=factory, base_timeframes=base, alignments=alignments, **kwargs
-        )
-
-    def _start_feed(self) -> None:
-        if self._started:
-            return
-        self._started = True
-        if "data" in self._source:
-            self.stream(data=self._source["data"], speed=self.speed,
-                        base_timeframes=self._base_timeframes)  # fmt: skip
-        else:
-            src = self._source
-            self.stream(src["symbols"], seed=src["seed"], bars=src["bars"], speed=self.speed,
-                        options=src["options"])  # fmt: skip
-
-    @_visible
-    def progress(self) -> dict[str, Any]:
-        """Router and Trader counters: steps, bars, orders, fills, equity."""
-        info = dict(self["router"].progress())
-        stats = self["trader"].osm_stats()
-        info.update(orders=stats.get("orders", 0), fills=stats.get("fills", 0),
-                    equity=stats.get("equity"))  # fmt: skip
-        return info
-
-    @_visible
-    def run(
-        self,
-        timeout: float | None = None,
-        progress: Callable[[dict[str, Any]], None] | None = None,
-        every: float = 0.5,
-    ) -> Any:
-        """Replay everything, wait until every order is settled, return the Result.
-
-        ``progress(info)`` is called about every ``every`` seconds with :meth:`progress`.
-        """
-        router = self["router"]
-        self._check_alive()
-        _wait(router.sync, 15.0, "the Brains' subscriptions to reach the Router")
-        self._start_feed()
-        feeder = self[self._feeders[0]]
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last_report = 0.0
-        while True:
-            self._check_alive()
-            try:
-                info = router.progress()
-                done = info["finished"] and self["trader"].idle_now()
-                error = None if done else feeder.get_attr("feed_error")
-                due = not done and time.monotonic() - last_report >= every
-                if progress is not None and due:
-                    last_report = time.monotonic()
-                    progress(self.progress())
-            except Exception:
-                # An agent that died during a proxy call breaks the call's connection: name
-                # the dead agent rather than surfacing Pyro's connection error (the process
-                # may be reaped a moment after its sockets closed: wait for it a little).
-                self._check_alive(grace=3.0)
-                raise
-            if done:
-                break
-            if error:
-                raise RuntimeError(f"the Feeder failed: {error}")
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"simulation not finished after {timeout} s: {info}")
-            time.sleep(0.01)
-        if progress is not None:
-            progress(self.progress())
-        self._result = None
-        return self.result()
-
-    def _check_alive(self, grace: float = 0.0) -> None:
-        """Raise if an agent the replay cannot do without has died.
-
-        The simulated broker's state (cash, positions, pending orders) lives in the Trader's
-        process, the lock-step's in the Router's and the replay's position in the Feeder's:
-        none can be restarted without silently changing the result, so the run stops with
-        an :class:`AgentDiedError` naming the dead agent (a dead Brain is restarted by the
-        Overmind; without supervision it is fatal too)."""
-        self._raise_if_dead(grace)
-
-    _dead_advice = "a simulation cannot resume without it: start it again"
-
-    def _restartable(self, kind: str) -> bool:
-        # nothing restarts a Brain without supervision (and a simulation has no restart_trader)
-        return kind in self.restartable and self.overmind is not None
-
-    @_visible
-    def result(self) -> Any:
-        """The backtest :class:`~osmarkets.backtest.Result` of the replay so far."""
-        from .backtest.result import Result
-
-        if self._result is not None:
-            return self._result
-        record = self["trader"].record()
-        points = record["equity"]
-        index = pd.DatetimeIndex(
-            pd.to_datetime([t for t, _ in points], unit="ns", utc=True), name="time"
-        )
-        equity = pd.Series([v for _, v in points], index=index, name="equity", dtype=float)
-        brains = [h.name for h in self._agents.values() if h.kind == "brain"]
-        result = Result.from_run(
-            record["fills"], equity, initial_cash=self.cash, prices=self.frames,
-            open_positions=record["state"].get("positions", {}), name=",".join(brains),
-            multipliers={symbol: spec.multiplier for symbol, spec in self.instruments.items()},
-            conversions=_aligned(record.get("conversions"), record["fills"]),
-            events=record.get("events") or None,
-        )  # fmt: skip
-        self._result = result
-        return result
-
-
-class OandaArchitecture(Architecture):
-    """The architecture on an OANDA v20 account (or the bundled sandbox).
-
-    ``account_id``, ``access_token`` (else the ``OANDA_ACCESS_TOKEN`` environment variable),
-    ``environment`` (``'practice'`` or ``'live'``), ``rest_url`` / ``stream_url`` (redirect to
-    the sandbox). The token and account are checked once here, before any process starts: a
-    wrong token raises :class:`~osmarkets.brokers.oanda.OandaAuthError` at once.
-
-    The token never becomes an agent attribute (a proxy can read those): it reaches the
-    Feeder and Trader processes through a file readable only by the user, in a private
-    directory removed at shutdown (or, if this process is SIGKILLed, by the name server's orphan
-    guard, else by the next OandaArchitecture started: the directory records its owner's pid).
-    ``OANDA_ACCESS_TOKEN`` is taken out of the environment, its value erased from the memory
-    ``/proc/<pid>/environ`` shows, before any agent is forked, even when ``access_token`` is
-    given (a later OandaArchitecture of this process still gets it; see
-    :func:`osmarkets.secrecy.scrub_environ`); this process and the agents that read the token
-    do not dump core (:func:`osmarkets.secrecy.disable_core_dumps`). With
-    ``environment='live'`` every order is refused (a 'rejected' event naming the reason) unless
-    ``confirm_live=True`` or ``OSMARKETS_CONFIRM_LIVE=1``.
-
-    The Trader reconciles with the account when it starts or restarts (positions, pending
-    orders, open trades, the fills it missed, recorded in a state file kept in ``state_dir``
-    across runs if you give one) before it accepts orders. ``client_options``: keyword
-    arguments of the :class:`~osmarkets.brokers.oanda.OandaClient` (timeouts, retries);
-    ``stream_options``: of the :class:`~osmarkets.brokers.oanda.PriceStream` (``backoff``,
-    ``silence_timeout``); ``backfill``: the candles fetched after a stream gap (``'M1'``;
-    ``'S5'`` if you subscribe to seconds bars); ``poll_interval``: how often the Trader reads
-    new account transactions (fills of pending, stop-loss and take-profit orders).
-
-    History on subscribe: the Router downloads, in a worker thread, the completed candles a
-    new subscription asks for and it does not have (``history_timeout``: seconds a
-    subscription waits for them before it goes on with what exists; see
-    :mod:`osmarkets.agents.history`).
-    """
-
-    # the account keeps the broker's state across a Trader's death (it reconciles on start);
-    # a new Feeder backfills the candles it missed; a new Router takes up its journal
-    restartable = ("brain", "trader", "feeder", "router")
-
-    def __init__(
-        self,
-        logging: bool = True,
-        account_id: str | None = None,
-        access_token: str | None = None,
-        environment: str = "practice",
-        rest_url: str | None = None,
-        stream_url: str | None = None,
-        *,
-        confirm_live: bool = False,
-        state_dir: str | os.PathLike[str] | None = None,
-        client_options: Mapping[str, Any] | None = None,
-        stream_options: Mapping[str, Any] | None = None,
-        backfill: str = "M1",
-        poll_interval: float = 1.0,
-        history_timeout: float = 60.0,
-        **kwargs: Any,
-    ) -> None:
-        import tempfile
-
-        from .brokers.oanda.client import OandaClient
-        from .brokers.oanda.trading import TOKEN_ENV, make_trading_broker, write_token_file
-        from .secrecy import disable_core_dumps, environ_secret, remove_stale_dirs, write_owner
-
-        if not account_id or not isinstance(account_id, str):
-            raise ValueError(f"account_id: expected an OANDA account id, got {account_id!r}")
-        if environment not in ("practice", "live"):
-            raise ValueError(f"environment: expected 'practice' or 'live', got {environment!r}")
-        # Out of the environment (and of the memory /proc/<pid>/environ shows) before any
-        # process is forked, even when access_token is given: see osmarkets.secrecy.
-        env_token = environ_secret(TOKEN_ENV)
-        token = access_token if access_token is not None else env_token
-        if not token or not isinstance(token, str):
-            raise ValueError(f"access_token: missing (pass it or set {TOKEN_ENV})")
-        disable_core_dumps()  # this process holds the token; the forked agents inherit it
-        if not Timeframe.parse(backfill).is_intraday:
-            raise ValueError(f"backfill: expected an intraday granularity, got {backfill!r}")
-        if not poll_interval > 0:
-            raise ValueError(f"poll_interval: expected seconds > 0, got {poll_interval!r}")
-        self.account_id = account_id
-        self.environment = environment
-        self.backfill = backfill
-        self.stream_options = dict(stream_options or {})
-        # Fail fast, before any process exists: a wrong token, account or host.
-        self.client = OandaClient(
-            token, account_id, environment, rest_url=rest_url, stream_url=stream_url,
-            confirm_live=confirm_live, **dict(client_options or {}),
-        )  # fmt: skip
-        try:
-            self.client.account_summary()
-        except BaseException:
-            self.client.close()
-            raise
-        # the token directories of owners that died without shutting down (SIGKILL)
-        remove_stale_dirs(tempfile.gettempdir(), _PRIVATE_PREFIX)
-        self._private: Path | None = Path(tempfile.mkdtemp(prefix=_PRIVATE_PREFIX))  # mode 0700
-        self._cleanup_dirs = (str(self._private),)  # the name server's orphan guard removes it
-        try:
-            write_owner(self._private)
-            token_file = write_token_file(self._private, token)
-        except BaseException:
-            self._remove_private()
-            raise
-        self._settings = {
-            "account_id": account_id, "environment": environment, "rest_url": rest_url,
-            "stream_url": stream_url, "confirm_live": bool(confirm_live),
-            "token_file": token_file,
-            "options": dict(client_options or {}),
-        }  # fmt: skip
-        if state_dir is not None:
-            Path(state_dir).mkdir(parents=True, exist_ok=True)
-            state_path = Path(state_dir) / f"trader-{account_id}.json"
-        else:
-            state_path = self._private / "trader-state.json"
-        broker_settings = dict(self._settings, state_path=str(state_path),
-                               poll_interval=float(poll_interval))  # fmt: skip
-        factory = functools.partial(make_trading_broker, broker_settings)
-        try:
-            super().__init__(
-                logging=logging, broker_factory=factory, state_dir=state_dir, **kwargs
-            )
-        except BaseException:
-            self._remove_private()
-            raise
-        try:  # history on subscribe: the Router downloads the candles a subscription lacks
-            source = {"kind": "oanda", "settings": self._settings}
-            # kept in the Router's configuration: a restarted Router sets it up again
-            timeout = float(history_timeout)
-            self._agents["router"].cfg["history_source"] = {"spec": source, "timeout": timeout}
-            self["router"].set_history_source(source, timeout)
-        except BaseException:
-            self.shutdown()
-            raise
-
-    def _remove_private(self) -> None:
-        private, self._private = getattr(self, "_private", None), None
-        if private is not None:
-            shutil.rmtree(private, ignore_errors=True)
-        with contextlib.suppress(Exception):
-            self.client.close()
-
-    def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop every agent, remove the ipc files and the private token directory."""
-        super().shutdown(timeout)
-        if os.getpid() == getattr(self, "_owner", os.getpid()):
-            self._remove_private()
-
-    @_visible
-    def stream(self, symbols: Iterable[str] | None = None, **options: Any) -> Any:
-        """Start a Feeder on OANDA's pricing stream of ``symbols``. ``options``: ``name``,
-        ``backfill`` and ``stream`` (PriceStream keyword arguments), overriding the
-        architecture's."""
-        from .agents.oanda import OandaFeederAgent
-
-        unknown = set(options) - {"name", "backfill", "stream"}
-        if unknown:
-            raise ValueError(f"stream: unknown option(s) {', '.join(sorted(unknown))}")
-        if symbols is None or isinstance(symbols, str):
-            raise ValueError("stream symbols: expected a list of instruments")
-        symbols = [BarSeriesID(s, 1, "Minutes").symbol for s in symbols]
-        if not symbols:
-            raise ValueError("stream symbols: expected at least one instrument")
-        for symbol in symbols:
-            self.client.instrument(symbol)  # ValueError naming an untradeable instrument
-        self._set_base_timeframes(dict.fromkeys(symbols))  # ticks
-        name = options.get("name") or (
-            "feeder" if "feeder" not in self._agents else f"feeder{len(self._feeders)}"
-        )
-        cfg = {
-            "router_in": self["router"].addr("in"), "instruments": symbols,
-            "oanda": self._settings, "backfill": options.get("backfill", self.backfill),
-            "stream": dict(self.stream_options, **dict(options.get("stream") or {})),
-        }  # fmt: skip
-        # The Feeder starts after where the Router's series stop: a resumed deployment's
-        # journaled series, or the history downloaded when Brains subscribed. The candles
-        # completed in between (the deployment's downtime, or a slow start that let the
-        # first live quote fall a minute after the history's end) are backfilled first.
-        points = dict(self["router"].resume_points())
-        resume = {s: points[s] for s in symbols if s in points}
-        if resume:
-            cfg["resume_after"] = resume
-        proxy = self._spawn(name, "feeder", OandaFeederAgent, cfg)
-        self._feeders.append(name)
-        proxy.start_feed()
-        return proxy
-
-    @_visible
-    def restart_trader(self) -> Any:
-        """Replace the Trader process (after a crash, or to test recovery): the new one
-        reconnects to every Brain, reconciles with the account (reporting the fills it missed)
-        and then accepts orders. Orders Brains send meanwhile wait in their queues (ipc)."""
-        if self.transport != "ipc":
-            raise RuntimeError("restart_trader: supported with the ipc transport only")
-        with self._lock:
-            if self._closing:
-                raise RuntimeError("restart_trader: the architecture is shutting down")
-            handle = self._bury("trader")
-            cfg = dict(handle.cfg)
-            cfg["brains"] = {
-                h.name: _url(h.proxy.addr("events"))
-                for h in self._agents.values() if h.kind == "brain"
-            }  # fmt: skip
-            cfg["brain_auth"] = dict(self._brain_auth)
-            return self._spawn("trader", "trader", handle.cls, cfg)
