@@ -23,7 +23,7 @@ import zmq
 
 from .. import wire
 from ..brain import Brain
-from ..brokers.base import Order, OrderEvent, event_key
+from ..brokers.base import Order, OrderEvent, event_key, position_change
 from ..data.series import BarSeries
 from ..data.timeframes import BarSeriesID
 from ..data.types import Bar
@@ -476,7 +476,7 @@ class BrainAgent(OsmAgent):
             return
         self.osm_events.append(event)
         if event.kind == "filled":
-            held = self.osm_positions.get(event.symbol, 0.0) + event.signed_size
+            held = self.osm_positions.get(event.symbol, 0.0) + position_change(event)
             self.osm_positions[event.symbol] = 0.0 if abs(held) < 1e-9 else held
         # an event is handled again only when it was delivered, not acknowledged, and the
         # Brain died: its orders are looked up in the journal (cheap, events are few)
@@ -505,7 +505,7 @@ class BrainAgent(OsmAgent):
 
 def _same_order(first: Order, again: Order) -> bool:
     """Whether ``again`` repeats ``first`` (all but the client id and the time)."""
-    return first[1:-1] == again[1:-1]
+    return first._replace(client_id="", time=0) == again._replace(client_id="", time=0)
 
 
 class _SeenEvents:

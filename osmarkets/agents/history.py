@@ -2,7 +2,8 @@
 
 A Router only builds bars from the data that reaches it after a series is first asked for, so a
 Brain subscribing with ``history=100`` would start with an empty series. With a *history
-source* (an OANDA account: :class:`OandaHistorySource`), the Router's :class:`HistoryLoader`
+source* (an OANDA account: :class:`OandaHistorySource`; another broker's: see
+:func:`register_history_source`), the Router's :class:`HistoryLoader`
 downloads the missing completed bars in a worker thread (never in the Router's handler
 thread), and the Router seeds its store with them before it answers the request:
 
@@ -204,13 +205,47 @@ def seed_cutoff(history: Any, forming: Any) -> int | None:
     return None
 
 
+#: history source kind -> the import path (``'package.module:name'``) of its factory, a
+#: callable of the spec's ``settings`` returning a :class:`HistorySource`. Names, not callables:
+#: the spec travels as data (see :func:`make_source`).
+HISTORY_SOURCES: dict[str, str] = {
+    "oanda": "osmarkets.agents.history:OandaHistorySource",
+    "ccxt": "osmarkets.brokers.ccxt.prices:make_history_source",
+}
+
+
+def register_history_source(kind: str, factory: str) -> None:
+    """Register the history source of a broker adapter: ``factory`` is the import path
+    (``'package.module:name'``) of a callable taking the spec's ``settings`` (a mapping of
+    token-free data) and returning a :class:`HistorySource`. Register it when the adapter's
+    module is imported, in the owner's process: the Router (forked from it) inherits the
+    registration."""
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"history source kind: expected a name, got {kind!r}")
+    module, sep, name = factory.partition(":") if isinstance(factory, str) else ("", "", "")
+    if not (module and sep and name):
+        raise ValueError(
+            f"history source factory: expected an import path 'package.module:name', "
+            f"got {factory!r}"
+        )
+    HISTORY_SOURCES[kind] = factory
+
+
 def make_source(spec: Mapping[str, Any]) -> HistorySource:
     """A history source from a picklable description (what the architecture sends the
-    Router): ``{'kind': 'oanda', 'settings': {...}}``."""
+    Router): ``{'kind': 'oanda', 'settings': {...}}``, built by the factory registered for
+    its kind (:data:`HISTORY_SOURCES`, :func:`register_history_source`)."""
+    from ..brokers.live import load_object
+
     kind = spec.get("kind")
-    if kind == "oanda":
-        return OandaHistorySource(spec["settings"])
-    raise ValueError(f"history source kind: unknown {kind!r}")
+    path = HISTORY_SOURCES.get(kind) if isinstance(kind, str) else None
+    if path is None:
+        raise ValueError(f"history source kind: unknown {kind!r}")
+    settings = spec.get("settings") or {}
+    if not isinstance(settings, Mapping):
+        raise ValueError(f"history source settings: expected a mapping, got {settings!r}")
+    source: HistorySource = load_object(path)(settings)
+    return source
 
 
 class RouterHistoryMixin:

@@ -97,6 +97,24 @@ class OrderEvent(NamedTuple):
         return self.kind in ("rejected", "cancelled")
 
 
+def base_asset(symbol: str) -> str | None:
+    """The asset a ``'BASE/QUOTE'`` symbol (ccxt's unified form) buys, else None."""
+    base, sep, _ = symbol.partition("/")
+    return base if sep and base else None
+
+
+def position_change(event: OrderEvent) -> float:
+    """How far a fill moves the position: its signed size, less a fee taken in the asset
+    bought (a crypto exchange charging ``'BTC'`` on a ``'BTC/USDT'`` buy: the account holds
+    that much less). 0 for events other than fills."""
+    if event.kind != "filled":
+        return 0.0
+    change = event.signed_size
+    if event.fee and event.fee_currency and event.fee_currency == base_asset(event.symbol):
+        change -= event.fee
+    return change
+
+
 def _optional_price(name: str, value: Any) -> float | None:
     if value is None:
         return None

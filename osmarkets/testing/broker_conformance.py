@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from ..brokers.base import Order, OrderEvent, make_order
+from ..brokers.base import Order, OrderEvent, make_order, position_change
 from .venues import Venue
 
 __all__ = ["BrokerConformance", "collect"]
@@ -69,9 +69,7 @@ def _fills(events: list[OrderEvent]) -> list[OrderEvent]:
 def _moved(venue: Venue, fills: list[OrderEvent]) -> float:
     """How far ``fills`` move the position: their signed sizes, less a fee taken in the asset
     bought (a cash account's position is what it holds)."""
-    fills = _fills(fills)
-    fees = sum(f.fee for f in fills if venue.base and f.fee_currency == venue.base)
-    return sum(f.signed_size for f in fills) - fees
+    return sum(position_change(f) for f in _fills(fills))
 
 
 def _needs(venue: Venue, *what: str) -> None:

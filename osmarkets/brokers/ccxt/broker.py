@@ -548,7 +548,7 @@ class CcxtTradingBroker:
         market = self._markets().get(symbol) or {}
         change = size if side == "buy" else -size
         if currency and currency == market.get("base"):
-            change -= fee  # the fee was taken from the asset received
+            change -= fee  # the fee was taken from the asset received (position_change)
         held = self.positions.get(symbol, 0.0) + change
         if abs(held) <= _EPS * max(1.0, size):
             self.positions.pop(symbol, None)

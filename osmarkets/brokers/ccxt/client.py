@@ -23,15 +23,12 @@ _SECRET_FILE = "ccxt-secret"
 
 def write_secret_files(directory: str | os.PathLike[str], api_key: str, secret: str) -> dict:
     """Write the key and secret to new 0600 files in ``directory``; their paths, as settings."""
-    paths = {}
-    for name, value, setting in ((_KEY_FILE, api_key, "key_file"),
-                                 (_SECRET_FILE, secret, "secret_file")):  # fmt: skip
-        path = os.path.join(os.fspath(directory), name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(value)
-        paths[setting] = path
-    return paths
+    from ..live import write_secret_file
+
+    return {
+        "key_file": write_secret_file(directory, _KEY_FILE, api_key),
+        "secret_file": write_secret_file(directory, _SECRET_FILE, secret),
+    }
 
 
 def _read(path: str | None, env: str) -> str | None:

@@ -15,6 +15,7 @@ from .errors import (
     OandaServerError,
 )
 from .instruments import Instrument
+from .live import OandaLive
 from .parsers import Heartbeat, Price, candles_to_frame, format_time, parse_price, parse_time
 from .sandbox import OandaSandbox
 from .stream import PriceStream, StreamReader, TransactionStream, iter_lines
@@ -28,6 +29,7 @@ __all__ = [
     "OandaClient",
     "OandaConnectionError",
     "OandaError",
+    "OandaLive",
     "OandaNotFound",
     "OandaRateLimited",
     "OandaSandbox",
