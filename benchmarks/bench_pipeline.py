@@ -10,7 +10,12 @@ Measured in one run and printed side by side:
    the pickle it replaced, per message kind, encode + decode;
 5. ``SimulatedArchitecture.run()`` bars/s on ~30,000 one-minute bars (the shared 1-minute
    index future when present, else generated), next to the in-process backtest on the same
-   bars, with a check that both give the same fills.
+   bars, with a check that both give the same fills;
+6. the live brokers' adapters on their local sandboxes, side by side: quotes/s from the
+   broker's stream to a Brain's ``on_tick`` and tick-to-order latency (the quote's timestamp to
+   the Trader's receipt of the order the Brain sent on it), OANDA (v20 pricing stream) next to
+   ccxt (Binance's ``bookTicker`` websocket, ccxt.pro). Both sandboxes publish a quote every
+   2 ms; the figures include the sandboxes' own Python servers.
 
 Run: ``python benchmarks/bench_pipeline.py [--repeats 3] [--ticks 200000]``.
 """
@@ -55,6 +60,8 @@ class TickOrders(Brain):
     """Sends an order on every ``every``-th tick and remembers the tick's time."""
 
     every = 5
+    symbol = "EUR_USD"
+    size = 1.0
 
     def on_start(self) -> None:
         self.count = 0
@@ -64,7 +71,7 @@ class TickOrders(Brain):
         self.count += 1
         if self.count % self.every == 0:
             side = "buy" if (self.count // self.every) % 2 else "sell"
-            client_id = self.send_order(side=side, size=1, symbol="EUR_USD")
+            client_id = self.send_order(side=side, size=self.size, symbol=self.symbol)
             self.sent[client_id] = tick.time
 
 
@@ -177,6 +184,56 @@ def tick_to_order(seconds: float = 6.0, durability: str = "process") -> tuple[fl
     return median, p99, len(latencies)
 
 
+def live_broker(kind: str, seconds: float = 6.0) -> tuple[float, float, float, int]:
+    """Quotes/s to a Brain, tick-to-order median and p99 (us), orders measured: the
+    architecture of ``kind`` ('oanda' or 'ccxt') on its local sandbox."""
+    import contextlib
+    import secrets
+
+    from osmarkets.architecture import CcxtArchitecture, OandaArchitecture
+    from osmarkets.brokers.ccxt import ExchangeSandbox
+    from osmarkets.brokers.oanda import OandaSandbox
+
+    with contextlib.ExitStack() as stack:
+        if kind == "oanda":
+            token = secrets.token_hex(16)
+            sandbox = stack.enter_context(
+                OandaSandbox(token=token, instruments=["EUR_USD"], tick_interval=0.002)
+            )
+            system = stack.enter_context(OandaArchitecture(
+                account_id=sandbox.account_id, access_token=token, rest_url=sandbox.rest_url,
+                stream_url=sandbox.stream_url, supervise=False, handle_signals=False,
+                log_console=None,
+            ))  # fmt: skip
+            symbol, size = "EUR_USD", 1.0
+        else:
+            exchange = stack.enter_context(ExchangeSandbox(
+                symbols=["BTC/USDT"], tick_interval=0.002, balances={"USDT": 10_000_000},
+                weight_limit=None,
+            ))  # fmt: skip
+            options = exchange.ccxt_options()
+            key, secret = options.pop("apiKey"), options.pop("secret")
+            system = stack.enter_context(CcxtArchitecture(
+                "binance", key, secret, options=options, supervise=False,
+                handle_signals=False, log_console=None,
+            ))  # fmt: skip
+            symbol, size = "BTC/USDT", 0.001
+        system.add_brain("lat", base=TickOrders, every=20, symbol=symbol, size=size)
+        system["lat"].subscribe((symbol, 1, "Minutes"), 10)
+        system.stream([symbol])
+        brain = system["lat"]
+        first = brain.get_attr("osm_ticks")
+        start = time.perf_counter()
+        time.sleep(seconds)  # measuring for a duration, not synchronising
+        rate = (brain.get_attr("osm_ticks") - first) / (time.perf_counter() - start)
+        sent = brain.get_attr("sent")
+        receipts = dict(system["trader"].latency_receipts())
+    latencies = [receipts[c] - t for c, t in sent.items() if c in receipts]
+    latencies = latencies[len(latencies) // 10 :]  # drop the warm-up
+    median, p99 = quantiles(latencies)
+    return rate, median, p99, len(latencies)
+
+
 def minute_bars() -> tuple[pd.DataFrame, str]:
     path = MARKET / "2006-01-02-volume-min-001.txt"
     if path.exists():
@@ -236,10 +293,23 @@ def main() -> int:
         "--durability", choices=["process", "power", "none"], default="process",
         help="the architectures' journal ('none': without; benchmarks/chaos_live.py compares)",
     )  # fmt: skip
+    parser.add_argument(
+        "--only-live",
+        action="store_true",
+        help="only the live brokers' rows (OANDA and ccxt sandboxes)",
+    )
     args = parser.parse_args()
     version = sys.version.split()[0]
     print(f"python {version}, osbrain {osbrain.__version__}, medians over {args.repeats} repeats"
           f", durability={args.durability}")  # fmt: skip
+    if not args.only_live:
+        pipeline(args)
+    live_rows(args.repeats)
+    return 0
+
+
+def pipeline(args: argparse.Namespace) -> None:
+    """Rows 1 to 5 (see the module docstring)."""
 
     hops = [raw_hop() for _ in range(args.repeats)]
     hop_median = statistics.median(h[0] for h in hops)
@@ -275,7 +345,18 @@ def main() -> int:
           f"({source}), {sims[0][3]} fills, same fills as backtest: {same}")  # fmt: skip
     print(f"in-process backtest            {inproc:10,.0f} bars/s   "
           f"(lock-step costs x{inproc / agents:,.0f})")  # fmt: skip
-    return 0
+
+
+def live_rows(repeats: int) -> None:
+    """Row 6: the OANDA and ccxt adapters on their sandboxes, in the same run."""
+    for kind, label in (("oanda", "OANDA sandbox (v20 stream)"),
+                        ("ccxt", "ccxt sandbox (bookTicker ws)")):  # fmt: skip
+        lives = [live_broker(kind) for _ in range(repeats)]
+        rate = statistics.median(x[0] for x in lives)
+        median = statistics.median(x[1] for x in lives)
+        p99 = statistics.median(x[2] for x in lives)
+        print(f"{label:<30} {rate:8,.0f} quotes/s   tick-to-order median {median:8.1f} us   "
+              f"p99 {p99:9.1f} us   ({lives[0][3]} orders/run)")  # fmt: skip
 
 
 if __name__ == "__main__":

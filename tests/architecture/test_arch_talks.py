@@ -211,6 +211,12 @@ def test_a_call_to_a_dead_agent_through_its_proxy_is_one_line(tmp_path) -> None:
     assert final.startswith("osmarkets: agent 'logger' is unreachable: recent() failed"), final
 
 
+def _state(pid: int) -> str:
+    """The process state letter of ``pid`` (``T``: stopped)."""
+    stat = open(f"/proc/{pid}/stat").read()
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
 def test_an_agent_that_does_not_answer_raises_naming_it() -> None:
     with Architecture() as system:
         system.add_brain("chatty", base=Chatty)
@@ -218,7 +224,8 @@ def test_an_agent_that_does_not_answer_raises_naming_it() -> None:
         proxy = AgentProxy("chatty", system.nsaddr, call_timeout=1.0)
         assert proxy.get_attr("osm_pid") == pid
         os.kill(pid, signal.SIGSTOP)
-        try:
+        try:  # the stop is delivered asynchronously: wait until the process is stopped
+            wait_for(lambda: _state(pid) in ("T", "t"), 5, "the agent stopped")
             started = time.monotonic()
             with pytest.raises(AgentUnreachableError, match="'chatty' did not answer") as info:
                 proxy.get_attr("osm_pid")

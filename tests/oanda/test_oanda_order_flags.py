@@ -44,3 +44,20 @@ def test_reduce_only_with_no_position_does_not_open_one(client, sandbox):
     events = broker.submit(make_order("b-3", "sell", 10, "EUR_USD", reduce_only=True,
                                       brain="b"))  # fmt: skip
     assert events[-1].kind == "filled" and broker.position("EUR_USD") == 0
+
+
+def test_an_ioc_partial_fill_then_its_cancel_end_the_order_once():
+    from osmarkets.brokers.oanda.parsers import order_response_events
+
+    body = {
+        "orderCreateTransaction": {"id": "1", "time": "2024-01-02T10:00:00.000000000Z"},
+        "orderFillTransaction": {"units": "400", "price": "1.1", "instrument": "EUR_USD",
+                                 "time": "2024-01-02T10:00:00.000000001Z"},
+        "orderCancelTransaction": {"reason": "MARKET_ORDER_IOC_PARTIAL",
+                                   "time": "2024-01-02T10:00:00.000000002Z"},
+    }  # fmt: skip
+    events = order_response_events(201, body, "b-1", "EUR_USD", "buy", 1000.0, "b")
+    assert [(e.kind, e.size, e.remaining) for e in events] == [
+        ("accepted", 1000.0, 0.0), ("filled", 400.0, 600.0), ("cancelled", 600.0, 0.0),
+    ]  # fmt: skip
+    assert [e.terminal for e in events] == [False, False, True]

@@ -17,15 +17,17 @@ Never a false 'rejected', never a double order:
   ``InvalidOrder``, ``InsufficientFunds``, ``BadSymbol``, ``BadRequest``, authentication
   errors), or when it is certainly not there: not found by its client id once the exchange's
   ``recvWindow`` has passed since it was sent (Binance drops a request that arrives later);
-- a lost answer (a timeout, a 5xx, a dropped connection) is looked up by the client id until
-  ``order_deadline``; still unknown, the order is kept *unresolved* (no event, logged) and looked
-  up again at every poll until it is found or certainly absent;
+- a lost answer (a timeout, a dropped connection, any other error: a 5xx, which Binance says
+  may have executed and ccxt raises as ``OperationFailed`` or a bare ``ExchangeError``) is
+  looked up by the client id until ``order_deadline``; still unknown, the order is kept
+  *unresolved* (no event, logged) and looked up again at every poll until it is found or
+  certainly absent;
 - a restarted broker (``reconcile``) adopts the balances and reports what happened, since the
   last state it saved, to every order it was following.
 
 Where the exchange cannot do what an order asks (spot has no reduce-only, no attached stop-loss
-or take-profit; Binance spot has no good-till-date), the order is refused with the reason before
-any request.
+or take-profit; Binance spot has no good-till-date, and its market orders are IOC and cannot be
+FOK), the order is refused with the reason before any request.
 """
 
 from __future__ import annotations
@@ -47,8 +49,12 @@ from .client import describe, exchange_from_settings
 log = logging.getLogger(__name__)
 
 _EPS = 1e-12
-_CID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # Binance's newClientOrderId
+# Binance spot's newClientOrderId (its futures also take ``.:/``, its spot answers -1100)
+_CID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,36}$")
 _ENDED = ("closed", "canceled", "cancelled", "expired", "rejected")
+#: ended orders the state file remembers (the newest), so that a re-send after a restart is
+#: looked up rather than placed again
+KEEP_ENDED = 2000
 
 
 class Reconciliation(NamedTuple):
@@ -73,8 +79,8 @@ def make_ccxt_broker(settings: Mapping[str, Any]) -> CcxtTradingBroker:
 
 
 def exchange_client_id(client_id: str) -> str:
-    """The id the exchange gets: the client id itself when it fits Binance's rule (36
-    characters of ``[.A-Z:/a-z0-9_-]``), else a stable digest of it (a re-send gets the same)."""
+    """The id the exchange gets: the client id itself when it fits Binance spot's rule (36
+    characters of ``[a-zA-Z0-9_-]``), else a stable digest of it (a re-send gets the same)."""
     if _CID_RE.match(client_id):
         return client_id
     return "osm" + hashlib.sha256(client_id.encode()).hexdigest()[:32]
@@ -120,33 +126,49 @@ class CcxtTradingBroker:
         self._last_poll = 0.0
         self._last_account = 0.0
         self._markets_loaded = False
+        self._saved = ""  # the state file's text as last written
 
     def __repr__(self) -> str:
         return f"CcxtTradingBroker({describe(self.exchange)}, currency={self.currency!r})"
 
     # -- state file ------------------------------------------------------------------------------
     def _save(self) -> None:
+        """Write the orders followed, and the newest :data:`KEEP_ENDED` ended ones: a copy of
+        an ended order (its Brain never heard how it ended: the Trader died first) must be
+        looked up after a restart, not placed again. Written only when it changed."""
+        ended = [cid for cid, info in self.orders.items() if info.get("ended")]
+        for cid in ended[: max(0, len(ended) - KEEP_ENDED)]:  # oldest first (insertion order)
+            del self.orders[cid]
         if self.state_path is None:
             return
-        live = {cid: info for cid, info in self.orders.items() if not info.get("ended")}
+        text = json.dumps({"orders": self.orders})
+        if text == self._saved:
+            return
         tmp = self.state_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump({"orders": live}, fh)
+            fh.write(text)
         os.replace(tmp, self.state_path)
+        self._saved = text
 
     def _load(self) -> None:
+        """The orders of the state file; an unreadable file, or an entry without what following
+        it needs, is a warning and a fresh start (it is not trusted to place or report)."""
         if self.state_path is None or not self.state_path.exists():
             return
         try:
             state = json.loads(self.state_path.read_text())
             orders = state.get("orders") or {}
+            if not isinstance(orders, dict):
+                raise ValueError(f"'orders' is a {type(orders).__name__}")
+            bad = [cid for cid, info in orders.items() if not _valid_record(info)]
+            if bad:
+                raise ValueError(f"order {str(bad[0])[:40]!r} is incomplete")
         except (OSError, ValueError, AttributeError) as exc:
             log.warning("broker state %s unreadable (%s): starting afresh", self.state_path, exc)
             return
         for cid, info in orders.items():
-            if isinstance(info, dict) and isinstance(cid, str):
-                self.orders.setdefault(cid, info)
+            self.orders.setdefault(cid, info)
 
     # -- markets, balances -------------------------------------------------------------------
     def _markets(self) -> dict[str, Any]:
@@ -255,21 +277,22 @@ class CcxtTradingBroker:
             params["timeInForce"] = order.time_in_force
             if order.post_only:
                 params = {"clientOrderId": info["xid"], "postOnly": True}
-        elif order.time_in_force in ("IOC", "FOK"):
-            params["timeInForce"] = order.time_in_force
+        # a market order fills what the book has and expires the rest: IOC already (Binance
+        # refuses a market order's timeInForce: -1106)
         try:
             snapshot = self.exchange.create_order(
                 order.symbol, order.type, order.side, amount, price, params
             )
-        except (ccxt.NetworkError, ccxt.ExchangeNotAvailable) as exc:
-            return self._lost(order, info, exc)
-        except ccxt.BaseError as exc:
+        except _refusals() as exc:  # the exchange said it did not execute it
             text = _reason(exc)
             if "duplicate" in text.lower():  # the exchange holds an open order with this id
                 return self._resend(cid)
             info["ended"] = True
             self._save()
             return [self._reject(order, text)]
+        except ccxt.BaseError as exc:  # anything else (a 5xx, a timeout...): status unknown
+            info["error"] = _reason(exc)
+            return self._lost(order, info, exc)
         events = self._absorb(cid, info, snapshot)
         self._save()
         return events
@@ -314,6 +337,8 @@ class CcxtTradingBroker:
             return f"{order.type}: {name} spot takes market and limit orders only", 0.0, None
         if order.time_in_force == "GTD":
             return f"GTD: {name} spot has no good-till-date orders", 0.0, None
+        if order.type == "market" and order.time_in_force == "FOK":
+            return f"FOK: {name} spot market orders cannot be fill-or-kill", 0.0, None
         try:
             market = self._markets().get(order.symbol)
         except ccxt.BaseError as exc:
@@ -333,7 +358,10 @@ class CcxtTradingBroker:
         price = None
         if order.type == "limit":
             assert order.price is not None
-            price = float(self.exchange.price_to_precision(order.symbol, order.price))
+            try:
+                price = float(self.exchange.price_to_precision(order.symbol, order.price))
+            except ccxt.BaseError as exc:  # below the tick
+                return f"price {order.price:g}: {_reason(exc)}", 0.0, None
         return "", amount, price
 
     def _lost(self, order: Order, info: dict[str, Any], exc: Exception) -> list[OrderEvent]:
@@ -392,6 +420,9 @@ class CcxtTradingBroker:
             info["ended"] = True
             self.unresolved.pop(cid, None)
             reason = f"never reached {describe(self.exchange)} (not found after its recvWindow)"
+            if info.get("error"):
+                reason = f"{reason}; it had answered {info['error']}"[:300]
+            self._session.add(cid)  # reported: a re-send to this broker gets nothing more
             return [self._event("rejected", cid, info, info["amount"], reason=reason)]
         return self._absorb(cid, info, snapshot)
 
@@ -402,8 +433,12 @@ class CcxtTradingBroker:
         if cid in self._session:
             return []
         report = {**info, "filled": 0.0, "cost": 0.0, "fees": {}, "ended": False,
-                  "accepted": False}  # fmt: skip
+                  "accepted": False, "trades": []}  # fmt: skip
+        held = dict(self.positions)
         events = self._follow(cid, report)
+        if info.get("ended"):  # it ended before the restart: the balances read hold its fills
+            self.positions = held
+            self._revalue()
         self.orders[cid] = {**report, "sent": info.get("sent")}
         self._save()
         return events
@@ -463,9 +498,11 @@ class CcxtTradingBroker:
                     )
                 )
             else:
-                why = cancelled or {"expired": "expired"}.get(status) or (
+                # (Binance ends an IOC / FOK order that could not fill 'EXPIRED')
+                why = cancelled or (
                     f"{info.get('tif')}: the rest could not fill at once"
-                    if info.get("tif") in ("IOC", "FOK") else "cancelled by the exchange"
+                    if info.get("tif") in ("IOC", "FOK") else
+                    {"expired": "expired"}.get(status) or "cancelled by the exchange"
                 )  # fmt: skip
                 events.append(self._event("cancelled", cid, info, rest, time=when, reason=why))
         for event in events:
@@ -566,6 +603,25 @@ class CcxtTradingBroker:
                reason: str = "") -> OrderEvent:  # fmt: skip
         return OrderEvent(kind, cid, info["symbol"], info["side"], size, time=time,
                           reason=reason, brain=info.get("brain", ""))  # fmt: skip
+
+
+def _refusals() -> tuple[type[BaseException], ...]:
+    """The ccxt errors that say an order was not executed (ccxt is imported late)."""
+    import ccxt
+
+    return (ccxt.InvalidOrder, ccxt.InsufficientFunds, ccxt.BadRequest, ccxt.AuthenticationError,
+            ccxt.OperationRejected, ccxt.NotSupported, ccxt.ArgumentsRequired)  # fmt: skip
+
+
+def _valid_record(info: Any) -> bool:
+    """Whether a state file entry holds what following the order needs."""
+    return (
+        isinstance(info, dict)
+        and all(isinstance(info.get(k), str) for k in ("symbol", "side", "xid"))
+        and all(isinstance(info.get(k), int | float) for k in ("amount", "filled", "cost"))
+        and isinstance(info.get("fees", {}), dict)
+        and isinstance(info.get("trades", []), list)
+    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ ccxt spaces its requests by the exchange's published limits.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -65,7 +66,31 @@ def exchange_from_settings(settings: Mapping[str, Any], *, pro: bool = False) ->
     exchange = getattr(module, name)(config)
     if settings.get("sandbox"):
         exchange.set_sandbox_mode(True)
+    if key or secret:  # ccxt logs every request's headers (the API key) at DEBUG
+        exchange.logger = _Redacting(exchange.logger, [s for s in (key, secret) if s])
     return exchange
+
+
+class _Redacting(logging.LoggerAdapter):
+    """ccxt's logger with the credentials taken out of every message it logs."""
+
+    def __init__(self, logger: Any, secrets: list[str]) -> None:
+        super().__init__(logger, {})
+        self._secrets = secrets
+
+    def __repr__(self) -> str:
+        return f"<redacting {self.logger!r}>"
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):
+            text = " ".join(map(str, (msg, *args)))
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        self.logger.log(level, "%s", text, **kwargs)
 
 
 def describe(exchange: Any) -> str:

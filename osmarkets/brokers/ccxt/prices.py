@@ -115,7 +115,8 @@ class CcxtHistorySource:
         length = bsid.timeframe.nanoseconds
         now = time.time_ns()
         since = (now // length - count - 1) * length
-        rows = closed_candles(exchange, bsid.symbol, bsid.timeframe, since, now_ns=now)[-count:]
+        rows = closed_candles(exchange, bsid.symbol, bsid.timeframe, since, now_ns=now)
+        rows = rows[-count:] if count > 0 else []  # (rows[-0:] would be all of them)
         records = np.zeros(len(rows), dtype=BAR_DTYPE)
         for name in BAR_DTYPE.names or ():
             if name.startswith(("bid_", "ask_")):
@@ -163,7 +164,9 @@ class CcxtPriceStream:
             ("max_backoff", max_backoff),
             ("silence_timeout", silence_timeout),
         ):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            if isinstance(value, bool) or not (  # (True is an int, not a number of seconds)
+                isinstance(value, int | float) and math.isfinite(value) and value > 0
+            ):
                 raise ValueError(f"{name}: expected seconds > 0, got {value!r}")  # fmt: skip
         self.settings = dict(settings)
         self.symbols = list(symbols)
@@ -197,7 +200,8 @@ class CcxtPriceStream:
                 loop.call_soon_threadsafe(wake.set)
 
     def run(self) -> None:
-        """Stream until :meth:`stop` (blocking)."""
+        """Stream until :meth:`stop` (blocking). ``method='websocket'`` on an exchange without
+        websocket quotes raises ``ValueError`` (a setting to fix, not a connection to retry)."""
         asyncio.run(self._main())
 
     async def _main(self) -> None:
@@ -207,7 +211,15 @@ class CcxtPriceStream:
         first = True
         while not self._stop.is_set():
             exchange = exchange_from_settings(self.settings, pro=True)
-            delivered = False
+            if self.method == "websocket" and not (
+                exchange.has.get("watchBidsAsks") or exchange.has.get("watchTicker")
+            ):
+                with contextlib.suppress(Exception):
+                    await exchange.close()
+                raise ValueError(
+                    f"method: {describe(exchange)} has no websocket quotes (use 'poll' or 'auto')"
+                )
+            quotes = self.quotes
             try:
                 self.connections += 1
                 if not first:
@@ -215,7 +227,7 @@ class CcxtPriceStream:
                     if self.backfill is not None and self.last_seen:
                         await asyncio.to_thread(self.backfill, dict(self.last_seen))
                 first = False
-                delivered = await self._session(exchange)
+                await self._session(exchange)
             except Exception as exc:  # a lost connection: backoff and reconnect
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
@@ -225,6 +237,9 @@ class CcxtPriceStream:
                     await exchange.close()
             if self._stop.is_set():
                 break
+            # a connection that delivered quotes was a good one, even if it ended in an error
+            # (they all do: dropped, silent): only failing ones make the wait grow
+            delivered = self.quotes > quotes
             wait = self.backoff if delivered else min(self.max_backoff, wait * 2)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)

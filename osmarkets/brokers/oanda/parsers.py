@@ -296,15 +296,13 @@ def order_response_events(
     if create:
         events.append(event("accepted", "", parse_time(create["time"]) if "time" in create else 0))
     if fill:
-        events.append(fill_event(fill, client_id, brain))
-        if cancel:  # IOC remainder cancelled after a partial fill
-            events.append(
-                event(
-                    "cancelled",
-                    str(cancel.get("reason", "")),
-                    parse_time(cancel["time"]) if "time" in cancel else 0,
-                )
-            )
+        filled = fill_event(fill, client_id, brain)
+        rest = max(0.0, size - filled.size) if cancel else 0.0
+        events.append(filled._replace(remaining=rest))  # a partial fill: the rest is open
+        if cancel:  # IOC remainder cancelled after a partial fill: its size is the rest
+            when = parse_time(cancel["time"]) if "time" in cancel else 0
+            events.append(event("cancelled", str(cancel.get("reason", "")), when)._replace(
+                size=rest))  # fmt: skip
     return events
 
 

@@ -1,0 +1,192 @@
+"""CcxtArchitecture end to end on the local exchange sandbox: real agents, ccxt's unmodified
+binance classes, bars from the websocket stream, orders filled in parts, a Trader restart that
+reconciles, and credentials that never leave the private directory."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import ccxt
+import pytest
+
+from osmarkets import Brain
+from osmarkets.architecture import CcxtArchitecture
+from osmarkets.brokers.ccxt import ExchangeSandbox
+
+pytestmark = pytest.mark.timeout(180)
+SYMBOL = "BTC/USDT"
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class BuyThenSell(Brain):
+    """Buys ``size`` on its first bar, sells what it holds (on the step) on a later one."""
+
+    size = 0.01
+    sell_after = 2
+
+    def on_new_bar(self, series):
+        self.bars_seen = getattr(self, "bars_seen", 0) + 1
+        held = self.position(SYMBOL)
+        if self.bars_seen == 1:
+            self.send_order("buy", self.size, SYMBOL)
+        elif self.bars_seen == 1 + self.sell_after and held > 0:
+            self.send_order("sell", round(int(held / 0.00001 + 1e-9) * 0.00001, 8), SYMBOL)
+
+
+class Resting(Brain):
+    """Places one limit buy far below the market on its first bar."""
+
+    limit = 0.0
+
+    def on_new_bar(self, series):
+        if not getattr(self, "sent", False):
+            self.sent = True
+            self.send_order("buy", 0.01, SYMBOL, type="limit", price=self.limit)
+
+
+@pytest.fixture
+def sandbox():
+    with ExchangeSandbox(symbols=[SYMBOL], seed=2, tick_interval=0.1,
+                         balances={"USDT": 100_000}) as sb:  # fmt: skip
+        yield sb
+
+
+def _arch(sandbox, **kw):
+    options = sandbox.ccxt_options()
+    key, secret = options.pop("apiKey"), options.pop("secret")
+    return CcxtArchitecture("binance", key, secret, options=options, poll_interval=0.2,
+                            log_console=None, **kw)  # fmt: skip
+
+
+def test_a_brain_trades_end_to_end_on_websocket_bars(sandbox):
+    with _arch(sandbox) as system:
+        system.add_brain("bot", base=BuyThenSell)
+        system["bot"].subscribe((SYMBOL, 1, "Seconds"), 5)
+        system.stream([SYMBOL])
+        bot, trader = system["bot"], system["trader"]
+        events = wait_for(
+            lambda: [e for e in bot.get_attr("osm_events") if e.kind == "filled"][1:] and
+            bot.get_attr("osm_events"), 40, "a buy and a sell filled")  # fmt: skip
+        assert system["feeder"].osm_stats()["using"] == "websocket"
+        fills = [e for e in events if e.kind == "filled"]
+        buy, sell = fills[0], fills[-1]
+        assert (buy.side, buy.size, buy.fee_currency) == ("buy", 0.01, "BTC")
+        assert buy.fee == pytest.approx(0.01 * 0.001)  # 0.1 % taken in BTC
+        assert buy.commission == pytest.approx(buy.fee * buy.price)  # in USDT
+        assert sell.side == "sell" and sell.fee_currency == "USDT"
+        assert sell.size == pytest.approx(0.00999)  # what the buy left on the step
+        assert not [e for e in events if e.kind == "rejected"]
+        wait_for(lambda: not trader.get_attr("positions"), 10, "the Trader flat")
+        balances = sandbox.balances()
+        assert float(balances["BTC"]["free"]) == pytest.approx(0.0, abs=1e-12)
+        assert bot.get_attr("osm_positions").get(SYMBOL, 0.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_partial_fills_reach_the_brain(sandbox):
+    market = sandbox._by_symbol[SYMBOL]
+    from decimal import Decimal
+
+    with sandbox._lock:
+        market.book_qty = Decimal("0.004")  # a 0.01 market order walks three levels
+    with _arch(sandbox) as system:
+        system.add_brain("bot", base=BuyThenSell, sell_after=10_000)
+        system["bot"].subscribe((SYMBOL, 1, "Seconds"), 5)
+        system.stream([SYMBOL])
+        fills = wait_for(
+            lambda: [e for e in system["bot"].get_attr("osm_events") if e.kind == "filled"
+                     and not e.remaining] and
+            [e for e in system["bot"].get_attr("osm_events") if e.kind == "filled"],
+            40, "the order's last fill")  # fmt: skip
+        assert len(fills) >= 3
+        assert sum(f.size for f in fills) == pytest.approx(0.01)
+        assert [f.remaining for f in fills] == sorted((f.remaining for f in fills), reverse=True)
+        assert [f.terminal for f in fills].count(True) == 1 and fills[-1].terminal
+
+
+def test_a_restarted_trader_reports_the_fill_it_missed_once(sandbox, tmp_path):
+    bid, _, _ = sandbox.quote(SYMBOL)
+    limit = round(float(bid) * 0.9, 2)
+    with _arch(sandbox, state_dir=tmp_path / "state") as system:
+        system.add_brain("bot", base=Resting, limit=limit)
+        system["bot"].subscribe((SYMBOL, 1, "Seconds"), 5)
+        system.stream([SYMBOL])
+        bot = system["bot"]
+        wait_for(lambda: [e for e in bot.get_attr("osm_events") if e.kind == "accepted"], 30,
+                 "the limit order accepted")  # fmt: skip
+        old = system["trader"].osm_stats()["pid"]
+        system.restart_trader()
+        # meanwhile the market falls through the limit: the order fills at the exchange
+        sandbox.set_price(SYMBOL, limit * 0.99, limit * 0.995)
+        fills = wait_for(lambda: [e for e in bot.get_attr("osm_events") if e.kind == "filled"],
+                         30, "the missed fill reported by the new Trader")  # fmt: skip
+        assert system["trader"].osm_stats()["pid"] != old
+        assert len(fills) == 1 and fills[0].size == pytest.approx(0.01)
+        assert fills[0].price <= limit
+        time.sleep(0)  # the next polls must not report it again:
+        wait_for(lambda: system["trader"].osm_stats().get("fills", 0) >= 1, 10, "trader fills")
+        trader_fills = system["trader"].get_attr("fills")
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:  # several polls (every 0.2 s) later
+            assert len([e for e in bot.get_attr("osm_events") if e.kind == "filled"]) == 1
+            time.sleep(0.2)
+        assert len([e for e in trader_fills if e.client_id == fills[0].client_id]) == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc")
+def test_credentials_stay_in_the_private_directory(sandbox, monkeypatch):
+    options = sandbox.ccxt_options()
+    key, secret = options.pop("apiKey"), options.pop("secret")
+    monkeypatch.setenv("CCXT_API_KEY", key)
+    monkeypatch.setenv("CCXT_SECRET", secret)
+    with CcxtArchitecture("binance", options=options, log_console=None) as system:
+        system.add_brain("bot", base=Resting, limit=1.0)
+        system.stream([SYMBOL])
+        assert "CCXT_API_KEY" not in os.environ and "CCXT_SECRET" not in os.environ
+        private = Path(system.broker.settings["key_file"]).parent
+        assert oct(private.stat().st_mode & 0o777) == "0o700"
+        assert oct(Path(system.broker.settings["secret_file"]).stat().st_mode & 0o777) == "0o600"
+        for name in system.agents:
+            pid = system._agents[name].process.pid
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            assert key.encode() not in environ and secret.encode() not in environ, name
+            assert key not in repr(system[name].get_attr("osm_cfg")), name
+            assert secret not in repr(system[name].get_attr("osm_cfg")), name
+        assert key not in repr(system.broker) and key not in system.broker.state_file
+        log = system.log_path
+    assert not private.exists()
+    text = Path(log).read_text() if log and Path(log).exists() else ""
+    assert key not in text and secret not in text
+
+
+def test_a_wrong_secret_fails_before_any_process(sandbox):
+    options = sandbox.ccxt_options()
+    key = options.pop("apiKey")
+    options.pop("secret")
+    before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("osm-ccxt-*"))
+    with pytest.raises(ccxt.AuthenticationError) as raised:
+        CcxtArchitecture("binance", key, "wrong-secret", options=options, log_console=None)
+    assert "wrong-secret" not in str(raised.value)
+    assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("osm-ccxt-*")) == before
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [({"exchange": "nope"}, "exchange"), ({"currency": ""}, "currency"),
+     ({"backfill": "D"}, "backfill"), ({"options": {"apiKey": "x"}}, "options"),
+     ({"order_deadline": 0}, "order_deadline")],
+)  # fmt: skip
+def test_bad_options_name_the_option(kw, field):
+    with pytest.raises(ValueError, match=field):
+        CcxtArchitecture(**kw)
