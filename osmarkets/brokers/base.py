@@ -90,11 +90,15 @@ class OrderEvent(NamedTuple):
     @property
     def terminal(self) -> bool:
         """Whether the order has ended with this event: rejected, cancelled (or expired), or
-        its last fill. (A fill with a ``reason`` is a protective order's or a closeout's, on
-        the position the order opened.)"""
+        its last fill. A 'rejected' event of size 0 is a refused *cancel request* (the order
+        is unknown, already ended, or the broker could not be asked): the order itself goes
+        on. (A fill with a ``reason`` is a protective order's or a closeout's, on the position
+        the order opened.)"""
         if self.kind == "filled":
             return self.remaining <= 0
-        return self.kind in ("rejected", "cancelled")
+        if self.kind == "rejected":
+            return self.size > 0
+        return self.kind == "cancelled"
 
 
 def base_asset(symbol: str) -> str | None:

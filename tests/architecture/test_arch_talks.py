@@ -213,8 +213,8 @@ def test_a_call_to_a_dead_agent_through_its_proxy_is_one_line(tmp_path) -> None:
 
 def _state(pid: int) -> str:
     """The process state letter of ``pid`` (``T``: stopped)."""
-    stat = open(f"/proc/{pid}/stat").read()
-    return stat.rsplit(")", 1)[1].split()[0]
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text.rsplit(")", 1)[1].split()[0]
 
 
 def test_an_agent_that_does_not_answer_raises_naming_it() -> None:
