@@ -18,42 +18,25 @@ in ``--state-dir``: run it again after a crash and it resumes (no order sent twi
 
 import argparse
 import contextlib
-import math
 import os
 import time
 
-from osmarkets import Brain, run_script
+from osmarkets import run_script
 from osmarkets.architecture import CcxtArchitecture
-from osmarkets.indicators import SMA, Crossover
+from osmarkets.strategies import SmaCross
 
 SYMBOL = "BTC/USDT"
-STEP = 0.00001  # BTC/USDT's amount step on Binance: sizes are multiples of it
 
 
-class CryptoSmaCross(Brain):
-    """Long-only SMA cross in BTC. The exchange takes its fee on a buy in BTC, so the position
-    is a little less than was bought and off the step: it sells what the step allows, and the
-    dust below one step stays (it counts as flat)."""
+class CryptoSmaCross(SmaCross):
+    """SmaCross in BTC. The exchange takes its fee on a buy in BTC, so the position is a little
+    less than was bought and off the step: ``lot`` makes the strategy sell the whole steps it
+    holds and count the dust below one step as flat."""
 
     fast = 5
     slow = 15
     size = 0.001
-
-    lines = None
-
-    def on_new_bar(self, series) -> None:
-        if self.lines is None:  # warmed up on the history the subscription brought
-            self.lines = (SMA(self.fast), SMA(self.slow), Crossover())
-            for close in series.close[1:][::-1].tolist():
-                self.lines[2].update(self.lines[0].update(close), self.lines[1].update(close))
-        fast, slow, cross = self.lines
-        close = float(series.close[0])
-        crossed = cross.update(fast.update(close), slow.update(close))
-        sellable = math.floor(self.position(SYMBOL) / STEP + 1e-9) * STEP
-        if crossed > 0 and sellable == 0:
-            self.send_order("buy", self.size, SYMBOL)
-        elif crossed < 0 and sellable > 0:
-            self.send_order("sell", round(sellable, 8), SYMBOL)
+    lot = 0.00001  # BTC/USDT's amount step on Binance
 
 
 def main() -> int:

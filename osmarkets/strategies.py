@@ -7,6 +7,7 @@ re-exports it.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,11 +30,17 @@ class SmaCross(Brain):
     :class:`~osmarkets.indicators.SMA` (``math.fsum(window) / period`` bit for bit) and the
     cross is :class:`~osmarkets.indicators.Crossover` (backtrader's rule: a tie is not a
     cross), so it takes backtrader's trades. One set of indicators per bar series.
+
+    ``lot``: the instrument's size step where the venue has one (a crypto exchange: 0.00001
+    BTC). An exchange that takes its fee in the asset bought leaves a position a little off the
+    step: the strategy sells the whole steps it holds, and counts what is below one step (the
+    dust) as flat. 0 (the default): any size.
     """
 
     fast = 10
     slow = 30
     size = 1000
+    lot = 0.0
 
     def on_new_bar(self, series: BarSeries) -> None:
         try:
@@ -46,6 +53,8 @@ class SmaCross(Brain):
             return
         symbol = series.bsid.symbol
         held = self.position(symbol)
+        if self.lot:  # whole steps only: the dust a fee leaves cannot be sold
+            held = round(math.floor(held / self.lot + 1e-9) * self.lot, 12)
         if crossed > 0 and held == 0:
             self.send_order(side="buy", size=self.size, symbol=symbol)
         elif crossed < 0 and held > 0:

@@ -77,6 +77,9 @@ def test_terminal_and_event_key_of_partial_fills():
     assert not part.terminal and last.terminal
     assert OrderEvent("cancelled", "b-1", "X", "buy", 6.0).terminal
     assert not OrderEvent("accepted", "b-1", "X", "buy", 6.0).terminal
+    assert OrderEvent("rejected", "b-1", "X", "buy", 6.0, reason="no").terminal
+    # a refused cancel request (size 0) is not the end of the order
+    assert not OrderEvent("rejected", "b-1", "", "", 0.0, reason="already filled").terminal
     # two parts of the same size at the same time are two events, not a copy
     assert event_key(part) != event_key(part._replace(remaining=2.0))
 

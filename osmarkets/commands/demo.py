@@ -26,6 +26,7 @@ def add_parser(subparsers: Any) -> None:
             "osmarkets demo",
             "osmarkets demo --bars 1000 --seed 3 --cash 10000",
             "osmarkets demo --broker oanda-sandbox --speed 600",
+            "osmarkets demo --broker ccxt-sandbox --symbol BTC/USDT",
         ),
     )
     parser.add_argument(
@@ -41,14 +42,19 @@ def add_parser(subparsers: Any) -> None:
         default=0.0,
         help="replay speed as a factor of real time (0 = as fast as possible)",
     )
-    parser.add_argument("--symbol", default="EUR_USD", help="instrument name (default EUR_USD)")
+    parser.add_argument(
+        "--symbol", default=None,
+        help="instrument name (default EUR_USD; BTC/USDT with --broker ccxt-sandbox)",
+    )  # fmt: skip
     parser.add_argument("--cash", type=float, default=100_000.0, help="starting cash")
     parser.add_argument(
         "--broker",
-        choices=("simulated", "oanda-sandbox"),
+        choices=("simulated", "oanda-sandbox", "ccxt-sandbox"),
         default="simulated",
-        help="'oanda-sandbox': the OandaArchitecture against a local OANDA sandbox, whose "
-        "clock runs --speed times real time (default 600)",
+        help="'oanda-sandbox': the OandaArchitecture against a local OANDA sandbox; "
+        "'ccxt-sandbox': the CcxtArchitecture (ccxt's binance classes) against a local "
+        "exchange sandbox (--symbol BTC/USDT by default); their clocks run --speed times real "
+        "time (default 600)",
     )
     parser.set_defaults(handler=run_demo)  # fmt: skip
 
@@ -57,6 +63,9 @@ def _check(args: argparse.Namespace) -> None:
     from ..cli import UsageError
     from ..data.timeframes import BarSeriesID
 
+    if args.symbol is None:
+        crypto = getattr(args, "broker", "simulated") == "ccxt-sandbox"
+        args.symbol = "BTC/USDT" if crypto else "EUR_USD"
     if args.bars <= 0:
         raise UsageError(f"--bars: expected a positive number of bars, got {args.bars}")
     if not args.speed >= 0:
@@ -73,6 +82,8 @@ def run_demo(args: argparse.Namespace) -> int:
     _check(args)
     if getattr(args, "broker", "simulated") == "oanda-sandbox":
         return run_sandbox_demo(args)
+    if getattr(args, "broker", "simulated") == "ccxt-sandbox":
+        return run_ccxt_demo(args)
     from ..architecture import SimulatedArchitecture
     from ..strategies import SmaCross
 
@@ -217,3 +228,87 @@ def run_sandbox_demo(args: argparse.Namespace) -> int:
     )
     print(f"logs: {system.log_path}")
     return 0
+
+
+def _accelerated(factor: float, start: str = "2024-01-02T07:00:00Z") -> Any:
+    """A clock (ns) starting at ``start`` and running ``factor`` times real time."""
+    from ..data.types import to_ns
+
+    base, origin = to_ns(start), time.monotonic_ns()
+
+    def clock() -> int:
+        return base + int((time.monotonic_ns() - origin) * factor)
+
+    return clock
+
+
+def run_ccxt_demo(args: argparse.Namespace) -> int:
+    """The CcxtArchitecture (ccxt's unmodified binance classes: the Feeder on the exchange's
+    ticker websocket, the Trader on its REST API) against an in-process
+    :class:`~osmarkets.brokers.ccxt.ExchangeSandbox` whose clock runs ``--speed`` times real
+    time, until the Brain has seen ``--bars`` one-minute bars."""
+    from ..architecture import CcxtArchitecture
+    from ..brokers.ccxt import SYMBOLS, ExchangeSandbox
+    from ..cli import UsageError
+    from ..strategies import SmaCross
+
+    if args.symbol not in SYMBOLS:
+        raise UsageError(f"--symbol: the exchange sandbox knows {', '.join(SYMBOLS)}")
+    factor = args.speed or 600.0
+    clock = _accelerated(factor)
+    quote = args.symbol.split("/")[1]
+    started = time.monotonic()
+    print(f"osmarkets demo: SmaCross on {args.symbol} against a local exchange sandbox "
+          f"(ccxt binance, clock x{factor:g}), until {args.bars} one-minute bars")  # fmt: skip
+    tick = max(0.005, min(0.25, 6.0 / factor))  # about ten quotes per simulated minute
+    with ExchangeSandbox(
+        symbols=[args.symbol], seed=args.seed, clock=lambda: clock() // 1_000_000,
+        tick_interval=tick, balances={quote: args.cash}, weight_limit=None,
+    ) as sandbox:  # fmt: skip
+        options = sandbox.ccxt_options()
+        key, secret = options.pop("apiKey"), options.pop("secret")
+        with CcxtArchitecture(
+            "binance", key, secret, options=options, currency=quote, poll_interval=0.2,
+            stream_options={"method": "ticker"},  # stamped by the sandbox's (fast) clock
+        ) as system:  # fmt: skip
+            print(f"sandbox: {sandbox.url} (REST and websockets); agents: "
+                  f"{', '.join(system.agents)}", flush=True)  # fmt: skip
+            price = float(sandbox.quote(args.symbol)[1])
+            size = float(f"{args.cash * 0.1 / price:.3g}")  # a tenth of the cash
+            step = system.broker.step(args.symbol)  # the market's amount step
+            system.add_brain("sma", base=SmaCross, fast=5, slow=15, size=size, lot=step)
+            system["sma"].subscribe((args.symbol, 1, "Minutes"), 100)
+            system.stream([args.symbol])
+            status = _watch(system, args.bars, started)
+            if status:
+                return status
+            positions = system["trader"].get_attr("positions")
+            table = system.status()
+            columns = [c for c in ("kind", "pid", "alive", "running", "received", "sent",
+                                   "errors") if c in table.columns]  # fmt: skip
+            print(table[columns].to_string())
+    print(f"done in {time.monotonic() - started:.1f} s: positions {positions}, "
+          "all agents and the sandbox stopped")  # fmt: skip
+    print(f"logs: {system.log_path}")
+    return 0
+
+
+def _watch(system: Any, bars: int, started: float) -> int:
+    """Progress lines until the Brain has seen ``bars`` bars; 1 if the Feeder failed."""
+    last = 0.0
+    while True:
+        seen = system["sma"].get_attr("osm_bars")
+        error = system["feeder"].get_attr("feed_error")
+        if error:
+            print(f"the Feeder failed: {error}", file=sys.stderr)
+            return 1
+        if seen >= bars or time.monotonic() - last >= 2.0:
+            last = time.monotonic()
+            trader = system["trader"].osm_stats()
+            equity = trader.get("equity")
+            print(f"bars {seen:>5}  orders {trader['orders']:>3}  fills {trader['fills']:>3}"
+                  f"  equity {equity if equity is not None else float('nan'):>12,.2f}"
+                  f"  {time.monotonic() - started:5.1f} s", flush=True)  # fmt: skip
+        if seen >= bars:
+            return 0
+        time.sleep(0.1)

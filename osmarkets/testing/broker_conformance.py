@@ -218,6 +218,7 @@ class BrokerConformance:
         assert [e.kind for e in cancelled] == ["cancelled"], cancelled
         again = broker.cancel(order.client_id)
         assert again and all(e.kind == "rejected" and e.reason for e in again), again
+        assert not any(e.terminal for e in again)  # a refused request, not the order's end
         unknown = broker.cancel(venue.client_id())
         assert unknown and all(e.kind == "rejected" and e.reason for e in unknown)
         assert broker.position(venue.symbol) == pytest.approx(broker.position(venue.symbol))

@@ -479,7 +479,7 @@ class CcxtTradingBroker:
                 "filled", cid, info["symbol"], info["side"], delta, price, when, "",
                 commission, info["brain"], remaining, fee, currency,
             ))  # fmt: skip
-            self._hold(info["symbol"], info["side"], delta, fee, currency)
+            self._hold(info["symbol"], info["side"], delta, price, fee, currency)
             if remaining == 0.0:
                 info["ended"] = True
         status = str(snapshot.get("status") or "open")
@@ -545,7 +545,7 @@ class CcxtTradingBroker:
         stamp = trade.get("timestamp")
         commission = self._in_account_currency(info["symbol"], charged, currency, price)
         self.fill_conversions.append(1.0)
-        self._hold(info["symbol"], info["side"], size, charged, currency)
+        self._hold(info["symbol"], info["side"], size, price, charged, currency)
         return [OrderEvent(
             "filled", cid, info["symbol"], info["side"], size, price,
             int(stamp) * 1_000_000 if stamp else when, "", commission, info["brain"], remaining,
@@ -580,17 +580,29 @@ class CcxtTradingBroker:
             return 0.0
         return fee * mark
 
-    def _hold(self, symbol: str, side: str, size: float, fee: float, currency: str) -> None:
-        """A fill moves the position at once; the balances are read again at the next poll."""
+    def _hold(self, symbol: str, side: str, size: float, price: float, fee: float,
+              currency: str) -> None:  # fmt: skip
+        """A fill moves the position and the balances at once (so the equity never counts a
+        bought asset without its cost); the balances are read again at the next poll."""
         market = self._markets().get(symbol) or {}
+        base, quote = market.get("base"), market.get("quote")
         change = size if side == "buy" else -size
-        if currency and currency == market.get("base"):
+        if currency and currency == base:
             change -= fee  # the fee was taken from the asset received (position_change)
         held = self.positions.get(symbol, 0.0) + change
         if abs(held) <= _EPS * max(1.0, size):
             self.positions.pop(symbol, None)
         else:
             self.positions[symbol] = held
+        balances = self.balances
+        if base:
+            balances[base] = balances.get(base, 0.0) + change
+        if quote and math.isfinite(price):
+            cash = -size * price if side == "buy" else size * price
+            balances[quote] = balances.get(quote, 0.0) + cash - (fee if currency == quote else 0)
+        if currency and currency not in (base, quote):
+            balances[currency] = balances.get(currency, 0.0) - fee
+        self._revalue()
         self._last_account = 0.0
 
     def _reject(self, order: Order, reason: str) -> OrderEvent:

@@ -130,6 +130,17 @@ class CcxtLive(LiveBroker):
                 )
         return names
 
+    def step(self, symbol: str) -> float:
+        """The amount step of ``symbol`` (its sizes are multiples of it), from the markets read
+        in :meth:`open`."""
+        if self._client is None:
+            raise RuntimeError("CcxtLive: open() first")
+        market = self._client.markets.get(symbol)
+        if market is None:
+            raise ValueError(f"symbol: {symbol!r} is not a market of {self.exchange}")
+        precision = (market.get("precision") or {}).get("amount")
+        return float(precision) if precision else 0.0
+
     def trader_factory(self, state_path: str, poll_interval: float) -> Callable[[], Any]:
         from . import broker
 

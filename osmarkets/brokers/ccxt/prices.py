@@ -46,6 +46,16 @@ def ccxt_timeframe(timeframe: Any) -> str:
     return f"{tf.size}{unit}"
 
 
+def exchange_now(exchange: Any) -> int:
+    """The exchange's clock (ns): which candle is still forming is the exchange's call, and a
+    local clock may be skewed (or a sandbox's clock accelerated). The local clock if the
+    exchange cannot tell."""
+    if exchange.has.get("fetchTime"):
+        with contextlib.suppress(Exception):  # no answer: the local clock will do
+            return int(exchange.fetch_time()) * _MS
+    return time.time_ns()
+
+
 def closed_candles(
     exchange: Any, symbol: str, timeframe: Any, since_ns: int, *, limit: int = 1000,
     now_ns: int | None = None,
@@ -54,7 +64,7 @@ def closed_candles(
     ccxt's ``[ms, open, high, low, close, volume]`` rows (pages of ``limit``)."""
     tf = Timeframe.parse(timeframe)
     length_ms = tf.nanoseconds // _MS
-    now_ms = (time.time_ns() if now_ns is None else now_ns) // _MS
+    now_ms = (exchange_now(exchange) if now_ns is None else now_ns) // _MS
     since_ms = max(0, since_ns // _MS)
     rows: list[list[float]] = []
     code = ccxt_timeframe(tf)
@@ -113,7 +123,7 @@ class CcxtHistorySource:
         bsid = BarSeriesID.parse(bsid)
         exchange = exchange_from_settings(self.settings)
         length = bsid.timeframe.nanoseconds
-        now = time.time_ns()
+        now = exchange_now(exchange)
         since = (now // length - count - 1) * length
         rows = closed_candles(exchange, bsid.symbol, bsid.timeframe, since, now_ns=now)
         rows = rows[-count:] if count > 0 else []  # (rows[-0:] would be all of them)
@@ -136,12 +146,15 @@ def make_history_source(settings: Mapping[str, Any]) -> CcxtHistorySource:
 
 class CcxtPriceStream:
     """Quotes of ``symbols`` to ``on_quote(symbol, tick)``, in the calling thread (see the
-    module docstring). ``method``: ``'auto'`` (websockets where the exchange has
-    ``watchTicker``), ``'websocket'`` or ``'poll'``; ``poll_interval``: seconds between REST
-    reads when polling; ``backoff`` / ``max_backoff``: seconds before a reconnection, doubling
-    while connections fail; ``silence_timeout``: seconds without a quote after which a
-    connection is taken for dead. ``backfill(last_seen)`` is called (in this thread) before the
-    first quote after a reconnection, with the time of the last quote delivered per symbol."""
+    module docstring). ``method``: ``'auto'`` (the top of the book as it changes where the
+    exchange streams it, ``watch_bids_asks``, stamped on arrival; else ``watch_ticker``; else
+    REST polling), ``'websocket'`` (the same, never polling), ``'ticker'`` (the exchange's full
+    ticker stream, ``watch_ticker``: Binance's ``@ticker``, stamped by the exchange's clock)
+    or ``'poll'`` (``fetch_ticker`` every ``poll_interval`` seconds). ``backoff`` /
+    ``max_backoff``: seconds before a reconnection, doubling while connections fail;
+    ``silence_timeout``: seconds without a quote after which a connection is taken for dead.
+    ``backfill(last_seen)`` is called (in this thread) before the first quote after a
+    reconnection, with the time of the last quote delivered per symbol."""
 
     def __init__(
         self,
@@ -156,8 +169,10 @@ class CcxtPriceStream:
         max_backoff: float = 30.0,
         silence_timeout: float = 30.0,
     ) -> None:
-        if method not in ("auto", "websocket", "poll"):
-            raise ValueError(f"method: expected 'auto', 'websocket' or 'poll', got {method!r}")
+        if method not in ("auto", "websocket", "poll", "ticker"):
+            raise ValueError(
+                f"method: expected 'auto', 'websocket', 'ticker' or 'poll', got {method!r}"
+            )
         for name, value in (
             ("poll_interval", poll_interval),
             ("backoff", backoff),
@@ -211,6 +226,10 @@ class CcxtPriceStream:
         first = True
         while not self._stop.is_set():
             exchange = exchange_from_settings(self.settings, pro=True)
+            if self.method == "ticker" and not exchange.has.get("watchTicker"):
+                with contextlib.suppress(Exception):
+                    await exchange.close()
+                raise ValueError(f"method: {describe(exchange)} has no ticker stream")
             if self.method == "websocket" and not (
                 exchange.has.get("watchBidsAsks") or exchange.has.get("watchTicker")
             ):
@@ -248,7 +267,10 @@ class CcxtPriceStream:
         """One connection: quotes until it fails, falls silent or :meth:`stop`. True if it
         delivered a quote (the next reconnection then waits only ``backoff``)."""
         has = exchange.has
-        if self.method != "poll" and has.get("watchBidsAsks"):
+        if self.method == "ticker":
+            self.using = "ticker"
+            jobs = [self._tickers(exchange, symbol, watch=True) for symbol in self.symbols]
+        elif self.method != "poll" and has.get("watchBidsAsks"):
             self.using = "websocket"  # the top of book as it changes (Binance's bookTicker)
             jobs = [self._bids_asks(exchange)]
         elif self.method != "poll" and has.get("watchTicker"):
@@ -290,8 +312,12 @@ class CcxtPriceStream:
 
     async def _tickers(self, exchange: Any, symbol: str, watch: bool) -> bool:
         while not self._stop.is_set():
-            call = exchange.watch_ticker if watch else exchange.fetch_ticker
-            ticker = await asyncio.wait_for(call(symbol), self.silence_timeout)
+            if watch:  # Binance's full ticker (with the best bid and ask), not its miniTicker
+                params = {"name": "ticker"} if exchange.id.startswith("binance") else {}
+                call = exchange.watch_ticker(symbol, params)
+            else:
+                call = exchange.fetch_ticker(symbol)
+            ticker = await asyncio.wait_for(call, self.silence_timeout)
             self._deliver(symbol, ticker)
             if not watch:
                 await asyncio.sleep(self.poll_interval)

@@ -109,7 +109,9 @@ class ExchangeSandbox:
     quantity at each price level of the simulated book, one number or per symbol.
     ``weight_limit``: request weight allowed per minute (Binance: 6000); ``ban_seconds``: how
     long a client that ignores a 429 is banned with 418. ``clock``: milliseconds since the
-    epoch, for a simulated time.
+    epoch, for a simulated time of the market (prices, candles, trades, order times; a demo
+    runs it faster than real time); request timestamps (``recvWindow``) and weights follow the
+    wall clock, as the clients that send them do.
     """
 
     def __init__(
@@ -613,7 +615,7 @@ class ExchangeSandbox:
             weight = route.weight(params)
         except (BinanceError, ValueError):
             weight = 1
-        now = self.clock()
+        now = _wall_ms()  # weights are per real minute, as the clients spend them
         with self._lock:
             window = now // 60_000
             if window != self._weight_window:
@@ -675,7 +677,7 @@ class ExchangeSandbox:
         expected = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature.lower()):
             raise BinanceError(-1022, "Signature for this request is not valid.")
-        now = self.clock()
+        now = _wall_ms()  # the clients' clocks are real ones, whatever the market's time
         if timestamp >= now + 1000:
             raise BinanceError(
                 -1021, "Timestamp for this request was 1000ms ahead of the server's time."
@@ -953,3 +955,7 @@ class ExchangeSandbox:
 def _unsigned(raw: str) -> str:
     """``raw`` without its ``signature=`` parameter: what the signature covers."""
     return "&".join(part for part in raw.split("&") if not part.startswith("signature="))
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
