@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from ..brokers.base import Order, OrderEvent, make_order, position_change
+from ..data.types import Tick
 from .venues import Venue
 
 __all__ = ["BrokerConformance", "collect"]
@@ -70,6 +71,16 @@ def _moved(venue: Venue, fills: list[OrderEvent]) -> float:
     """How far ``fills`` move the position: their signed sizes, less a fee taken in the asset
     bought (a cash account's position is what it holds)."""
     return sum(position_change(f) for f in _fills(fills))
+
+
+def _wait(condition: Callable[[], Any], timeout: float, what: str, stream: Any) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if stream.error is not None:
+            raise stream.error
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
 
 
 def _needs(venue: Venue, *what: str) -> None:
@@ -361,6 +372,32 @@ class BrokerConformance:
         # its open orders are known: the far one cancels by client id
         assert [e.kind for e in second.cancel(far.client_id)] == ["cancelled"]
         self.flatten(venue, second)
+
+    # -- prices -------------------------------------------------------------------------------
+    def test_a_dropped_stream_reconnects_without_a_lost_bar(self, venue: Venue):
+        _needs(venue, "stream")
+        quotes: list[tuple[Tick, bool]] = []
+        stream = venue.open_stream(lambda tick, backfilled: quotes.append((tick, backfilled)))
+        try:
+            _wait(lambda: len(quotes) >= 5, 30, "the first quotes", stream)
+            venue.interrupt_stream()
+            _wait(lambda: any(b for _, b in quotes), 60, "the backfill after the gap", stream)
+            seen = len(quotes)
+            _wait(lambda: any(not b for _, b in quotes[seen:]), 30, "live quotes again", stream)
+        finally:
+            stream.stop()
+        times = [tick.time for tick, _ in quotes]
+        assert times == sorted(times) and len(set(times)) == len(times), "quotes out of order"
+        period = int(venue.bar_seconds * 1e9)
+        first = next(i for i, (_, b) in enumerate(quotes) if b)
+        before, after = quotes[first - 1][0].time, quotes[first][0].time
+        live_after = next(t.time for t, b in quotes[first:] if not b)
+        # at least one whole bar lies between the last quote before the gap and the first
+        # live one after it: without the backfill it would be lost
+        assert live_after // period - before // period >= 2, "the gap was too short"
+        bars = {t // period for t in times}
+        missing = [b for b in range(min(bars), max(bars) + 1) if b not in bars]
+        assert not missing, f"bars lost: {len(missing)} (backfill began {after - before} ns on)"
 
     # -- money ---------------------------------------------------------------------------------
     def test_balances_move_by_exactly_what_fills_and_fees_say(self, venue: Venue):

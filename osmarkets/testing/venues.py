@@ -14,8 +14,9 @@ import contextlib
 import itertools
 import os
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,6 +37,7 @@ CAPABILITIES = frozenset({
     "cash",  # a cash account: balances per asset (crypto spot) rather than a margin account
     "catalogue",  # the venue knows its instruments and refuses others (the simulated broker
     # trades whatever its data holds)
+    "stream",  # a price stream that reconnects and backfills (open_stream, interrupt_stream)
 })  # fmt: skip
 
 
@@ -60,6 +62,8 @@ class Venue:
     money_tolerance: float = 1e-9
     #: seconds a case waits for something the venue does on its own (a fill after a poll)
     timeout: float = 10.0
+    #: seconds of the bars the stream case checks (the backfill's candle length)
+    bar_seconds: int = 1
 
     _ids = itertools.count(1)
 
@@ -109,8 +113,44 @@ class Venue:
         """A size finer than the instrument's step."""
         raise NotImplementedError
 
+    def open_stream(self, on_quote: Callable[[Tick, bool], None]) -> StreamHandle:
+        """Start the adapter's price stream of ``symbol`` in a thread, with its backfill,
+        composed as the adapter's Feeder composes them: ``on_quote(tick, backfilled)`` for
+        every live quote and every backfill quote, in time order."""
+        raise NotImplementedError
+
+    def interrupt_stream(self) -> None:
+        """Cut the stream's connection now; the stream must stay away longer than two bars
+        (a reconnection backoff, a silence) so that, without its backfill, bars would be lost."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release what the venue holds (servers, files)."""
+
+
+class StreamHandle:
+    """A stream running in a thread: ``target()`` until ``stop()`` is called."""
+
+    def __init__(self, target: Callable[[], None], stop: Callable[[], None]) -> None:
+        self.error: BaseException | None = None
+        self._stop = stop
+
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # reported by stop()
+                self.error = exc
+
+        self._thread = threading.Thread(target=run, name="kit-stream", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"the stream did not stop within {timeout} s")
+        if self.error is not None:
+            raise self.error
 
 
 class SimulatedVenue(Venue):
@@ -177,7 +217,7 @@ class OandaSandboxVenue(Venue):
 
     capabilities = frozenset({
         "limit", "stop", "stop_loss", "take_profit", "reduce_only", "reconcile",
-        "lost_response", "catalogue",
+        "lost_response", "catalogue", "stream",
     })  # fmt: skip
     symbol = "EUR_USD"
     size = 1000.0
@@ -188,8 +228,12 @@ class OandaSandboxVenue(Venue):
         from ..brokers.oanda import OandaSandbox
 
         self._token = "kit-" + os.urandom(8).hex()
-        self.sandbox = OandaSandbox(token=self._token, instruments=[self.symbol], seed=3,
-                                    heartbeat=0.2, tick_interval=0.05).start()  # fmt: skip
+        # a clock ten times real time: a short reconnection loses several S5 bars
+        base, origin = time.time_ns(), time.monotonic_ns()
+        self.sandbox = OandaSandbox(
+            token=self._token, instruments=[self.symbol], seed=3, heartbeat=0.2,
+            tick_interval=0.05, clock=lambda: base + (time.monotonic_ns() - origin) * 10,
+        ).start()  # fmt: skip
         self._dir = tempfile.mkdtemp(prefix="osm-kit-")
         token_file = Path(self._dir) / "token"
         token_file.write_text(self._token)
@@ -227,6 +271,37 @@ class OandaSandboxVenue(Venue):
 
     def lose_response(self) -> None:
         self.sandbox.lose_order_responses(1)
+
+    bar_seconds = 5  # S5 candles: the finest OANDA has
+
+    def open_stream(self, on_quote: Callable[[Tick, bool], None]) -> StreamHandle:
+        from ..brokers.oanda.stream import PriceStream, backfill_gap
+        from ..brokers.oanda.trading import client_from_settings
+
+        client = client_from_settings(self.settings)
+        last = [0]
+        self.sandbox.release_price(self.symbol)  # a moving price
+        self.sandbox.drop_streams(after=40)  # the first connection ends after 40 messages
+
+        def on_price(price: Any) -> None:
+            if price.tradeable and price.tick.time > last[0]:
+                last[0] = price.tick.time
+                on_quote(price.tick, False)
+
+        def backfill(_seen: dict[str, int]) -> None:  # as OandaFeederAgent does
+            if last[0]:
+                for tick in backfill_gap(client, self.symbol, last[0], "S5").ticks:
+                    if tick.time > last[0]:
+                        last[0] = tick.time
+                        on_quote(tick, True)
+
+        # a reconnection waits 1.5 to 3 s, 15 to 30 s of the sandbox's clock: several S5 bars
+        stream = PriceStream(client, [self.symbol], on_price, backfill=backfill, backoff=3.0,
+                             max_backoff=3.0)  # fmt: skip
+        return StreamHandle(stream.run, lambda: stream.stop(timeout=0))
+
+    def interrupt_stream(self) -> None:
+        pass  # planned in open_stream: the sandbox ends the first connection by itself
 
     def close(self) -> None:
         import shutil

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ...testing.venues import Venue
+from ...data.types import Tick
+from ...testing.venues import StreamHandle, Venue
 from ..base import OrderEvent
 from .broker import CcxtTradingBroker
 from .client import write_secret_files
@@ -25,7 +27,7 @@ class ExchangeSandboxVenue(Venue):
 
     capabilities = frozenset({
         "limit", "ioc", "fok", "post_only", "partial_fills", "reconcile", "lost_response",
-        "fractional", "cash", "catalogue",
+        "fractional", "cash", "catalogue", "stream",
     })  # fmt: skip
     symbol = "BTC/USDT"
     size = 0.01
@@ -88,6 +90,50 @@ class ExchangeSandboxVenue(Venue):
 
     def lose_response(self) -> None:
         self.sandbox.lose_order_responses(1)
+
+    def open_stream(self, on_quote: Callable[[Tick, bool], None]) -> StreamHandle:
+        """The adapter's stream (Binance's bookTicker) and backfill (1-second candles), as
+        :class:`~osmarkets.agents.ccxt.CcxtFeederAgent` composes them; the sandbox ticks on its
+        own meanwhile (the venue's clock is otherwise manual)."""
+        from .client import exchange_from_settings
+        from .prices import CcxtPriceStream, backfill_quotes
+
+        rest = exchange_from_settings(self.settings)
+        last = [0]
+        spread = [0.0]
+        ticking = threading.Event()
+
+        def live(symbol: str, tick: Tick) -> None:
+            spread[0] = tick.ask - tick.bid
+            if tick.time > last[0]:
+                last[0] = tick.time
+                on_quote(tick, False)
+
+        def backfill(_seen: dict[str, int]) -> None:
+            if last[0]:
+                for tick in backfill_quotes(rest, self.symbol, last[0], spread[0], "S1").ticks:
+                    if tick.time > last[0]:
+                        last[0] = tick.time
+                        on_quote(tick, True)
+
+        def tick_loop() -> None:
+            while not ticking.wait(0.05):
+                self.sandbox.step()
+
+        self.sandbox.release_price(self.symbol)
+        threading.Thread(target=tick_loop, daemon=True, name="kit-sandbox-clock").start()
+        # a reconnection waits 1.5 to 3 s: more than two 1-second bars are missed meanwhile
+        stream = CcxtPriceStream(self.settings, [self.symbol], live, backfill=backfill,
+                                 backoff=3.0, max_backoff=3.0)  # fmt: skip
+
+        def stop() -> None:
+            stream.stop()
+            ticking.set()
+
+        return StreamHandle(stream.run, stop)
+
+    def interrupt_stream(self) -> None:
+        self.sandbox.drop_streams()
 
     def fine_size(self) -> float:
         return 0.00123
