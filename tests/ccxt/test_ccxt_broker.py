@@ -575,3 +575,18 @@ def test_the_state_file_is_private_and_bounded(sb, settings):
     path = Path(settings["state_path"])
     assert path.stat().st_mode & 0o077 == 0
     assert len(state(settings)) == 3  # ended orders are remembered (a re-send is looked up)
+
+
+# -- open orders the state file does not know -------------------------------------------------
+def test_a_restart_without_its_state_file_adopts_the_open_orders_it_placed(settings, sb):
+    first = new_broker(settings)
+    mine = make_order("bot-0123abcd-7", "buy", 0.01, BTC, "limit", 40_000.0, brain="bot")
+    assert kinds(first.submit(mine)) == ["accepted"]
+    exchange = ccxt.binance({**settings["options"], "apiKey": KEY, "secret": SECRET})
+    exchange.create_order(BTC, "limit", "buy", 0.01, 39_000.0, {"clientOrderId": "manual-1"})
+    Path(settings["state_path"]).unlink()  # the state file is lost with the machine
+    second = make_ccxt_broker(settings)
+    report = second.reconcile()
+    assert report.open_orders == ["bot-0123abcd-7"]  # not the order someone placed by hand
+    assert kinds(second.cancel("bot-0123abcd-7")) == ["cancelled"]
+    assert [o["clientOrderId"] for o in sb.orders() if o["status"] == "NEW"] == ["manual-1"]

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 _EPS = 1e-12
 # Binance spot's newClientOrderId (its futures also take ``.:/``, its spot answers -1100)
 _CID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,36}$")
+#: an osMarkets client id: '<brain>-<deployment: 8 hex digits>-<n>'
+_OSM_CID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,40}-[0-9a-f]{8}-[0-9]+$")
 _ENDED = ("closed", "canceled", "cancelled", "expired", "rejected")
 #: ended orders the state file remembers (the newest), so that a re-send after a restart is
 #: looked up rather than placed again
@@ -211,6 +213,7 @@ class CcxtTradingBroker:
         self._markets()
         self._refresh_account()
         held = dict(self.positions)
+        self._adopt_open_orders()
         missed: list[OrderEvent] = []
         for cid, info in list(self.orders.items()):
             if not info.get("ended"):
@@ -221,6 +224,34 @@ class CcxtTradingBroker:
         self._last_poll = time.monotonic()
         opened = [cid for cid, info in self.orders.items() if not info.get("ended")]
         return Reconciliation(dict(self.positions), dict(self.balances), opened, missed)
+
+    def _adopt_open_orders(self) -> None:
+        """Open orders at the exchange that carry an osMarkets client id this broker does not
+        follow (its state file was lost, or another machine placed them): followed from now on,
+        so that they cancel by client id and their fills are reported."""
+        import ccxt
+
+        self.exchange.options["warnOnFetchOpenOrdersWithoutSymbol"] = False  # all symbols
+        try:
+            opened = self.exchange.fetch_open_orders()
+        except ccxt.BaseError as exc:
+            log.warning("open orders unreadable (%s): only the state file's are followed",
+                        _reason(exc))  # fmt: skip
+            return
+        known = {info.get("xid") for info in self.orders.values()}
+        for order in opened:
+            xid = str(order.get("clientOrderId") or "")
+            if not _OSM_CID.match(xid) or xid in known or xid in self.orders:
+                continue
+            log.warning("adopting open order %s of %s (not in the state file)", xid,
+                        order.get("symbol"))  # fmt: skip
+            self.orders[xid] = {
+                "symbol": order.get("symbol"), "side": order.get("side"),
+                "amount": float(order.get("amount") or 0.0), "brain": xid.rsplit("-", 2)[0],
+                "xid": xid, "id": order.get("id"), "filled": 0.0, "cost": 0.0, "fees": {},
+                "ended": False, "sent": time.time(), "tif": order.get("timeInForce") or "GTC",
+                "accepted": True,
+            }  # fmt: skip
 
     def poll(self, force: bool = False) -> list[OrderEvent]:
         """Events of the orders followed, at most every ``poll_interval`` unless ``force``;
