@@ -41,6 +41,11 @@ CASES = {
         "saved to",
     ),  # fmt: skip
     "oanda_example": (["examples/oanda_example.py", "--state-dir", "{tmp}/state"], "bars "),
+    "ccxt_example": (["examples/ccxt_example.py", "--state-dir", "{tmp}/state"], "bars "),
+    "ccxt_demo": (
+        ["-m", "osmarkets", "demo", "--broker", "ccxt-sandbox", "--bars", "3000", "--speed", "60"],
+        "equity",
+    ),
 }
 # stderr lines that are not about the interrupt: where the logs are, progress bars, and what
 # Qt's offscreen platform says of every window
@@ -133,6 +138,7 @@ def test_ctrl_c_stops_everything_within_5_s_without_a_traceback(case: str) -> No
         for state in temp.glob("osm-state-*"):  # only a run's logs are kept
             assert [p.name for p in state.iterdir()] == ["logs"], list(state.iterdir())
         assert list(temp.glob("osm-oanda-*")) == []  # the token's private directory
+        assert list(temp.glob("osm-ccxt-*")) == []  # the exchange keys' private directory
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -49,8 +49,10 @@ class LoggerAgent(OsmAgent):
         self.osm_bind("SUB", "sub", handler=dict.fromkeys(LEVELS, self.osm_on_line))
 
     def shutdown(self) -> None:
-        if self._osm_file is not None:
-            self._osm_file.close()
+        # lines that still arrive while the loop winds down stay in memory only
+        file, self._osm_file = self._osm_file, None
+        if file is not None:
+            file.close()
         super().shutdown()
 
     def osm_on_line(self, data: bytes) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .live import LiveArchitecture
+
+if TYPE_CHECKING:
+    from ..brokers.ccxt.live import CcxtLive
 
 __all__ = ["CcxtArchitecture"]
 
@@ -33,6 +36,8 @@ class CcxtArchitecture(LiveArchitecture):
     ``poll_interval``, ``history_timeout``, the :class:`~osmarkets.architecture.Architecture`
     options).
     """
+
+    broker: CcxtLive
 
     def __init__(
         self,

@@ -68,7 +68,7 @@ class SimulatedArchitecture(Architecture):
     ``data``: a mapping of symbol to a bars or ticks DataFrame or a CSV/Parquet path; with
     ``None``, seeded synthetic quotes for ``symbols`` (``bars`` one-minute bars' worth).
     ``cash``, ``spread``, ``slippage``, ``commission``, ``margin_rate``, ``instruments``,
-    ``currency``, ``rates``, ``financing``, ``closeout``: the
+    ``currency``, ``rates``, ``financing``, ``closeout``, ``max_fill``: the
     :class:`~osmarkets.brokers.simulated.SimulatedBroker`'s options (an account currency
     switches on OANDA's money rules). The data options (``data_timeframe``, the alignment,
     ``calendar``, ``regular_hours``) are :func:`~osmarkets.backtest.backtest`'s. ``speed``: 0
@@ -106,6 +106,7 @@ class SimulatedArchitecture(Architecture):
         rates: Mapping[str, float] | None = None,
         financing: Mapping[str, Any] | None = None,
         closeout: float | None = CLOSEOUT_LEVEL,
+        max_fill: float | dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
         from ..brokers.simulated import SimulatedBroker
@@ -143,7 +144,7 @@ class SimulatedArchitecture(Architecture):
         factory = functools.partial(
             SimulatedBroker, cash, spread=spread, slippage=slippage, commission=commission,
             margin_rate=margin_rate, instruments=specs, currency=currency, rates=rates,
-            financing=financing, closeout=closeout,
+            financing=financing, closeout=closeout, max_fill=max_fill,
         )  # fmt: skip
         check = factory()  # bad options fail here, in the caller
         if check.account is not None:

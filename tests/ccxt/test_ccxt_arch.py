@@ -190,3 +190,22 @@ def test_a_wrong_secret_fails_before_any_process(sandbox):
 def test_bad_options_name_the_option(kw, field):
     with pytest.raises(ValueError, match=field):
         CcxtArchitecture(**kw)
+
+
+def test_the_demo_runs_on_the_exchange_sandbox(capsys) -> None:
+    import re
+
+    from osmarkets.cli import main
+
+    assert main(["demo", "--broker", "ccxt-sandbox", "--bars", "30", "--speed", "1200"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"bars +[3-9]\d", out) and "all agents and the sandbox stopped" in out
+    assert "SmaCross on BTC/USDT" in out
+
+
+def test_the_demo_refuses_a_symbol_the_exchange_sandbox_lacks(capsys) -> None:
+    from osmarkets.cli import main
+
+    assert main(["demo", "--broker", "ccxt-sandbox", "--symbol", "EUR_USD"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--symbol" in err[0] and "BTC/USDT" in err[0]
