@@ -24,7 +24,6 @@ def add_parser(subparsers: Any) -> None:
         "Brain, a Trader on the simulated broker and the Overmind; no account or data needed.",
         **examples(
             "osmarkets demo",
-            "osmarkets demo --bars 1000 --seed 3 --cash 10000",
             "osmarkets demo --broker oanda-sandbox --speed 600",
             "osmarkets demo --broker ccxt-sandbox --symbol BTC/USDT",
         ),

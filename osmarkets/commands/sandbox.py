@@ -22,7 +22,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         **examples(
             "osmarkets sandbox",
             "osmarkets sandbox --port 8080 --token-file token.txt --instruments EUR_USD,GBP_USD",
-            "osmarkets sandbox --port 0 --seed 7 --heartbeat 1",
             "osmarkets sandbox --exchange binance --port 8090 --symbols BTC/USDT,ETH/USDT",
         ),
     )
