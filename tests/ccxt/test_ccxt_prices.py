@@ -112,7 +112,7 @@ def assert_increasing(recorder, symbols=(BTC, ETH)):
 
 def without_websockets(settings):
     """The settings of an exchange that has no websocket quotes."""
-    no_ws = {"watchBidsAsks": False, "watchTicker": False}
+    no_ws = {"watchBidsAsks": False, "watchOrderBook": False, "watchTicker": False}
     return {**settings, "options": {**settings["options"], "has": no_ws}}
 
 
@@ -339,3 +339,25 @@ def test_history_source_repr_holds_no_credentials(sb, settings):
     source = CcxtHistorySource({**settings, "options": sb.ccxt_options()})
     assert sb.api_key not in repr(source) and sb.secret not in repr(source)
     assert repr(source) == "CcxtHistorySource(exchange='binance')"
+
+
+@pytest.mark.parametrize(("method", "stamped"), [("book", False), ("ticker", True)])
+def test_order_book_tops_and_the_full_ticker_are_quote_sources(sb, settings, method, stamped):
+    with Recorder(settings, method=method, silence_timeout=5.0) as rec:
+        rec.wait_quotes(6)
+        assert rec.stream.using == method
+        bid, ask, _ = sb.quote(BTC)
+        latest = rec.quotes(BTC)[-1]
+        assert (
+            latest.bid < latest.ask and abs(latest.mid - float(bid + ask) / 2) < 0.01 * latest.mid
+        )
+    assert_increasing(rec)
+    if stamped:  # the exchange's event time (ms), not the moment it arrived
+        assert all(t.time % 1_000_000 == 0 for t in rec.quotes(BTC)[:3])
+
+
+def test_auto_uses_the_order_book_where_the_top_of_book_stream_is_missing(sb, settings):
+    options = {**settings["options"], "has": {"watchBidsAsks": False}}
+    with Recorder({**settings, "options": options}, silence_timeout=5.0) as rec:
+        rec.wait_quotes(4)
+        assert rec.stream.using == "book"

@@ -144,13 +144,20 @@ def make_history_source(settings: Mapping[str, Any]) -> CcxtHistorySource:
     return CcxtHistorySource(settings)
 
 
+#: how :class:`CcxtPriceStream` reads quotes
+METHODS = ("auto", "websocket", "book", "ticker", "poll")
+
+
 class CcxtPriceStream:
     """Quotes of ``symbols`` to ``on_quote(symbol, tick)``, in the calling thread (see the
     module docstring). ``method``: ``'auto'`` (the top of the book as it changes where the
-    exchange streams it, ``watch_bids_asks``, stamped on arrival; else ``watch_ticker``; else
-    REST polling), ``'websocket'`` (the same, never polling), ``'ticker'`` (the exchange's full
-    ticker stream, ``watch_ticker``: Binance's ``@ticker``, stamped by the exchange's clock)
-    or ``'poll'`` (``fetch_ticker`` every ``poll_interval`` seconds). ``backoff`` /
+    exchange streams it, ``watch_bids_asks``, stamped on arrival; else the top of its order
+    book stream, ``watch_order_book``; else ``watch_ticker``; else REST polling),
+    ``'websocket'`` (the same, never polling), ``'book'`` (``watch_order_book``'s best bid and
+    ask, stamped by the exchange where it says when), ``'ticker'`` (the exchange's full ticker
+    stream, ``watch_ticker``: Binance's ``@ticker``, stamped by the exchange's clock) or
+    ``'poll'`` (``fetch_ticker`` every ``poll_interval`` seconds). ``watch_trades`` is not a
+    source: trades carry no bid and ask. ``backoff`` /
     ``max_backoff``: seconds before a reconnection, doubling while connections fail;
     ``silence_timeout``: seconds without a quote after which a connection is taken for dead.
     ``backfill(last_seen)`` is called (in this thread) before the first quote after a
@@ -169,10 +176,8 @@ class CcxtPriceStream:
         max_backoff: float = 30.0,
         silence_timeout: float = 30.0,
     ) -> None:
-        if method not in ("auto", "websocket", "poll", "ticker"):
-            raise ValueError(
-                f"method: expected 'auto', 'websocket', 'ticker' or 'poll', got {method!r}"
-            )
+        if method not in METHODS:
+            raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
         for name, value in (
             ("poll_interval", poll_interval),
             ("backoff", backoff),
@@ -226,13 +231,15 @@ class CcxtPriceStream:
         first = True
         while not self._stop.is_set():
             exchange = exchange_from_settings(self.settings, pro=True)
-            if self.method == "ticker" and not exchange.has.get("watchTicker"):
+            needs = {"ticker": "watchTicker", "book": "watchOrderBook"}.get(self.method)
+            if needs and not exchange.has.get(needs):
                 with contextlib.suppress(Exception):
                     await exchange.close()
-                raise ValueError(f"method: {describe(exchange)} has no ticker stream")
-            if self.method == "websocket" and not (
-                exchange.has.get("watchBidsAsks") or exchange.has.get("watchTicker")
-            ):
+                raise ValueError(f"method: {describe(exchange)} has no {needs}")
+            if self.method == "websocket" and not any(
+                exchange.has.get(name) for name in ("watchBidsAsks", "watchOrderBook",
+                                                     "watchTicker")
+            ):  # fmt: skip
                 with contextlib.suppress(Exception):
                     await exchange.close()
                 raise ValueError(
@@ -267,9 +274,15 @@ class CcxtPriceStream:
         """One connection: quotes until it fails, falls silent or :meth:`stop`. True if it
         delivered a quote (the next reconnection then waits only ``backoff``)."""
         has = exchange.has
+        auto = self.method in ("auto", "websocket")
         if self.method == "ticker":
             self.using = "ticker"
             jobs = [self._tickers(exchange, symbol, watch=True) for symbol in self.symbols]
+        elif self.method == "book" or (
+            auto and not has.get("watchBidsAsks") and has.get("watchOrderBook")
+        ):
+            self.using = "book"
+            jobs = [self._books(exchange, symbol) for symbol in self.symbols]
         elif self.method != "poll" and has.get("watchBidsAsks"):
             self.using = "websocket"  # the top of book as it changes (Binance's bookTicker)
             jobs = [self._bids_asks(exchange)]
@@ -308,6 +321,29 @@ class CcxtPriceStream:
                 if symbol in self.symbols and seen.get(symbol) != update:
                     seen[symbol] = update
                     self._deliver(symbol, book)
+        return True
+
+    async def _books(self, exchange: Any, symbol: str) -> bool:
+        seen = None
+        while not self._stop.is_set():
+            book = await asyncio.wait_for(exchange.watch_order_book(symbol, 5),
+                                          self.silence_timeout)  # fmt: skip
+            bids, asks = book.get("bids") or [], book.get("asks") or []
+            if not bids or not asks:
+                continue  # an empty side: no quote
+            top = (bids[0][0], asks[0][0], bids[0][1], asks[0][1])
+            if top != seen:  # a change deeper in the book is not a new quote
+                seen = top
+                self._deliver(
+                    symbol,
+                    {
+                        "bid": top[0],
+                        "ask": top[1],
+                        "bidVolume": top[2],
+                        "askVolume": top[3],
+                        "timestamp": book.get("timestamp"),
+                    },
+                )
         return True
 
     async def _tickers(self, exchange: Any, symbol: str, watch: bool) -> bool:
