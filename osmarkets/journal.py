@@ -38,7 +38,7 @@ from typing import Any
 
 import msgspec
 
-from .brokers.base import Order, OrderEvent, event_key
+from .brokers.base import Order, OrderEvent, event_key, position_change
 from .data.types import Bar
 
 JOURNAL_NAME = "journal.sqlite"
@@ -348,7 +348,7 @@ class Journal:
         delivered to it again, and counted then)."""
         held: dict[str, float] = {}
         for fill in self.fills(brain, acked=True):
-            value = held.get(fill.symbol, 0.0) + fill.signed_size
+            value = held.get(fill.symbol, 0.0) + position_change(fill)
             held[fill.symbol] = 0.0 if abs(value) < 1e-9 else value
         return {symbol: value for symbol, value in held.items() if value}
 

@@ -96,6 +96,14 @@ def test_events_are_recorded_once_and_acknowledged(journal) -> None:
     assert journal.recovery_point("nobody") is None
 
 
+def test_positions_count_a_fee_taken_in_the_asset_bought(journal) -> None:
+    buy = OrderEvent("filled", "bot-ab-1", "BTC/USDT", "buy", 0.01, 50_000.0, 5, "", 0.5,
+                     "bot", 0.0, 0.00001, "BTC")  # fmt: skip
+    journal.record_events([buy])
+    journal.checkpoint("bot", {}, acked=event_key(buy))
+    assert journal.positions("bot") == {"BTC/USDT": pytest.approx(0.00999)}  # what is held
+
+
 def test_a_recovery_point_that_is_not_data_is_refused(journal) -> None:
     with pytest.raises(TypeError):
         journal.checkpoint("bot", {"user": object()})

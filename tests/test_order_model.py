@@ -264,3 +264,47 @@ def test_send_order_takes_the_new_fields_and_refuses_a_naive_expiry():
     (row,) = result.orders.itertuples()
     assert row.state == "expired" and math.isnan(row.fill_price)
     assert errors and "timezone-aware" in errors[0]
+
+
+# -- edges found in review ---------------------------------------------------------------------
+def test_a_margin_failure_after_partial_fills_cancels_the_rest_never_rejects():
+    broker = SimulatedBroker(1_000, margin_rate=0.02, max_fill=10_000)
+    broker.on_tick("X", tick(0, 1.1, 1.1001))
+    broker.submit(order(size=44_000))  # affordable at 1.1
+    events = []
+    for k, bid in enumerate([1.1, 1.09, 1.09, 1.09, 1.09], start=1):  # the price falls
+        events += broker.on_tick("X", tick(k, bid, bid + 0.0001))
+    fills = [e for e in events if e.kind == "filled"]
+    assert fills and not [e for e in events if e.kind == "rejected"]
+    (end,) = [e for e in events if e.terminal]
+    assert end.kind == "cancelled" and "insufficient margin" in end.reason
+    assert end.size == pytest.approx(44_000 - sum(f.size for f in fills))
+
+
+def test_the_rest_of_a_triggered_stop_fills_as_a_market_order():
+    broker = primed(max_fill=1_000)
+    broker.submit(order(size=3_000, type="stop", price=102.0))
+    first = run(broker, (102.5, 103.0))  # triggers: 1,000 fill
+    assert [(e.kind, e.size) for e in first] == [("filled", 1_000.0)]
+    rest = run(broker, (95.0, 96.0), (94.0, 95.0))  # back below the stop: the rest still fills
+    assert [(e.kind, e.size, e.price) for e in rest] == [
+        ("filled", 1_000.0, 96.0), ("filled", 1_000.0, 95.0),
+    ]  # fmt: skip
+    assert rest[-1].terminal and broker.position("X") == 3_000
+
+
+def test_a_copy_of_a_pending_order_is_refused_without_ending_it():
+    broker = primed()
+    original = order(type="limit", price=90.0)
+    broker.submit(original)
+    (copy,) = broker.submit(original)
+    assert copy.kind == "rejected" and "duplicate" in copy.reason and not copy.terminal
+    assert [e.kind for e in broker.cancel(original.client_id)] == ["cancelled"]
+
+
+def test_cancelling_an_order_that_ended_unfilled_says_so():
+    broker = primed()
+    broker.submit(order(type="limit", price=90.0, time_in_force="IOC"))
+    run(broker, (99.0, 101.0))
+    (refused,) = broker.cancel("b-1")
+    assert (refused.kind, refused.reason, refused.terminal) == ("rejected", "already ended", False)

@@ -37,7 +37,7 @@ import zmq
 from osbrain.address import AgentAddress
 
 from .. import wire
-from ..brokers.base import OrderEvent, check_order, event_key
+from ..brokers.base import OrderEvent, check_order, event_key, position_change
 from ..journal import Journal
 from .base import OsmAgent, dumps
 from .risk import RiskLimits
@@ -377,7 +377,7 @@ class TraderAgent(OsmAgent):
             return
         reported: dict[str, float] = {}
         for fill in self.journal.fills():
-            reported[fill.symbol] = reported.get(fill.symbol, 0.0) + fill.signed_size
+            reported[fill.symbol] = reported.get(fill.symbol, 0.0) + position_change(fill)
         for symbol in sorted(set(account) | set(reported)):
             held, known = float(account.get(symbol, 0.0)), reported.get(symbol, 0.0)
             if abs(held - known) > 1e-6:
@@ -485,7 +485,7 @@ class TraderAgent(OsmAgent):
             }
         for fill in self.fills:
             if fill.brain == brain:
-                held = positions.get(fill.symbol, 0.0) + fill.signed_size
+                held = positions.get(fill.symbol, 0.0) + position_change(fill)
                 positions[fill.symbol] = 0.0 if abs(held) < 1e-9 else held
         seen = {event_key(e) for e in self.fills if e.brain == brain}
         seen.update(event_key(e) for _, e in self.observed if e.brain == brain)

@@ -462,7 +462,11 @@ class SimulatedBroker:
         if reason is None and order.client_id in self._ended:
             return []  # a copy of an order that has ended: its events were reported
         if reason is None and self._is_pending(order.client_id):
-            reason = f"duplicate client id {order.client_id!r}"
+            # a refused request (size 0), not the end of the order that holds the id
+            event = self._event(
+                "rejected", order, reason=f"duplicate client id {order.client_id!r}"
+            )
+            return [event._replace(size=0.0)]
         if reason is None:
             reason = self._flag_problem(order)
         if reason is None:
@@ -519,7 +523,10 @@ class SimulatedBroker:
                     self._mit_up.pop(client_id, None)
                     self._refresh_active(symbol)
                     return [self._end(order, "cancelled by request")]
-        reason = "already filled" if client_id in self._filled else "unknown order"
+        reason = (
+            "already filled" if client_id in self._filled
+            else "already ended" if client_id in self._ended else "unknown order"
+        )  # fmt: skip
         return [OrderEvent("rejected", client_id, "", "", 0.0, time=self._now, reason=reason)]
 
     @staticmethod
@@ -670,7 +677,9 @@ class SimulatedBroker:
             return
         remaining = []
         for order in orders:
-            now = order.type == "market" or order.time_in_force in ("IOC", "FOK")
+            now = order.type == "market" or order.time_in_force in ("IOC", "FOK") or (
+                self._triggered(order)
+            )  # fmt: skip
             if not now or order.client_id in self._touched:
                 remaining.append(order)
                 continue
@@ -686,11 +695,16 @@ class SimulatedBroker:
         self._pending[symbol] = remaining
         self._refresh_active(symbol)
 
+    def _triggered(self, order: Order) -> bool:
+        """A stop or market-if-touched order that has triggered and filled in part: the rest
+        is a market order (it fills at the next prices, wherever they are)."""
+        return order.type in ("stop", "market_if_touched") and order.client_id in self._left
+
     def _marketable_at(self, order: Order, bid: float, ask: float) -> float | None:
         """The price ``order`` fills at now, at (``bid``, ``ask``), or None if it cannot."""
         buy = order.side == "buy"
         market = ask + self.slippage if buy else bid - self.slippage
-        if order.type == "market":
+        if order.type == "market" or self._triggered(order):
             return market
         level: float = order.price  # type: ignore[assignment]
         touch = ask if buy else bid
@@ -722,8 +736,8 @@ class SimulatedBroker:
     def _triggers(self, symbol: str, bid: float, ask: float) -> list[_Trigger]:
         found = []
         for order in self._pending.get(symbol, ()):
-            if order.client_id in self._touched:
-                continue  # partly filled at this price: the rest waits for the next one
+            if order.client_id in self._touched or self._triggered(order):
+                continue  # partly filled at this price, or a triggered stop's market rest
             buy = order.side == "buy"
             level: float = order.price  # type: ignore[assignment]
             if order.type == "limit":
@@ -833,8 +847,10 @@ class SimulatedBroker:
             )
         except NoConversion as exc:
             problem = str(exc)
-        if problem is not None:
-            events.append(self._end(order, problem, time, kind="rejected"))
+        if problem is not None:  # 'rejected' only if nothing of it executed
+            partly = cid in self._left
+            events.append(self._end(order, f"{problem}: the rest cancelled" if partly else problem,
+                                    time, kind="cancelled" if partly else "rejected"))  # fmt: skip
             return False
         event = self._apply_fill(
             order.symbol, order.side, size, price, time, cid, order.brain, "", order,

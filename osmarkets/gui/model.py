@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..brokers.base import OrderEvent
+from ..brokers.base import OrderEvent, position_change
 from ..data.aggregate import TickAggregator
 from ..data.series import frame_to_records
 from ..data.timeframes import BarSeriesID
@@ -466,7 +466,7 @@ class Blotter:
         self.fills += 1
         self.commission += event.commission
         pos = self.positions.setdefault(event.symbol, Position(event.symbol))
-        signed = event.signed_size
+        signed = position_change(event)  # a fee taken in the asset bought is not held
         price = float(event.price)
         if pos.units == 0 or (pos.units > 0) == (signed > 0):
             total = pos.units + signed

@@ -164,6 +164,9 @@ def test_credentials_stay_in_the_private_directory(sandbox, monkeypatch):
             assert key not in repr(system[name].get_attr("osm_cfg")), name
             assert secret not in repr(system[name].get_attr("osm_cfg")), name
         assert key not in repr(system.broker) and key not in system.broker.state_file
+        # the agents that read public data only never get the credentials' files
+        assert "key_file" not in repr(system["feeder"].get_attr("osm_cfg"))
+        assert "secret_file" not in repr(system["router"].get_attr("osm_cfg"))
         log = system.log_path
     assert not private.exists()
     text = Path(log).read_text() if log and Path(log).exists() else ""
@@ -185,6 +188,7 @@ def test_a_wrong_secret_fails_before_any_process(sandbox):
     ("kw", "field"),
     [({"exchange": "nope"}, "exchange"), ({"currency": ""}, "currency"),
      ({"backfill": "D"}, "backfill"), ({"options": {"apiKey": "x"}}, "options"),
+     ({"options": {"password": "x"}}, "password"),
      ({"order_deadline": 0}, "order_deadline")],
 )  # fmt: skip
 def test_bad_options_name_the_option(kw, field):

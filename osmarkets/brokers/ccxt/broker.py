@@ -61,12 +61,14 @@ KEEP_ENDED = 2000
 
 class Reconciliation(NamedTuple):
     """What a (re)started broker found: positions (symbol -> base units), the balances, the
-    client ids of the open orders it follows, and the events it had missed."""
+    client ids of the open orders it follows, the events it had missed, and the open orders
+    with an osMarkets client id it does not follow (left alone)."""
 
     positions: dict[str, float]
     balances: dict[str, float]
     open_orders: list[str]
     missed_events: list[OrderEvent]
+    foreign_orders: list[str] = []
 
 
 def make_ccxt_broker(settings: Mapping[str, Any]) -> CcxtTradingBroker:
@@ -128,6 +130,7 @@ class CcxtTradingBroker:
         self._last_poll = 0.0
         self._last_account = 0.0
         self._markets_loaded = False
+        self._applying = True  # fills move the positions and balances (not in a replay)
         self._saved = ""  # the state file's text as last written
 
     def __repr__(self) -> str:
@@ -212,46 +215,40 @@ class CcxtTradingBroker:
         self._load()
         self._markets()
         self._refresh_account()
-        held = dict(self.positions)
-        self._adopt_open_orders()
+        foreign = self._foreign_open_orders()
         missed: list[OrderEvent] = []
-        for cid, info in list(self.orders.items()):
-            if not info.get("ended"):
-                missed += self._follow(cid, info)
-        self.positions = held  # the balances already hold the missed fills
-        self._revalue()
+        self._applying = False  # the balances just read hold the missed fills already
+        try:
+            for cid, info in list(self.orders.items()):
+                if not info.get("ended"):
+                    missed += self._follow(cid, info)
+        finally:
+            self._applying = True
         self._save()
         self._last_poll = time.monotonic()
         opened = [cid for cid, info in self.orders.items() if not info.get("ended")]
-        return Reconciliation(dict(self.positions), dict(self.balances), opened, missed)
+        return Reconciliation(dict(self.positions), dict(self.balances), opened, missed, foreign)
 
-    def _adopt_open_orders(self) -> None:
+    def _foreign_open_orders(self) -> list[str]:
         """Open orders at the exchange that carry an osMarkets client id this broker does not
-        follow (its state file was lost, or another machine placed them): followed from now on,
-        so that they cancel by client id and their fills are reported."""
+        follow (its state file was lost, another deployment shares the account, or a previous
+        run left them): logged and listed, never adopted. Whose they are is a guess, and a
+        guess would report their fills to a Brain that never sent them."""
         import ccxt
 
         self.exchange.options["warnOnFetchOpenOrdersWithoutSymbol"] = False  # all symbols
         try:
             opened = self.exchange.fetch_open_orders()
         except ccxt.BaseError as exc:
-            log.warning("open orders unreadable (%s): only the state file's are followed",
-                        _reason(exc))  # fmt: skip
-            return
+            log.warning("open orders unreadable (%s)", _reason(exc))
+            return []
         known = {info.get("xid") for info in self.orders.values()}
-        for order in opened:
-            xid = str(order.get("clientOrderId") or "")
-            if not _OSM_CID.match(xid) or xid in known or xid in self.orders:
-                continue
-            log.warning("adopting open order %s of %s (not in the state file)", xid,
-                        order.get("symbol"))  # fmt: skip
-            self.orders[xid] = {
-                "symbol": order.get("symbol"), "side": order.get("side"),
-                "amount": float(order.get("amount") or 0.0), "brain": xid.rsplit("-", 2)[0],
-                "xid": xid, "id": order.get("id"), "filled": 0.0, "cost": 0.0, "fees": {},
-                "ended": False, "sent": time.time(), "tif": order.get("timeInForce") or "GTC",
-                "accepted": True,
-            }  # fmt: skip
+        foreign = [str(o.get("clientOrderId") or "") for o in opened]
+        foreign = [xid for xid in foreign if _OSM_CID.match(xid) and xid not in known]
+        for xid in foreign:
+            log.warning("open order %s is not this deployment's state: left as it is (cancel "
+                        "it at the exchange if it is stale)", xid)  # fmt: skip
+        return foreign
 
     def poll(self, force: bool = False) -> list[OrderEvent]:
         """Events of the orders followed, at most every ``poll_interval`` unless ``force``;
@@ -446,6 +443,15 @@ class CcxtTradingBroker:
             log.warning("order %s: lookup failed (%s)", cid, _reason(exc))
             return []
         if snapshot is None:
+            if info.get("accepted") or info.get("id") or info["filled"] > 0:
+                # the exchange had it: no longer found (an exchange that forgets old orders)
+                # is not a reject; its outcome stays unknown, said once
+                if not info.get("lost"):
+                    info["lost"] = True
+                    log.error("order %s: the exchange no longer finds it; its last known "
+                              "state stands (%g of %g filled)", cid, info["filled"],
+                              info["amount"])  # fmt: skip
+                return []
             if time.time() - float(info.get("sent") or 0) < self.absent_after:
                 return []  # maybe still on its way
             info["ended"] = True
@@ -460,75 +466,88 @@ class CcxtTradingBroker:
     def _resend(self, cid: str) -> list[OrderEvent]:
         """A copy of an order we know: its events again, if this broker has not reported them
         (a previous incarnation may have died before delivering them)."""
+        import ccxt
+
         info = self.orders[cid]
         if cid in self._session:
             return []
+        # the fills counted so far are in the positions and balances: reported, not applied
         report = {**info, "filled": 0.0, "cost": 0.0, "fees": {}, "ended": False,
-                  "accepted": False, "trades": []}  # fmt: skip
-        held = dict(self.positions)
-        events = self._follow(cid, report)
-        if info.get("ended"):  # it ended before the restart: the balances read hold its fills
-            self.positions = held
-            self._revalue()
-        self.orders[cid] = {**report, "sent": info.get("sent")}
+                  "accepted": False, "trades": [], "counted": info["filled"]}  # fmt: skip
+        try:
+            snapshot = self._lookup(report)
+        except ccxt.BaseError as exc:  # the order's record stays as it was
+            log.warning("order %s: lookup failed (%s)", cid, _reason(exc))
+            return []
+        if snapshot is None:
+            return self._follow(cid, info)  # not found: as any followed order
+        events = self._absorb(cid, report, snapshot)
+        report.pop("counted", None)
+        self.orders[cid] = report
         self._save()
         return events
 
     def _absorb(self, cid: str, info: dict[str, Any], snapshot: Mapping[str, Any],
                 cancelled: str = "") -> list[OrderEvent]:  # fmt: skip
-        """Events for what ``snapshot`` (a ccxt order) shows beyond what ``info`` had."""
+        """Events for what ``snapshot`` (a ccxt order) shows beyond what ``info`` had.
+
+        One source of fills per order, so that none is counted twice: its trades (one event
+        each, with its fee) where the exchange lists them, else its totals (the units filled
+        since we last looked, at their average price). An exchange's trade list may lag the
+        order's total: while the order is open the fills wait for their trades; once it has
+        ended, what the trades still lack is reported from the totals, and a trade that comes
+        later is never counted beyond the order's total."""
         self.unresolved.pop(cid, None)
         info["id"] = snapshot.get("id") or info.get("id")
         events: list[OrderEvent] = []
-        stamp = int(snapshot.get("lastTradeTimestamp") or snapshot.get("timestamp") or 0)
-        when = stamp * 1_000_000 if stamp else time.time_ns()
+        created = int(snapshot.get("timestamp") or 0)
         if not info.get("accepted"):
             info["accepted"] = True
+            when = created * 1_000_000 if created else time.time_ns()
             events.append(self._event("accepted", cid, info, info["amount"], time=when))
-        trades = snapshot.get("trades") or []
+        stamp = int(snapshot.get("lastTradeTimestamp") or created or 0)
+        when = stamp * 1_000_000 if stamp else time.time_ns()
         filled = float(snapshot.get("filled") or 0.0)
-        if not trades and filled > info["filled"] + _EPS and info.get("id"):
-            trades = self._order_trades(info)  # their prices and fees, one by one
-        for trade in trades:  # one event per trade, where the exchange tells them
-            events += self._trade(cid, info, trade, when)
-        cost = float(snapshot.get("cost") or 0.0)
-        delta = filled - info["filled"]
-        if delta > _EPS * max(1.0, info["amount"]):
-            price = (
-                (cost - info["cost"]) / delta
-                if cost > info["cost"]
-                else float(snapshot.get("average") or snapshot.get("price") or math.nan)
-            )
-            fee, currency = self._fee_delta(info, snapshot)
-            info["filled"], info["cost"] = filled, cost
-            remaining = max(0.0, info["amount"] - filled)
-            if remaining <= _EPS * max(1.0, info["amount"]):
-                remaining = 0.0
-            commission = self._in_account_currency(info["symbol"], fee, currency, price)
-            self.fill_conversions.append(1.0)
-            events.append(OrderEvent(
-                "filled", cid, info["symbol"], info["side"], delta, price, when, "",
-                commission, info["brain"], remaining, fee, currency,
-            ))  # fmt: skip
-            self._hold(info["symbol"], info["side"], delta, price, fee, currency)
-            if remaining == 0.0:
-                info["ended"] = True
         status = str(snapshot.get("status") or "open")
-        if status in _ENDED and not info["ended"]:
+        ended = status in _ENDED
+        tolerance = _EPS * max(1.0, info["amount"])
+        trades = list(snapshot.get("trades") or [])
+        by_trades = bool(trades) or bool(self.exchange.has.get("fetchOrderTrades"))
+        if not trades and by_trades and filled > info["filled"] + tolerance and info.get("id"):
+            trades = self._order_trades(info)
+        if by_trades:
+            for trade in trades:
+                size = float(trade.get("amount") or 0.0)
+                key = str(trade.get("id") or "")
+                seen = info.setdefault("trades", [])
+                if not key or key in seen or size <= 0:
+                    continue
+                if info["filled"] + size > filled + tolerance:
+                    # beyond the order's total: counted from the totals already (a trade list
+                    # that lagged), or ahead of an order status that lags (counted next time)
+                    continue
+                seen.append(key)
+                fee = trade.get("fee") or {}
+                stamped = int(trade.get("timestamp") or 0) * 1_000_000 or when
+                events.append(self._fill(
+                    cid, info, size, float(trade.get("price") or math.nan), stamped,
+                    float(fee.get("cost") or 0.0), str(fee.get("currency") or ""),
+                ))  # fmt: skip
+        if filled > info["filled"] + tolerance and (ended or not by_trades):
+            delta = filled - info["filled"]
+            cost = float(snapshot.get("cost") or 0.0)
+            price = (cost - info["cost"]) / delta if cost > info["cost"] else float(
+                snapshot.get("average") or snapshot.get("price") or math.nan
+            )  # fmt: skip
+            fee, currency = self._fee_delta(info, snapshot)
+            events.append(self._fill(cid, info, delta, price, when, fee, currency))
+        if ended and not info["ended"]:
             info["ended"] = True
             rest = max(0.0, info["amount"] - info["filled"])
             if status == "rejected" and info["filled"] <= 0:
-                events.append(
-                    self._event(
-                        "rejected",
-                        cid,
-                        info,
-                        rest,
-                        time=when,
-                        reason=f"rejected by {describe(self.exchange)}",
-                    )
-                )
-            else:
+                reason = f"rejected by {describe(self.exchange)}"
+                events.append(self._event("rejected", cid, info, rest, time=when, reason=reason))
+            elif rest > tolerance:
                 # (Binance ends an IOC / FOK order that could not fill 'EXPIRED')
                 why = cancelled or (
                     f"{info.get('tif')}: the rest could not fill at once"
@@ -541,47 +560,35 @@ class CcxtTradingBroker:
         return events
 
     def _order_trades(self, info: Mapping[str, Any]) -> list[Any]:
-        """The order's trades (with their fees), or [] if the exchange cannot tell them: the
-        fill is then reported from the order's totals."""
+        """The order's trades (with their fees); [] if they cannot be read now (the fills
+        then wait for the next look)."""
         import ccxt
 
-        if not self.exchange.has.get("fetchOrderTrades"):
-            return []
         try:
             return list(self.exchange.fetch_order_trades(info["id"], info["symbol"]))
         except ccxt.BaseError as exc:
             log.warning("order %s: trades unreadable (%s)", info["id"], _reason(exc))
             return []
 
-    def _trade(self, cid: str, info: dict[str, Any], trade: Mapping[str, Any],
-               when: int) -> list[OrderEvent]:  # fmt: skip
-        """The fill of one trade of the order, unless it was reported (its id is kept)."""
-        key = str(trade.get("id") or "")
-        seen = info.setdefault("trades", [])
-        size = float(trade.get("amount") or 0.0)
-        if not key or key in seen or size <= 0:
-            return []
-        seen.append(key)
-        price = float(trade.get("price") or math.nan)
-        fee = trade.get("fee") or {}
-        charged, currency = float(fee.get("cost") or 0.0), str(fee.get("currency") or "")
+    def _fill(self, cid: str, info: dict[str, Any], size: float, price: float, when: int,
+              fee: float, currency: str) -> OrderEvent:  # fmt: skip
+        """A fill of ``size`` at ``price``: the order's record, the position and balances, and
+        its event (``remaining`` 0 ends the order)."""
         if currency:
             fees = info.setdefault("fees", {})
-            fees[currency] = float(fees.get(currency, 0.0)) + charged
+            fees[currency] = float(fees.get(currency, 0.0)) + fee
         info["filled"] += size
         info["cost"] += size * price
         remaining = max(0.0, info["amount"] - info["filled"])
         if remaining <= _EPS * max(1.0, info["amount"]):
             remaining, info["ended"] = 0.0, True
-        stamp = trade.get("timestamp")
-        commission = self._in_account_currency(info["symbol"], charged, currency, price)
+        commission = self._in_account_currency(info["symbol"], fee, currency, price)
         self.fill_conversions.append(1.0)
-        self._hold(info["symbol"], info["side"], size, price, charged, currency)
-        return [OrderEvent(
-            "filled", cid, info["symbol"], info["side"], size, price,
-            int(stamp) * 1_000_000 if stamp else when, "", commission, info["brain"], remaining,
-            charged, currency,
-        )]  # fmt: skip
+        counted = info.get("counted", 0.0)  # a replay: units already in the positions
+        if self._applying and info["filled"] > counted + _EPS * max(1.0, info["amount"]):
+            self._hold(info["symbol"], info["side"], size, price, fee, currency)
+        return OrderEvent("filled", cid, info["symbol"], info["side"], size, price, when, "",
+                          commission, info["brain"], remaining, fee, currency)  # fmt: skip
 
     def _fee_delta(self, info: dict[str, Any], snapshot: Mapping[str, Any]) -> tuple[float, str]:
         """The fee charged since we last looked, in its currency (one currency per order)."""
@@ -590,12 +597,11 @@ class CcxtTradingBroker:
         for fee in fees:
             if fee and fee.get("cost") is not None and fee.get("currency"):
                 totals[fee["currency"]] = totals.get(fee["currency"], 0.0) + float(fee["cost"])
-        seen = info.setdefault("fees", {})
+        seen = info.get("fees") or {}
         for currency, total in totals.items():
             delta = total - float(seen.get(currency, 0.0))
-            seen[currency] = total
             if delta > 0:
-                return delta, currency
+                return delta, currency  # recorded by _fill
         return 0.0, ""
 
     def _in_account_currency(self, symbol: str, fee: float, currency: str, price: float) -> float:

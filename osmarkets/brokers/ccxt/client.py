@@ -17,6 +17,10 @@ from typing import Any
 from ...secrecy import disable_core_dumps
 
 KEY_ENV = "CCXT_API_KEY"
+#: ccxt's credential fields: never accepted in ``options`` (they would reach agent
+#: configurations, which a proxy can read); the key and secret travel in files
+CREDENTIAL_FIELDS = ("apiKey", "secret", "uid", "login", "password", "twofa", "privateKey",
+                     "walletAddress", "token")  # fmt: skip
 SECRET_ENV = "CCXT_SECRET"
 _KEY_FILE = "ccxt-api-key"
 _SECRET_FILE = "ccxt-secret"
@@ -59,6 +63,7 @@ def exchange_from_settings(settings: Mapping[str, Any], *, pro: bool = False) ->
     config["enableRateLimit"] = True
     key = _read(settings.get("key_file"), KEY_ENV)
     secret = _read(settings.get("secret_file"), SECRET_ENV)
+    config["verbose"] = False  # verbose ccxt prints every request's headers (the API key)
     if key:
         config["apiKey"] = key
     if secret:
@@ -94,5 +99,5 @@ class _Redacting(logging.LoggerAdapter):
 
 
 def describe(exchange: Any) -> str:
-    """An exchange for logs and reprs: its id and host, never its credentials."""
+    """An exchange for logs and reprs: its id, never its credentials."""
     return f"{exchange.id}"

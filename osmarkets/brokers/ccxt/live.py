@@ -12,7 +12,14 @@ from typing import Any, ClassVar
 
 from ...data.timeframes import Timeframe
 from ..live import LiveBroker
-from .client import KEY_ENV, SECRET_ENV, describe, exchange_from_settings, write_secret_files
+from .client import (
+    CREDENTIAL_FIELDS,
+    KEY_ENV,
+    SECRET_ENV,
+    describe,
+    exchange_from_settings,
+    write_secret_files,
+)
 
 __all__ = ["CcxtLive"]
 
@@ -61,8 +68,12 @@ class CcxtLive(LiveBroker):
             raise ValueError(f"exchange: expected a ccxt exchange id, got {exchange!r}")
         if options is not None and not isinstance(options, Mapping):
             raise ValueError(f"options: expected a mapping of ccxt options, got {options!r}")
-        if {"apiKey", "secret"} & set(options or {}):
-            raise ValueError("options: pass api_key= and secret=, not in options")
+        credentials = sorted(set(CREDENTIAL_FIELDS) & set(options or {}))
+        if credentials:
+            raise ValueError(
+                f"options: {', '.join(credentials)} are credentials: pass api_key= and "
+                "secret= (exchanges that need more credentials are not supported yet)"
+            )
         if not isinstance(currency, str) or not currency:
             raise ValueError(f"currency: expected an asset code, got {currency!r}")
         if not Timeframe.parse(backfill).is_intraday:
@@ -108,7 +119,11 @@ class CcxtLive(LiveBroker):
             if key:
                 client.fetch_balance()  # fail fast: a wrong key or secret
         except ccxt.BaseError as exc:
-            raise type(exc)(f"{describe(client)}: {str(exc)[:300]}") from None
+            text = str(exc)
+            for value in (key, secret):  # an HTTP error may echo the request
+                if value:
+                    text = text.replace(value, "***")
+            raise type(exc)(f"{describe(client)}: {text[:300]}") from None
         if key:  # one state file per account; the key itself never reaches a file name
             self._account = hashlib.sha256(key.encode()).hexdigest()[:12]
 
@@ -159,10 +174,15 @@ class CcxtLive(LiveBroker):
         if not Timeframe.parse(backfill).is_intraday:
             raise ValueError(f"backfill: expected an intraday granularity, got {backfill!r}")
         cfg = {
-            "instruments": list(symbols), "ccxt": dict(self.settings), "backfill": backfill,
+            "instruments": list(symbols), "ccxt": self._public(), "backfill": backfill,
             "stream": dict(self.stream_options, **dict(options.get("stream") or {})),
         }  # fmt: skip
         return "osmarkets.agents.ccxt:CcxtFeederAgent", cfg
 
     def history_source(self) -> dict[str, Any] | None:
-        return {"kind": "ccxt", "settings": dict(self.settings)}
+        return {"kind": "ccxt", "settings": self._public()}
+
+    def _public(self) -> dict[str, Any]:
+        """The settings of the agents that read public data only (Feeders, the Router's
+        history): without the credentials' files, which their processes then never read."""
+        return {k: v for k, v in self.settings.items() if k not in ("key_file", "secret_file")}
