@@ -55,7 +55,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-__all__ = ["LiveBroker", "load_object", "write_secret_file"]
+__all__ = ["LiveBroker", "feeder_options", "load_object", "write_secret_file"]
 
 
 class LiveBroker(abc.ABC):
@@ -146,6 +146,23 @@ class LiveBroker(abc.ABC):
         (:func:`osmarkets.agents.history.register_history_source`); None: no history on
         subscribe."""
         return None
+
+
+def feeder_options(
+    options: Mapping[str, Any], backfill: str, stream: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """``system.stream``'s Feeder options (``backfill``, ``stream``; a :class:`ValueError`
+    names any other) over the adapter's defaults: the backfill's granularity (intraday) and
+    the stream's keyword arguments."""
+    from ..data.timeframes import Timeframe
+
+    unknown = set(options) - {"backfill", "stream"}
+    if unknown:
+        raise ValueError(f"stream: unknown option(s) {', '.join(sorted(unknown))}")
+    chosen = options.get("backfill") or backfill
+    if not Timeframe.parse(chosen).is_intraday:
+        raise ValueError(f"backfill: expected an intraday granularity, got {chosen!r}")
+    return chosen, dict(stream, **dict(options.get("stream") or {}))
 
 
 def write_secret_file(directory: str | os.PathLike[str], name: str, secret: str) -> str:

@@ -177,17 +177,16 @@ def test_a_dropped_connection_reconnects_and_backfills_before_the_first_new_quot
 def test_reconnecting_after_good_connections_waits_only_the_backoff(sb, settings):
     """The wait doubles while connections fail, not when a connection that delivered quotes
     ends (they all end by an error: dropped, silent)."""
-    gaps = []
     with Recorder(settings, backoff=0.2, max_backoff=30.0, silence_timeout=5.0) as rec:
         rec.wait_quotes(2)
         for drop in range(1, 5):
             mark = len(rec.events)
-            dropped = time.monotonic()
             sb.drop_streams()
             wait_for(lambda d=drop: rec.stream.reconnects >= d)
             rec.wait_quotes(1, after=mark + 1, timeout=15)
-            gaps.append(time.monotonic() - dropped)
-    assert max(gaps) < 1.5, gaps  # 0.2 s each (the doubling would reach 3.2 s)
+    # the waits the stream chose (not timed: the machine may be slow): 0.2 s each, where the
+    # doubling would have reached 3.2 s
+    assert list(rec.stream.waits) == [0.2] * 4
 
 
 def test_a_silent_connection_is_taken_for_dead_and_replaced(sb, settings):
@@ -209,9 +208,9 @@ def test_stop_from_another_thread_returns_run_promptly(sb, settings, method):
         rec.wait_quotes(1, symbols=(BTC,))
         stopping = time.monotonic()
         rec.stream.stop()
-        rec.thread.join(5)
-        assert not rec.thread.is_alive()
-        assert time.monotonic() - stopping < 2.0
+        rec.thread.join(10)
+        assert not rec.thread.is_alive()  # the poll interval and backoff are 30 s
+        assert time.monotonic() - stopping < 10.0
     assert rec.error is None
 
 
@@ -223,13 +222,13 @@ def test_stop_during_a_backoff_wait_and_before_run(sb, settings):
         wait_for(lambda: rec.stream.errors >= 1)  # waiting 30 s before reconnecting
         stopping = time.monotonic()
         rec.stream.stop()
-        rec.thread.join(5)
-        assert time.monotonic() - stopping < 2.0
+        rec.thread.join(10)
+        assert time.monotonic() - stopping < 10.0  # not the 30 s backoff
     early = CcxtPriceStream(settings, [BTC], lambda s, t: None)
     early.stop()
     started = time.monotonic()
     early.run()  # stopped before it started: returns at once
-    assert time.monotonic() - started < 2.0 and early.connections == 0
+    assert time.monotonic() - started < 10.0 and early.connections == 0
 
 
 @pytest.mark.parametrize(

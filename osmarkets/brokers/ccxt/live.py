@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ...data.timeframes import Timeframe
-from ..live import LiveBroker
+from ..live import LiveBroker, feeder_options
 from .client import (
     CREDENTIAL_FIELDS,
     KEY_ENV,
@@ -22,8 +22,6 @@ from .client import (
 )
 
 __all__ = ["CcxtLive"]
-
-_STREAM_OPTIONS = frozenset({"backfill", "stream"})
 
 
 class CcxtLive(LiveBroker):
@@ -167,16 +165,9 @@ class CcxtLive(LiveBroker):
     def feeder(
         self, symbols: Sequence[str], options: Mapping[str, Any]
     ) -> tuple[type | str, dict[str, Any]]:
-        unknown = set(options) - _STREAM_OPTIONS
-        if unknown:
-            raise ValueError(f"stream: unknown option(s) {', '.join(sorted(unknown))}")
-        backfill = options.get("backfill") or self.backfill
-        if not Timeframe.parse(backfill).is_intraday:
-            raise ValueError(f"backfill: expected an intraday granularity, got {backfill!r}")
-        cfg = {
-            "instruments": list(symbols), "ccxt": self._public(), "backfill": backfill,
-            "stream": dict(self.stream_options, **dict(options.get("stream") or {})),
-        }  # fmt: skip
+        backfill, stream = feeder_options(options, self.backfill, self.stream_options)
+        cfg = {"instruments": list(symbols), "ccxt": self._public(), "backfill": backfill,
+               "stream": stream}  # fmt: skip
         return "osmarkets.agents.ccxt:CcxtFeederAgent", cfg
 
     def history_source(self) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -198,6 +199,8 @@ class CcxtPriceStream:
         self.max_backoff = float(max_backoff)
         self.silence_timeout = float(silence_timeout)
         self.connections = 0
+        #: seconds waited before each of the last 100 reconnections
+        self.waits: deque[float] = deque(maxlen=100)
         self.reconnects = 0
         self.quotes = 0
         self.errors = 0
@@ -267,6 +270,7 @@ class CcxtPriceStream:
             # (they all do: dropped, silent): only failing ones make the wait grow
             delivered = self.quotes > quotes
             wait = self.backoff if delivered else min(self.max_backoff, wait * 2)
+            self.waits.append(wait)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 

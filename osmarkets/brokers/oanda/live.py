@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ...data.timeframes import Timeframe
-from ..live import LiveBroker
+from ..live import LiveBroker, feeder_options
 from .client import OandaClient
 from .trading import TOKEN_ENV, write_token_file
 
 __all__ = ["OandaLive"]
-
-_STREAM_OPTIONS = frozenset({"backfill", "stream"})
 
 
 class OandaLive(LiveBroker):
@@ -128,16 +126,9 @@ class OandaLive(LiveBroker):
     def feeder(
         self, symbols: Sequence[str], options: Mapping[str, Any]
     ) -> tuple[type | str, dict[str, Any]]:
-        unknown = set(options) - _STREAM_OPTIONS
-        if unknown:
-            raise ValueError(f"stream: unknown option(s) {', '.join(sorted(unknown))}")
-        backfill = options.get("backfill") or self.backfill
-        if not Timeframe.parse(backfill).is_intraday:
-            raise ValueError(f"backfill: expected an intraday granularity, got {backfill!r}")
-        cfg = {
-            "instruments": list(symbols), "oanda": dict(self.settings), "backfill": backfill,
-            "stream": dict(self.stream_options, **dict(options.get("stream") or {})),
-        }  # fmt: skip
+        backfill, stream = feeder_options(options, self.backfill, self.stream_options)
+        cfg = {"instruments": list(symbols), "oanda": dict(self.settings),
+               "backfill": backfill, "stream": stream}  # fmt: skip
         return "osmarkets.agents.oanda:OandaFeederAgent", cfg
 
     def history_source(self) -> dict[str, Any] | None:
