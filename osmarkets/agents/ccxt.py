@@ -21,8 +21,7 @@ from ..brokers.ccxt.client import exchange_from_settings
 from ..brokers.ccxt.prices import CcxtPriceStream, backfill_quotes
 from ..data.types import Tick
 from .base import OsmAgent, dumps
-from .feeder import zmq_url
-from .oanda import BACKFILL_CHUNK
+from .feeder import push_backfill, zmq_url
 
 
 class CcxtFeederAgent(OsmAgent):
@@ -100,9 +99,7 @@ class CcxtFeederAgent(OsmAgent):
                     continue
                 fresh = [tuple(t) for t in gap.ticks if t.time > last[symbol]]
                 with sending:
-                    for start in range(0, len(fresh), BACKFILL_CHUNK):
-                        chunk = fresh[start : start + BACKFILL_CHUNK]
-                        push.send(dumps(("backfill", symbol, chunk)))
+                    push_backfill(push, symbol, fresh)
                     if fresh:
                         last[symbol] = int(fresh[-1][0])
                         self.feed_sent += len(fresh)

@@ -19,6 +19,16 @@ import zmq
 from .. import feeds
 from .base import OsmAgent, dumps
 
+#: backfill quotes per message (a long gap goes in several: the Router stays responsive)
+BACKFILL_CHUNK = 4000
+
+
+def push_backfill(push: Any, symbol: str, quotes: list[tuple]) -> None:
+    """Send a gap's synthetic ``quotes`` to the Router as ``backfill`` messages (the Router
+    marks the bars they complete), :data:`BACKFILL_CHUNK` quotes at most each."""
+    for start in range(0, len(quotes), BACKFILL_CHUNK):
+        push.send(dumps(("backfill", symbol, quotes[start : start + BACKFILL_CHUNK])))
+
 
 def zmq_url(address: Any) -> str:
     """The ZeroMQ endpoint of an osBrain AgentAddress."""

@@ -31,10 +31,7 @@ from ..brokers.oanda.trading import client_from_settings
 from ..data.timeframes import Timeframe
 from ..data.types import Tick
 from .base import OsmAgent, dumps
-from .feeder import zmq_url
-
-#: backfill quotes per message (a long gap goes in several: the Router stays responsive)
-BACKFILL_CHUNK = 4000
+from .feeder import push_backfill, zmq_url
 
 
 class OandaFeederAgent(OsmAgent):
@@ -122,8 +119,7 @@ class OandaFeederAgent(OsmAgent):
                     continue
                 fresh.append(tuple(tick))
                 newest = tick.time
-            for start in range(0, len(fresh), BACKFILL_CHUNK):
-                push.send(dumps(("backfill", symbol, fresh[start : start + BACKFILL_CHUNK])))
+            push_backfill(push, symbol, fresh)
             if fresh:
                 last[symbol] = newest
                 self.feed_sent += len(fresh)

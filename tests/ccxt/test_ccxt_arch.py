@@ -11,6 +11,7 @@ from pathlib import Path
 
 import ccxt
 import pytest
+from ccxt_support import wait_for
 
 from osmarkets import Brain
 from osmarkets.architecture import CcxtArchitecture
@@ -18,16 +19,6 @@ from osmarkets.brokers.ccxt import ExchangeSandbox
 
 pytestmark = pytest.mark.timeout(180)
 SYMBOL = "BTC/USDT"
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class BuyThenSell(Brain):

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from ccxt_support import wait_for
 
 pytest.importorskip("ccxt")
 import ccxt  # noqa: E402
@@ -36,18 +37,6 @@ BTC = "BTC/USDT"
 KEY = "k3yK3yK3y" + "a1" * 20
 SECRET = "s3cr3tS3cr3t" + "b2" * 20
 BINANCE_CID = re.compile(r"^[a-zA-Z0-9_-]{1,36}$")  # Binance spot's newClientOrderId
-
-
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.02):
-    """The first truthy value of ``condition()`` within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 @pytest.fixture

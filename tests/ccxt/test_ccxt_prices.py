@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from ccxt_support import wait_for
 
 pytest.importorskip("ccxt")
 import ccxt  # noqa: E402
@@ -30,17 +31,6 @@ from osmarkets.data.types import BAR_DTYPE  # noqa: E402
 
 BTC, ETH = "BTC/USDT", "ETH/USDT"
 MIN = 60_000_000_000  # ns
-
-
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")

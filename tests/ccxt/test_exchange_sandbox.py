@@ -17,6 +17,7 @@ import urllib.request
 from decimal import Decimal as D
 
 import pytest
+from ccxt_support import wait_for
 
 pytest.importorskip("ccxt")
 import ccxt  # noqa: E402
@@ -26,16 +27,6 @@ from osmarkets.brokers.ccxt import ExchangeSandbox  # noqa: E402
 
 BTC = "BTC/USDT"
 FORM = "application/x-www-form-urlencoded"
-
-
-def wait_for(condition, timeout: float = 5.0, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def client(sb, **extra):

@@ -289,9 +289,10 @@ class CcxtTradingBroker:
         if cid in self.orders:  # a copy: look it up, never place it again
             self.duplicates += 1
             return self._resend(cid)
-        reason, amount, price = self._refusal(order)
-        if reason:
-            return [self._reject(order, reason)]
+        try:
+            amount, price = self._checked(order)
+        except _Refused as exc:
+            return [self._reject(order, str(exc))]
         info = {
             "symbol": order.symbol, "side": order.side, "amount": amount, "brain": order.brain,
             "xid": exchange_client_id(cid), "id": None, "filled": 0.0, "cost": 0.0,
@@ -332,8 +333,7 @@ class CcxtTradingBroker:
         if info is None:
             return [OrderEvent("rejected", client_id, "", "", 0.0, reason="unknown order")]
         if info.get("ended"):
-            why = "already filled" if info["filled"] >= info["amount"] - _EPS else "already ended"
-            return [self._event("rejected", client_id, info, 0.0, reason=why)]
+            return [self._event("rejected", client_id, info, 0.0, reason=_ended(info))]
         try:
             snapshot = self.exchange.cancel_order(
                 info["id"], info["symbol"], {} if info["id"] else {"clientOrderId": info["xid"]}
@@ -341,8 +341,7 @@ class CcxtTradingBroker:
         except ccxt.OrderNotFound:
             events = self._follow(client_id, info)  # it ended meanwhile: say how
             if info.get("ended"):
-                why = "already filled" if info["filled"] >= info["amount"] - _EPS else "ended"
-                events.append(self._event("rejected", client_id, info, 0.0, reason=why))
+                events.append(self._event("rejected", client_id, info, 0.0, reason=_ended(info)))
             self._save()
             return events
         except ccxt.BaseError as exc:
@@ -352,45 +351,44 @@ class CcxtTradingBroker:
         return events
 
     # -- placing and following -------------------------------------------------------------------
-    def _refusal(self, order: Order) -> tuple[str, float, float | None]:
-        """Why the exchange cannot take ``order`` as asked (''), its amount and price."""
+    def _checked(self, order: Order) -> tuple[float, float | None]:
+        """``order``'s amount and price as the exchange takes them; :class:`_Refused` naming
+        why the exchange cannot take it as asked."""
         import ccxt
 
         name = describe(self.exchange)
         if order.reduce_only:
-            return f"reduce_only: {name} spot has no reduce-only orders", 0.0, None
+            raise _Refused(f"reduce_only: {name} spot has no reduce-only orders")
         if order.stop_loss is not None or order.take_profit is not None or order.trailing_stop:
-            return f"stop_loss/take_profit: {name} spot cannot attach them to an order", 0.0, None
+            raise _Refused(f"stop_loss/take_profit: {name} spot cannot attach them to an order")
         if order.type not in ("market", "limit"):
-            return f"{order.type}: {name} spot takes market and limit orders only", 0.0, None
+            raise _Refused(f"{order.type}: {name} spot takes market and limit orders only")
         if order.time_in_force == "GTD":
-            return f"GTD: {name} spot has no good-till-date orders", 0.0, None
+            raise _Refused(f"GTD: {name} spot has no good-till-date orders")
         if order.type == "market" and order.time_in_force == "FOK":
-            return f"FOK: {name} spot market orders cannot be fill-or-kill", 0.0, None
+            raise _Refused(f"FOK: {name} spot market orders cannot be fill-or-kill")
         try:
             market = self._markets().get(order.symbol)
         except ccxt.BaseError as exc:
-            return f"cannot read {name}'s markets: {_reason(exc)}", 0.0, None
+            raise _Refused(f"cannot read {name}'s markets: {_reason(exc)}") from None
         if market is None:
-            return f"unknown symbol {order.symbol!r} on {name}", 0.0, None
+            raise _Refused(f"unknown symbol {order.symbol!r} on {name}")
         try:
             amount = float(self.exchange.amount_to_precision(order.symbol, order.size))
         except ccxt.BaseError as exc:
-            return f"size {order.size:g}: {_reason(exc)}", 0.0, None
+            raise _Refused(f"size {order.size:g}: {_reason(exc)}") from None
         if not math.isclose(amount, order.size, rel_tol=1e-9):
             step = (market.get("precision") or {}).get("amount")
-            return (
-                f"size {order.size!r} is not a multiple of the step {step} for {order.symbol}",
-                0.0, None,
-            )  # fmt: skip
-        price = None
-        if order.type == "limit":
-            assert order.price is not None
-            try:
-                price = float(self.exchange.price_to_precision(order.symbol, order.price))
-            except ccxt.BaseError as exc:  # below the tick
-                return f"price {order.price:g}: {_reason(exc)}", 0.0, None
-        return "", amount, price
+            raise _Refused(
+                f"size {order.size!r} is not a multiple of the step {step} for {order.symbol}"
+            )
+        if order.type != "limit":
+            return amount, None
+        assert order.price is not None
+        try:
+            return amount, float(self.exchange.price_to_precision(order.symbol, order.price))
+        except ccxt.BaseError as exc:  # below the tick
+            raise _Refused(f"price {order.price:g}: {_reason(exc)}") from None
 
     def _lost(self, order: Order, info: dict[str, Any], exc: Exception) -> list[OrderEvent]:
         """The answer to ``order`` was lost: look it up by its client id until the deadline."""
@@ -671,6 +669,15 @@ def _valid_record(info: Any) -> bool:
         and isinstance(info.get("fees", {}), dict)
         and isinstance(info.get("trades", []), list)
     )
+
+
+class _Refused(ValueError):
+    """An order the exchange cannot take as asked: the reason, before any request."""
+
+
+def _ended(info: Mapping[str, Any]) -> str:
+    """Why a cancel of an ended order is refused."""
+    return "already filled" if info["filled"] >= info["amount"] - _EPS else "already ended"
 
 
 def _reason(exc: BaseException) -> str:
