@@ -750,6 +750,10 @@ class Architecture:
             if issubclass(unraisable.exc_type, KeyboardInterrupt) and self._interrupted:
                 self._redeliver(0.2)
                 return
+            # Ctrl-C that landed inside a Pyro4 proxy's __init__ leaves a half-built proxy
+            # whose __del__ raises AttributeError when it is collected: noise, not news.
+            if self._interrupted and _is_half_built_proxy(unraisable):
+                return
             previous_unraisable(unraisable)
 
         sys.unraisablehook = redeliver
@@ -918,3 +922,14 @@ def _kill(process: Any) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGKILL)
     process.join(5)
+
+
+def _is_half_built_proxy(unraisable: Any) -> bool:
+    """True for the AttributeError a Pyro4 ``Proxy.__del__`` raises on a proxy whose
+    ``__init__`` a Ctrl-C cut short."""
+    where = unraisable.object
+    return (
+        issubclass(unraisable.exc_type, AttributeError)
+        and getattr(where, "__qualname__", "") == "Proxy.__del__"
+        and getattr(where, "__module__", "") == "Pyro4.core"
+    )
