@@ -343,6 +343,21 @@ class Journal:
             sql += " AND acked=1"
         return [_decode_event(row[0]) for row in self._query(sql + " ORDER BY id", args)]
 
+    def open_orders(self) -> dict[str, str]:
+        """Client id -> Brain of the orders accepted and not ended (no terminal event)."""
+        rows = self._query(
+            "SELECT body FROM events WHERE client_id IN "
+            "(SELECT client_id FROM events WHERE kind='accepted') ORDER BY id"
+        )
+        pending: dict[str, str] = {}
+        for row in rows:
+            event = _decode_event(row[0])
+            if event.terminal:
+                pending.pop(event.client_id, None)
+            elif event.kind == "accepted":
+                pending[event.client_id] = event.brain
+        return pending
+
     def positions(self, brain: str) -> dict[str, float]:
         """``brain``'s positions from the fills it acknowledged (those it did not are
         delivered to it again, and counted then)."""

@@ -28,7 +28,8 @@ from .brokers.base import OrderEvent
 __all__ = ["Notification", "Notifier", "Rules"]
 
 #: what a rule can ask to be told
-KINDS = ("fill", "rejection", "error", "restart", "death", "drawdown", "daily_loss", "summary")
+KINDS = ("fill", "rejection", "error", "restart", "death", "control", "drawdown", "daily_loss",
+         "summary")  # fmt: skip
 
 
 class Notification(NamedTuple):
@@ -43,7 +44,8 @@ class Notification(NamedTuple):
 @dataclass(frozen=True)
 class Rules:
     """What is sent. ``fills``, ``rejections``, ``errors`` (the Logger's errors),
-    ``restarts`` and ``deaths`` (of agents) switch those on or off; ``drawdown`` (a fraction:
+    ``restarts`` and ``deaths`` (of agents), ``controls`` (the operator's pause, resume,
+    flatten, cancel and kill switch) switch those on or off; ``drawdown`` (a fraction:
     0.05 tells when the equity falls 5 % below its peak) and ``daily_loss`` (account currency
     lost since the day's first equity) are thresholds, told once each time they are crossed;
     ``summary_at`` (``'HH:MM'``) in ``summary_zone`` (an IANA zone) sends a daily summary.
@@ -57,6 +59,7 @@ class Rules:
     errors: bool = True
     restarts: bool = True
     deaths: bool = True
+    controls: bool = True
     drawdown: float | None = None
     daily_loss: float | None = None
     summary_at: str | None = None
@@ -68,7 +71,7 @@ class Rules:
     retry_backoff: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("fills", "rejections", "errors", "restarts", "deaths"):
+        for name in ("fills", "rejections", "errors", "restarts", "deaths", "controls"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"rules {name}: expected True or False")
         if self.drawdown is not None and not _number(self.drawdown, 0.0, 1.0, strict=True):
@@ -173,6 +176,11 @@ class Notifier:
             raise ValueError(f"on_agent: expected 'restarted' or 'died', got {what!r}")
         if getattr(self.rules, kind + "s"):
             self._put(kind, f"agent {name} {what}" + (f": {detail}" if detail else ""))
+
+    def on_control(self, text: str) -> None:
+        """An operator's control (pause, resume, flatten, cancel, kill switch)."""
+        if self.rules.controls:
+            self._put("control", text)
 
     def on_log(self, level: str, line: str) -> None:
         """A line of the Logger's: errors are told, if the rules say so."""

@@ -129,7 +129,8 @@ class OsmAgent(osbrain.Agent):
         # address there): they stay in this process's attributes only
         cfg = dict(getattr(self, "osm_cfg", None) or {})
         keys = cfg.pop("keys", None)
-        self.osm_secrets = {key: cfg.pop(key) for key in ("auth", "brain_auth") if key in cfg}
+        secret = ("auth", "brain_auth", "informer_urls")
+        self.osm_secrets = {key: cfg.pop(key) for key in secret if key in cfg}
         self.osm_cfg = cfg
         self.osm_keys: DeploymentKeys | None = keys if isinstance(keys, DeploymentKeys) else None
         self.osm_gate: CurveGate | None = None

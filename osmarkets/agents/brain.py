@@ -106,6 +106,12 @@ class BrainAgent(OsmAgent):
         self.osm_cause_rank = 0
         self.osm_recorded: list[Order] | None = None  # orders journaled for the cause at hand
         self.osm_reissued = 0
+        # stopped by the operator's kill switch (osmarkets/operator.py): no user code runs
+        # any more, in this process or a restarted one (the journal says so)
+        self.osm_halted = False
+        if self.osm_journal is not None:
+            stopped = self.osm_journal.get("operator.stopped") or "[]"
+            self.osm_halted = f'"{self.name}"' in stopped
         self.osm_series: dict[BarSeriesID, BarSeries] = {}
         self.osm_seq: dict[BarSeriesID, int] = {}
         self.osm_tick_seq: dict[str, int] = {}
@@ -274,7 +280,8 @@ class BrainAgent(OsmAgent):
             for tick in payload if kind == "ticks" else (payload,):
                 self.osm_ticks += 1
                 self.osm_now = int(tick.time)
-                self.osm_guard("on_tick", on_tick, tick)
+                if not self.osm_halted:
+                    self.osm_guard("on_tick", on_tick, tick)
         else:
             _, bsid, seq, bar, events, backfilled = message
             bsid = BarSeriesID.parse(bsid)
@@ -368,7 +375,8 @@ class BrainAgent(OsmAgent):
         journal = self.osm_journal
         self.osm_recorded = journal.orders_for(self.name, cause) if journal and again else None
         try:
-            self.osm_guard(hook.__name__, hook, *args)
+            if not self.osm_halted:  # a stopped Brain's bars and events still count
+                self.osm_guard(hook.__name__, hook, *args)
         finally:
             self.osm_cause = self.osm_recorded = None
         self._osm_checkpoint(args[0] if isinstance(args[0], OrderEvent) else None)
@@ -483,10 +491,20 @@ class BrainAgent(OsmAgent):
         self._osm_handle(f"event|{key}", True, self.on_order_event, event)
         self._osm_release()
 
+    def osm_halt(self) -> bool:
+        """Stop this Brain for good (the operator's kill switch): its code is no longer
+        called, its unsent orders are dropped; the process stays, so nothing restarts it."""
+        if not self.osm_halted:
+            self.osm_halted = True
+            self.osm_unacked.clear()
+            self.log_warning("operator: stopped by the kill switch")
+        return True
+
     # -- inspection ----------------------------------------------------------------------------
     def osm_stats(self) -> dict[str, Any]:
         stats = super().osm_stats()
         stats.update(
+            state="stopped" if self.osm_halted else "running",
             bars=self.osm_bars, ticks=self.osm_ticks, orders=self.osm_orders_sent,
             events=self.osm_events_received, gaps=self.osm_gaps, tick_gaps=self.osm_tick_gaps,
             unacked=len(self.osm_unacked), resent=self.osm_resent, forged=self.osm_forged,

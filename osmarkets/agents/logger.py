@@ -9,17 +9,21 @@ run code in it. This one receives plain UTF-8 text (``topic + line``, topics ``I
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import sys
 from collections import deque
 from typing import Any
 
+import zmq
+
 from ..logfiles import LEVELS as SEVERITY
 from ..logfiles import ConsoleBudget, console_line
 from .base import OsmAgent
 
 LEVELS = ("INFO", "WARNING", "ERROR", "DEBUG")
+ALERTS = ("WARNING", "ERROR")  # the levels published on ``alerts``
 MAX_LINE = 64 * 1024  # characters kept of one log line
 ORIGINS = ("owner", "overmind")  # who writes through osm_log
 
@@ -47,6 +51,8 @@ class LoggerAgent(OsmAgent):
         self._osm_console = SEVERITY[SEVERITY.index(console) :] if console in SEVERITY else ()
         self._osm_budget = ConsoleBudget()
         self.osm_bind("SUB", "sub", handler=dict.fromkeys(LEVELS, self.osm_on_line))
+        # warnings and errors again, ``LEVEL line``, for the Informer (PUB: never waits)
+        self.osm_bind("PUB", "alerts")
 
     def shutdown(self) -> None:
         # lines that still arrive while the loop winds down stay in memory only
@@ -70,6 +76,9 @@ class LoggerAgent(OsmAgent):
             self.osm_guard("logger", self._echo, line, topic)
 
     def log_handler(self, message: str, topic: str) -> None:
+        if topic in ALERTS and "alerts" in self._socket:
+            with contextlib.suppress(zmq.ZMQError):  # closed: shutting down
+                self._socket["alerts"].send(f"{topic} {message}".encode("utf-8", "replace"))
         getattr(self, f"log_history_{topic.lower()}").append(message)
         self.log_history.append(message)
         if self._osm_file is not None:

@@ -24,6 +24,7 @@ the simulated broker, which is just fast.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
@@ -39,6 +40,7 @@ from osbrain.address import AgentAddress
 from .. import wire
 from ..brokers.base import OrderEvent, check_order, event_key, position_change
 from ..journal import Journal
+from ..operator import LOG_PREFIX, OPERATOR, brain_books, flatten_orders
 from .base import OsmAgent, dumps
 from .risk import RiskLimits
 
@@ -91,6 +93,19 @@ class TraderAgent(OsmAgent):
         self.incidents: deque[dict[str, Any]] = deque(maxlen=100)
         self.waiting_step: tuple | None = None
         self.in_flight = 0
+        # operator controls (osmarkets/operator.py), kept in the journal: a restarted Trader
+        # still refuses a paused Brain's orders and keeps the kill switch on
+        self.paused: set[str] = set(self._remembered("operator.paused"))
+        self.stopped: set[str] = set(self._remembered("operator.stopped"))
+        if self.journal is not None and self.journal.get("operator.kill") == "1":
+            self.risk.kill_switch = True
+        self.open_orders: dict[str, str] = (
+            self.journal.open_orders() if self.journal is not None else {}
+        )  # client id -> Brain, of the orders accepted and not ended
+        self.marks: dict[str, float] = {}  # symbol -> last price seen (the Brains' P&L)
+        self._operator_ids = itertools.count(1)
+        self._flatten_requests: list[str | None] = []  # placed once the broker is idle
+        self._operator_run = secrets.token_hex(3)
         self.positions: dict[str, float] = {}
         self.broker_state: dict[str, Any] = {}
         # observers (GUIs): every order event and the account, on a PUB that never blocks
@@ -233,6 +248,8 @@ class TraderAgent(OsmAgent):
                     f"order {order.client_id!r:.80} of {order.brain!r}: {reason}", "order"
                 )
                 reason = f"invalid order: {reason}"
+            elif order.brain in self.paused or order.brain in self.stopped:
+                reason = "paused" if order.brain in self.paused else "stopped by the operator"
             else:
                 reason = self.risk.check(order, held)
             if reason is not None:
@@ -256,11 +273,21 @@ class TraderAgent(OsmAgent):
         message = self.osm_decode(data, _MARKET)
         if message is None:
             return
+        self._mark(message[2] if message[0] == "step" else message)
         if message[0] == "step":
             self.waiting_step = message
             self._maybe_step()
         else:
             self._to_worker(("market", message))
+
+    def _mark(self, market: tuple) -> None:
+        """The last price of the symbol (a bar's close, a quote's mid), for the P&L."""
+        what, symbol, payload = market
+        last = payload[-1] if what == "ticks" and payload else payload
+        if what == "bar":
+            self.marks[symbol] = float(last.close)
+        elif last:
+            self.marks[symbol] = (float(last.bid) + float(last.ask)) / 2.0
 
     def _maybe_step(self) -> None:
         """Run the waiting step once every order the Brains sent before it has arrived."""
@@ -309,6 +336,7 @@ class TraderAgent(OsmAgent):
         if job[0] == "reconcile":
             self._on_reconciled(state)
         self._observe(events, state)  # last: the Brains and the lock-step come first
+        self._flatten_when_idle()
 
     def _on_reconciled(self, state: dict[str, Any]) -> None:
         """Accept orders once reconciled (replaying those held); if reconciliation failed,
@@ -416,6 +444,10 @@ class TraderAgent(OsmAgent):
 
     def _deliver(self, event: OrderEvent) -> None:
         self.events.append(event)
+        if event.terminal:
+            self.open_orders.pop(event.client_id, None)
+        elif event.kind == "accepted":
+            self.open_orders[event.client_id] = event.brain
         if event.kind == "rejected":  # a Brain's order that did not execute: always said
             self.log_warning(
                 f"order {event.client_id!r:.80} of {event.brain!r:.40} rejected: "
@@ -427,6 +459,10 @@ class TraderAgent(OsmAgent):
             if rate is not None:
                 self.conversions.append(rate)
         alias = self.brains.get(event.brain)
+        if alias is None and event.brain == OPERATOR:  # a flatten of what no Brain held
+            self.log_info(f"{LOG_PREFIX}{event.kind} {event.side} {event.size:g} "
+                          f"{event.symbol} {event.reason}".rstrip())  # fmt: skip
+            return
         if alias is None:
             self.undeliverable += 1
             self.log_warning(f"no Brain {event.brain!r} for event {event}")
@@ -453,6 +489,121 @@ class TraderAgent(OsmAgent):
     def kill_switch(self, on: bool = True) -> None:
         """Reject every new order from now on (or accept them again with ``False``)."""
         self.risk.kill_switch = bool(on)
+        self._remember("operator.kill", "1" if on else "0")
+
+    # -- operator controls (osmarkets/operator.py: Controls calls these through the proxy) -----
+    def _remembered(self, key: str) -> list[str]:
+        if self.journal is None:
+            return []
+        try:
+            values = json.loads(self.journal.get(key) or "[]")
+        except ValueError:
+            return []
+        return [str(v) for v in values] if isinstance(values, list) else []
+
+    def _remember(self, key: str, value: Any) -> None:
+        if self.journal is not None:
+            self.journal.set(key, value if isinstance(value, str) else json.dumps(sorted(value)))
+
+    def _known_brain(self, brain: Any) -> str:
+        if not isinstance(brain, str) or brain not in self.brain_auth:
+            known = ", ".join(sorted(self.brain_auth)) or "none"
+            raise ValueError(f"no Brain {brain!r:.60} (Brains: {known})")
+        return brain
+
+    def _operator_log(self, text: str) -> None:
+        self.log_warning(LOG_PREFIX + text)
+
+    def operator_pause(self, brain: str) -> dict[str, Any]:
+        """Refuse ``brain``'s new orders with reason ``'paused'`` (it keeps its bars)."""
+        self.paused.add(self._known_brain(brain))
+        self._remember("operator.paused", self.paused)
+        self._operator_log(f"paused Brain {brain}: its new orders are refused")
+        return self.operator_status()
+
+    def operator_resume(self, brain: str) -> dict[str, Any]:
+        """Accept ``brain``'s orders again (a Brain stopped by the kill switch stays so)."""
+        self.paused.discard(self._known_brain(brain))
+        self._remember("operator.paused", self.paused)
+        self._operator_log(f"resumed Brain {brain}")
+        return self.operator_status()
+
+    def operator_cancel_all(self, brain: str | None = None) -> dict[str, Any]:
+        """Cancel the pending orders of ``brain`` (None: all of them)."""
+        if brain is not None:
+            self._known_brain(brain)
+        pending = [(c, b) for c, b in self.open_orders.items() if brain is None or b == brain]
+        for client_id, owner in pending:
+            self._to_worker(("cancel", owner, client_id))
+        who = f"Brain {brain}" if brain is not None else "every Brain"
+        self._operator_log(f"cancelling {len(pending)} pending orders of {who}")
+        return {"cancelling": [c for c, _ in pending]}
+
+    def operator_flatten(self, brain: str | None = None) -> dict[str, Any]:
+        """Close ``brain``'s positions with market orders (None: every Brain's, and what
+        else the account holds). The orders are the operator's: neither a pause nor the kill
+        switch refuses them. They are placed once no broker call is in flight: the positions
+        are then those of every fill the broker made (a fill on its way would be missed)."""
+        if brain is not None:
+            self._known_brain(brain)
+        self._flatten_requests.append(brain)
+        who = f"Brain {brain}" if brain is not None else "every Brain and the account"
+        self._operator_log(f"flattening {who}")
+        self._flatten_when_idle()
+        return {"flattening": brain if brain is not None else "all"}
+
+    def _flatten_when_idle(self) -> None:
+        while self._flatten_requests and self.in_flight == 0:
+            self._flatten(self._flatten_requests.pop(0))
+
+    def _flatten(self, brain: str | None) -> None:
+        brains = [brain] if brain is not None else sorted(self.brain_auth)
+        positions = {b: self._brain_positions(b) for b in brains}
+        account = dict(self.positions) if brain is None else None
+        orders = flatten_orders(positions, account, self._operator_id, time.time_ns())
+        for order in orders:
+            self._mark_handled(order.client_id)
+            if self.journal is not None:
+                self.journal.mark_submitting(order.client_id, order)
+            self._to_worker(("submit", order))
+        detail = ", ".join(f"{o.side} {o.size:g} {o.symbol} ({o.brain})" for o in orders)
+        self.log_info(f"{LOG_PREFIX}flatten orders: {detail or 'nothing held'}")
+
+    def operator_kill(self) -> dict[str, Any]:
+        """The kill switch: every new order refused, every pending order cancelled, every
+        position closed; the Brains are named stopped (the caller halts them)."""
+        self.risk.kill_switch = True
+        self._remember("operator.kill", "1")
+        self.stopped.update(self.brain_auth)
+        self._remember("operator.stopped", self.stopped)
+        self._operator_log("kill switch: refusing every order, cancelling, flattening, "
+                           "stopping every Brain")  # fmt: skip
+        cancelled = self.operator_cancel_all()["cancelling"]
+        self.operator_flatten()
+        return {"cancelling": cancelled, "flattening": "all", "brains": sorted(self.brain_auth)}
+
+    def operator_status(self) -> dict[str, Any]:
+        """Every Brain's state (``running``, ``paused``, ``stopped``), positions, fills, P&L
+        and pending orders; the kill switch."""
+        fills = self.journal.fills() if self.journal is not None else self.fills
+        books = brain_books(fills, self.marks)
+        brains = {}
+        for brain in sorted(self.brain_auth):
+            book = books.get(brain, {"positions": {}, "fills": 0, "pnl": 0.0})
+            state = ("stopped" if brain in self.stopped
+                     else "paused" if brain in self.paused else "running")  # fmt: skip
+            pending = sum(1 for b in self.open_orders.values() if b == brain)
+            brains[brain] = {"state": state, "pending": pending, **book}
+        return {"kill_switch": self.risk.kill_switch, "brains": brains,
+                "account": dict(self.positions),
+                "flattening": len(self._flatten_requests)}  # fmt: skip
+
+    def _brain_positions(self, brain: str) -> dict[str, float]:
+        fills = self.journal.fills(brain) if self.journal is not None else self.fills
+        return brain_books(fills, {}).get(brain, {}).get("positions", {})
+
+    def _operator_id(self, brain: str) -> str:
+        return f"{brain}-op{self._operator_run}-{next(self._operator_ids)}"
 
     def idle_now(self) -> bool:
         """True when no broker call is in flight and no step waits for orders."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import datetime
 import functools
 import multiprocessing.util  # noqa: F401 (see Architecture.__init__: atexit order)
@@ -56,6 +57,7 @@ from ..agents import (
 )
 from ..agents.auth import DeploymentKeys, install_pyro_key, pyro_key
 from ..agents.base import OsmAgentProcess, start_nameserver
+from ..agents.informer import InformerAgent
 from ..agents.proxy import CALL_TIMEOUT, AgentProxy, AgentUnreachableError
 from ..brain import Brain
 from ..data.timeframes import BarSeriesID
@@ -63,9 +65,15 @@ from ..incidents import Incidents
 from ..journal import Journal, JournalKeeper
 from ..logfiles import LEVELS as LOG_LEVELS
 from ..logfiles import new_log_path, remove_keeping_logs
+from ..notify import Rules
+from ..operator import OPERATOR, Controls
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,40}$")
-_RESERVED = {"router", "trader", "logger", "feeder", "overmind"}
+_RESERVED = {"router", "trader", "logger", "feeder", "overmind", "informer", OPERATOR}
+#: kinds the Overmind restarts in every architecture: they hold nothing a restart loses
+_ALWAYS_RESTARTED = ("informer",)
+#: the order agents are stopped in (the Informer after the Trader: it may tell its last fills)
+_SHUTDOWN_ORDER = ("feeder", "brain", "trader", "informer", "router", "logger")
 _INCIDENTS_LOCK = threading.Lock()  # creates each architecture's incident record once
 # what a proxy call to an agent that died raises
 _CONNECTION_ERRORS = (Pyro4.errors.CommunicationError, Pyro4.errors.NamingError, OSError)
@@ -193,7 +201,11 @@ class Architecture:
         handle_signals: bool = True,
         state_dir: str | os.PathLike[str] | None = None,
         durability: str = "process",
+        informer: Mapping[str, Any] | None = None,
     ) -> None:
+        if informer is not None and not isinstance(informer, Mapping):
+            raise ValueError(f"informer: expected a mapping of add_informer's options, got "
+                             f"{type(informer).__name__}")  # fmt: skip
         if transport is None:
             transport = "ipc" if os.name == "posix" else "tcp"
         if transport not in ("ipc", "tcp"):
@@ -321,6 +333,8 @@ class Architecture:
                  "broker_factory": broker_factory,
                  "router_market": router.addr("market"), "router_in": router.addr("in")},
             )  # fmt: skip
+            if informer is not None:
+                self.add_informer(**informer)
             if self.overmind is not None:
                 self.overmind.start()
             self._register()
@@ -464,6 +478,76 @@ class Architecture:
         proxy.start_feed()
         return proxy
 
+    @_visible
+    def add_informer(
+        self,
+        urls: Iterable[str],
+        rules: Rules | Mapping[str, Any] | None = None,
+        *,
+        title: str = "osMarkets",
+    ) -> Any:
+        """Start the Informer agent: it notifies a person through Apprise ``urls``
+        (``'mailto://...'``, ``'json://host/path'``, ``'tgram://...'``, ...) of what ``rules``
+        (:class:`~osmarkets.notify.Rules` or a mapping of its fields) select: fills,
+        rejections, errors, agent restarts and deaths, the operator's controls, drawdown and
+        daily-loss thresholds, a daily summary. Returns its proxy (also
+        ``system['informer']``; its ``status()`` has the notification counters)."""
+        if "informer" in self._agents:
+            raise ValueError("informer: this architecture already has one")
+        urls = _informer_urls(urls)
+        if isinstance(rules, Rules):
+            rules = dataclasses.asdict(rules)
+        rules = dataclasses.asdict(Rules.from_mapping(rules))  # a bad rule fails here
+        if not isinstance(title, str) or not title:
+            raise ValueError("informer title: expected a non-empty string")
+        cfg: dict[str, Any] = {
+            "rules": rules, "title": title, "informer_urls": urls,
+            "trader_observers": _url(self["trader"].addr("observers")),
+        }  # fmt: skip
+        if "logger" in self._agents:
+            cfg["logger_alerts"] = _url(self["logger"].addr("alerts"))
+        return self._spawn("informer", "informer", InformerAgent, cfg)
+
+    # -- operator controls (osmarkets/operator.py) --------------------------------------------
+    @property
+    def controls(self) -> Controls:
+        """Pause, resume, flatten, cancel and the kill switch, as ``osmarkets ctl`` and the
+        GUI call them (:class:`~osmarkets.operator.Controls`)."""
+        return Controls(lambda name: self[name])
+
+    @_visible
+    def pause(self, brain: str) -> dict[str, Any]:
+        """Refuse ``brain``'s new orders (reason ``'paused'``); it keeps receiving bars."""
+        return self.controls.pause(brain)
+
+    @_visible
+    def resume(self, brain: str) -> dict[str, Any]:
+        """Accept ``brain``'s orders again."""
+        return self.controls.resume(brain)
+
+    @_visible
+    def flatten(self, brain: str | None = None) -> dict[str, Any]:
+        """Close ``brain``'s positions with market orders (None: every Brain's, and whatever
+        else the account holds)."""
+        return self.controls.flatten(brain)
+
+    @_visible
+    def cancel_all(self, brain: str | None = None) -> dict[str, Any]:
+        """Cancel ``brain``'s pending orders (None: every pending order)."""
+        return self.controls.cancel_all(brain)
+
+    @_visible
+    def kill(self) -> dict[str, Any]:
+        """The kill switch: every new order refused, every pending order cancelled, every
+        position closed, every Brain stopped."""
+        return self.controls.kill()
+
+    @_visible
+    def operator_status(self) -> dict[str, Any]:
+        """Every Brain's state (``running``, ``paused``, ``stopped``), positions, fills, P&L
+        and pending orders, and the kill switch."""
+        return self.controls.status()
+
     @property
     def status_feed(self) -> str | None:
         """Address of the Overmind's status PUB socket (``('status', seq, rows)`` after each
@@ -524,6 +608,8 @@ class Architecture:
         """Whether a dead agent of ``kind`` is restarted (by the Overmind, or by the owner:
         ``restart_trader``) rather than dead for good. Without supervision only the owner
         restarts anything, and only the Trader (``restart_trader``)."""
+        if kind in _ALWAYS_RESTARTED:
+            return self.overmind is not None
         return kind in self.restartable and (self.overmind is not None or kind == "trader")
 
     #: what an :class:`AgentDiedError` advises
@@ -581,7 +667,7 @@ class Architecture:
         it dead or stalled: someone else may have replaced it meanwhile). True if done."""
         with self._lock:
             handle = self._agents.get(name)
-            if self._closing or handle is None or handle.kind not in self.restartable:
+            if self._closing or handle is None or not self._restartable(handle.kind):
                 return False
             if handle.process is None or handle.process.pid != pid:
                 return False
@@ -593,6 +679,9 @@ class Architecture:
                 self._restart_feeder(name)
             elif handle.kind == "router" and not self.lockstep:
                 self._restart_router()
+            elif handle.kind == "informer":
+                handle = self._bury(name)
+                self._spawn(name, handle.kind, handle.cls, handle.cfg)
             else:
                 return False
             return True
@@ -832,7 +921,7 @@ class Architecture:
             self._registry_entry = None
             order = sorted(
                 self._agents.values(),
-                key=lambda h: ["feeder", "brain", "trader", "router", "logger"].index(h.kind),
+                key=lambda h: _SHUTDOWN_ORDER.index(h.kind) if h.kind in _SHUTDOWN_ORDER else 0,
             )
             for handle in order:
                 if handle.kind == "feeder" and handle.proxy is not None:
@@ -893,6 +982,23 @@ class Architecture:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._agents)} agents"
         return f"<{type(self).__name__} {state}>"
+
+
+def _informer_urls(urls: Any) -> list[str]:
+    """The Apprise URLs, checked here (a ValueError naming the bad one by its position and
+    scheme only: the rest of a URL may be a token)."""
+    import apprise
+
+    if isinstance(urls, str) or not isinstance(urls, Iterable):
+        raise ValueError("informer urls: expected a list of Apprise URLs")
+    urls = list(urls)
+    if not urls:
+        raise ValueError("informer urls: expected at least one Apprise URL")
+    for index, url in enumerate(urls):
+        if not isinstance(url, str) or not apprise.Apprise().add(url):
+            scheme = url.partition("://")[0][:20] if isinstance(url, str) else type(url).__name__
+            raise ValueError(f"informer urls[{index}]: Apprise cannot use it (scheme {scheme!r})")
+    return urls
 
 
 def _url(address: Any) -> str:

@@ -76,11 +76,21 @@ def _check(args: argparse.Namespace) -> tuple[str, DeploymentKeys] | None:
         if args.key_file:
             raise UsageError("--key-file and --demo: the demo makes its own keys")
         return None
-    explicit = args.nameserver or os.environ.get("OSMARKETS_NAMESERVER")
+    return find_deployment(args.nameserver, args.key_file)
+
+
+def find_deployment(nameserver: str | None, key_file: str | None) -> tuple[str, DeploymentKeys]:
+    """The name server and keys of the deployment to attach to: ``nameserver``
+    (``HOST:PORT``, else ``$OSMARKETS_NAMESERVER``, else the one architecture of this user in
+    the registry) with the keys of ``key_file`` or of its registry entry. A
+    :class:`~osmarkets.cli.UsageError` says what is missing."""
+    from ..cli import UsageError
+
+    explicit = nameserver or os.environ.get("OSMARKETS_NAMESERVER")
     if explicit:
         _check_address(explicit)
-    if args.key_file is not None:
-        keys, recorded = _read_key_file(args.key_file)
+    if key_file is not None:
+        keys, recorded = _read_key_file(key_file)
         address = explicit or recorded or str(_find_local()["nameserver"])
         _check_address(address)
         return address, keys

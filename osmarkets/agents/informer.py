@@ -1,0 +1,206 @@
+"""The Informer: tells a person what matters, through Apprise (:mod:`osmarkets.notify`).
+
+It only listens, on three feeds that never wait for it:
+
+* the Trader's ``observers`` PUB: every order event and the account (:data:`wire.OBSERVERS`):
+  fills, rejections, the equity (drawdown and daily-loss thresholds), and what the daily
+  summary adds up (fills, P&L and positions per Brain, orders, rejections);
+* the Overmind's status feed (:data:`wire.STATUS`): an agent restarted (its ``restarts`` went
+  up) or dead and not restarted;
+* the Logger's ``alerts`` PUB: warnings and errors, one line each (errors are told; the
+  Trader's ``operator: ...`` lines, the operator's controls, too).
+
+Each message is decoded with its schema, a malformed one is dropped and counted. The sending
+happens in the :class:`~osmarkets.notify.Notifier`'s own thread, so a slow or failing channel
+never holds this agent's loop, let alone trading. The Apprise URLs (which hold the channels'
+tokens) reach this process as a secret: not in the configuration a proxy can read, and every
+text sent is scrubbed of them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from osbrain.address import AgentAddress
+
+from .. import wire
+from ..brokers.base import OrderEvent
+from ..notify import Notifier
+from ..operator import LOG_PREFIX, brain_books
+from .base import OsmAgent
+
+_OBSERVERS = wire.Decoder(wire.OBSERVERS)
+_STATUS = wire.Decoder(wire.STATUS)
+#: a Trader's operator line, as the Logger publishes it: ``[time] (trader): operator: ...``
+_CONTROL = re.compile(r"^\[[^\]]*\] \(trader\): " + re.escape(LOG_PREFIX) + r"(.*)$", re.S)
+SUMMARY_CHECK = 10.0  # seconds between two looks at the clock for the daily summary
+
+
+def url_secrets(urls: list[str]) -> list[str]:
+    """The parts of Apprise URLs that may be secret (user, password, host and path segments,
+    query values: a bot token sits in any of them), longest first, for scrubbing."""
+    parts: set[str] = set()
+    for url in urls:
+        parts.add(url)
+        split = urlsplit(url)
+        parts.update(p for p in (split.username, split.password, split.hostname) if p)
+        parts.update(split.path.split("/"))
+        parts.update(value for _, value in parse_qsl(split.query))
+    return sorted((p for p in parts if len(p) >= 6), key=len, reverse=True)
+
+
+class InformerAgent(OsmAgent):
+    """Configuration (``osm_cfg``): ``rules`` (a mapping, :class:`~osmarkets.notify.Rules`),
+    ``trader_observers``, ``status_feed`` and ``logger_alerts`` (the feeds' addresses), the
+    deployment's ``transport``; secret: ``informer_urls``."""
+
+    def osm_setup(self) -> None:
+        cfg = self.osm_cfg
+        urls = list(self.osm_secrets.get("informer_urls") or [])
+        self.notifier = Notifier(urls, cfg.get("rules"), title=str(cfg.get("title", "osMarkets")),
+                                 secrets=url_secrets(urls))  # fmt: skip
+        self.updates = 0
+        self.update_gaps = 0
+        self.statuses = 0
+        self.alerts = 0
+        self._update_seq = 0
+        self._restarts: dict[str, int] = {}  # agent -> restarts seen
+        self._dead: set[tuple[str, Any]] = set()  # (agent, pid) told dead
+        self._fills: list[OrderEvent] = []  # today's, for the summary
+        self._orders: dict[str, set[str]] = {}  # Brain -> client ids seen today
+        self._rejections: dict[str, int] = {}
+        self._account: dict[str, Any] = {}
+        transport = cfg.get("transport", "ipc")
+        for alias, key, handler in (
+            ("observers", "trader_observers", self.osm_on_update),
+            ("status", "status_feed", self.osm_on_status),
+            ("alerts", "logger_alerts", self.osm_on_alert),
+        ):
+            url = cfg.get(key)
+            if url:
+                address = str(url).partition("://")[2]
+                server = AgentAddress(transport, address, "PUB", "server", "raw")
+                self.connect(server, alias=alias, handler=handler)
+
+    def before_loop(self) -> None:
+        self.each(SUMMARY_CHECK, "check_summary")
+
+    def shutdown(self) -> None:
+        self.notifier.close(timeout=2.0)
+        super().shutdown()
+
+    # -- feeds ------------------------------------------------------------------------------------
+    def osm_on_update(self, data: bytes) -> None:
+        self.osm_received += 1
+        message = self.osm_decode(data, _OBSERVERS)
+        if message is not None:
+            self.osm_guard("informer update", self._on_update, message)
+
+    def _on_update(self, message: tuple) -> None:
+        _, seq, events, account = message
+        self.updates += 1
+        if self._update_seq and seq > self._update_seq + 1:
+            self.update_gaps += 1  # PUB dropped some: told in the log, not guessed at
+            self.log_warning(f"missed {seq - self._update_seq - 1} Trader updates")
+        self._update_seq = seq
+        for event in events:
+            self.notifier.on_event(event)
+            self._tally(event)
+        self._account = dict(account)
+        equity = account.get("equity")
+        if isinstance(equity, int | float) and not isinstance(equity, bool):
+            self.notifier.on_equity(float(equity))
+
+    def _tally(self, event: OrderEvent) -> None:
+        brain = event.brain or "?"
+        if event.kind == "filled":
+            self._fills.append(event)
+        elif event.kind == "accepted":
+            self._orders.setdefault(brain, set()).add(event.client_id)
+        elif event.kind == "rejected" and event.size > 0:
+            self._rejections[brain] = self._rejections.get(brain, 0) + 1
+
+    def osm_on_status(self, data: bytes) -> None:
+        self.osm_received += 1
+        message = self.osm_decode(data, _STATUS)
+        if message is not None:
+            self.osm_guard("informer status", self._on_status, message)
+
+    def _on_status(self, message: tuple) -> None:
+        self.statuses += 1
+        for row in message[2]:
+            name = str(row.get("name", "?"))
+            restarts = row.get("restarts")
+            if isinstance(restarts, int) and not isinstance(restarts, bool):
+                known = self._restarts.setdefault(name, restarts)
+                if restarts > known:
+                    self._restarts[name] = restarts
+                    self.notifier.on_agent(name, "restarted", str(row.get("last_incident") or ""))
+            problem = row.get("problem")
+            if row.get("alive") is False and problem and (name, row.get("pid")) not in self._dead:
+                self._dead.add((name, row.get("pid")))
+                self.notifier.on_agent(name, "died", str(problem))
+
+    def osm_on_alert(self, data: bytes) -> None:
+        self.osm_received += 1
+        level, _, line = bytes(data).partition(b" ")
+        try:
+            text = line.decode("utf-8")
+            if level not in (b"WARNING", b"ERROR"):
+                raise ValueError(level)
+        except ValueError:
+            self.osm_bad(f"alert that is not a level and UTF-8 text: {bytes(data)[:80]!r}")
+            return
+        self.alerts += 1
+        control = _CONTROL.match(text)
+        if control is not None:
+            self.notifier.on_control(control.group(1))
+        else:
+            self.notifier.on_log(level.decode(), text)
+
+    # -- the daily summary -----------------------------------------------------------------
+    def check_summary(self, now: float | None = None) -> bool:
+        """Send the daily summary if it is due at ``now`` (seconds since the epoch; the clock
+        when None: a test passes its own). True if sent."""
+        now = time.time() if now is None else float(now)
+        if not self.notifier.summary_due(now):
+            return False
+        self.notifier.summary(self.summary_text(), now)
+        self._fills, self._orders, self._rejections = [], {}, {}
+        return True
+
+    def summary_text(self) -> str:
+        """Per Brain: its fills, P&L of the day's fills (in the quote currency, positions at
+        their last fill) and positions, orders and rejections; then the account."""
+        books = brain_books(self._fills, {})
+        lines = []
+        for brain in sorted(set(books) | set(self._orders) | set(self._rejections)):
+            book = books.get(brain, {"fills": 0, "pnl": 0.0, "positions": {}})
+            held = ", ".join(f"{s} {u:g}" for s, u in sorted(book["positions"].items()))
+            lines.append(
+                f"{brain}: P&L {book['pnl']:+,.2f}, {book['fills']} fills, "
+                f"{len(self._orders.get(brain, ()))} orders, "
+                f"{self._rejections.get(brain, 0)} rejections, positions: {held or 'none'}"
+            )
+        account = self._account
+        equity = account.get("equity")
+        if isinstance(equity, float | int):
+            lines.append(f"account: equity {equity:,.2f}, positions "
+                         f"{account.get('positions') or 'none'}")  # fmt: skip
+        return "daily summary: " + ("; ".join(lines) if lines else "no activity")
+
+    # -- inspection --------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """The Notifier's counters (``queued``, ``sending``, ``sent``, ``sends``,
+        ``failures``, ``dropped``, ``last_error``) and what this agent received."""
+        return {**self.notifier.status(), "updates": self.updates, "statuses": self.statuses,
+                "alerts": self.alerts, "update_gaps": self.update_gaps,
+                "malformed": self.osm_malformed}  # fmt: skip
+
+    def osm_stats(self) -> dict[str, Any]:
+        stats = super().osm_stats()
+        stats["notifications"] = self.notifier.status()
+        return stats
