@@ -185,7 +185,9 @@ class Notifier:
     def on_log(self, level: str, line: str) -> None:
         """A line of the Logger's: errors are told, if the rules say so."""
         if level == "ERROR" and self.rules.errors:
-            self._put("error", line.splitlines()[0] if line else "")
+            lines = [text for text in line.splitlines() if text.strip()] or [""]
+            # a traceback: its first line says where, its last what was raised
+            self._put("error", lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1].strip()}")
 
     def on_equity(self, equity: float, when: float | None = None) -> None:
         """The account's equity: the drawdown and daily-loss thresholds, told once per

@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import datetime
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from osmarkets.brokers.base import OrderEvent
 from osmarkets.notify import Notifier, Rules
+from osmarkets.testing.webhook import WebhookReceiver
 
 
 def wait_for(condition, timeout: float = 10.0):
@@ -25,39 +23,7 @@ def wait_for(condition, timeout: float = 10.0):
     raise AssertionError(f"timed out after {timeout} s")
 
 
-class Receiver:
-    """A webhook receiver: keeps every JSON body; ``status`` to answer; ``hold`` to hang."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        self.status = 200
-        self.hold = threading.Event()
-        self.hold.set()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # quiet
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                receiver.hold.wait(30)
-                if receiver.status == 200:
-                    receiver.bodies.append(body)
-                self.send_response(receiver.status)
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def messages(self) -> list[str]:
-        return [line for body in self.bodies for line in body.get("message", "").splitlines()]
-
-    def close(self) -> None:
-        self.hold.set()
-        self.server.shutdown()
+Receiver = WebhookReceiver
 
 
 @pytest.fixture
@@ -93,13 +59,13 @@ def test_rules_switch_kinds_off():
     notifier = Notifier(rules={"fills": False, "batch_seconds": 0},
                         send=lambda title, body: sent.append(body) or True)  # fmt: skip
     notifier.on_event(fill())
-    notifier.on_log("ERROR", "trader: the broker failed\nTraceback ...")
+    notifier.on_log("ERROR", "trader: the broker failed\nTraceback ...\nValueError: no margin")
     notifier.on_log("WARNING", "only a warning")
     notifier.on_agent("trader", "restarted", "pid 12")
     wait_for(lambda: notifier.status()["sent"] == 2)
     notifier.close()
     assert "\n".join(sent).splitlines() == [
-        "[error] trader: the broker failed", "[restart] agent trader restarted: pid 12",
+        "[error] trader: the broker failed ValueError: no margin", "[restart] agent trader restarted: pid 12",
     ]  # fmt: skip
 
 

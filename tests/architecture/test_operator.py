@@ -53,7 +53,7 @@ def _account(system: Any) -> dict[str, float]:
     return {s: u for s, u in system["trader"].record()["state"]["positions"].items() if u}
 
 
-# -- the pure parts --------------------------------------------------------------------------------
+# -- the pure parts ---------
 def test_flatten_orders_close_each_brain_and_what_else_the_account_holds() -> None:
     names = iter(range(1, 100))
     orders = flatten_orders(
@@ -89,7 +89,7 @@ def test_brain_books_count_cash_commissions_and_marks() -> None:
     assert brain_books(fills, {})["b"]["pnl"] == pytest.approx(11.5 - 10 * 1.15)
 
 
-# -- from Python -----------------------------------------------------------------------------------
+# -- from Python ---------
 def test_a_paused_brain_keeps_its_bars_and_its_orders_are_refused_as_paused(architectures):
     system = trading(architectures, "a")
     status = system.pause("a")
@@ -170,7 +170,7 @@ def test_controls_are_kept_across_a_restart_of_the_deployment(architectures, tmp
     assert third["a"].osm_stats()["state"] == "stopped"
 
 
-# -- from the command line -------------------------------------------------------------------------
+# -- from the command line ---------
 def ctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "osmarkets", "ctl", *args],
