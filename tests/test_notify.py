@@ -65,7 +65,8 @@ def test_rules_switch_kinds_off():
     wait_for(lambda: notifier.status()["sent"] == 2)
     notifier.close()
     assert "\n".join(sent).splitlines() == [
-        "[error] trader: the broker failed ValueError: no margin", "[restart] agent trader restarted: pid 12",
+        "[error] trader: the broker failed ValueError: no margin",
+        "[restart] agent trader restarted: pid 12",
     ]  # fmt: skip
 
 
