@@ -11,13 +11,20 @@ from __future__ import annotations
 import datetime
 import itertools
 import logging
+import re
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from .brokers.base import Order, OrderEvent, make_order
 from .data.series import BarSeries
 from .data.types import Tick
+
+#: where :meth:`Brain.plot` draws: over the candles, or in a panel below them
+PLOT_PANELS = ("price", "sub")
+PLOT_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,40}")
+_PLOT_NAMES_SEEN: set[str] = set()  # names already checked (plot runs on every bar)
 
 
 class BrainContext(Protocol):
@@ -145,6 +152,27 @@ class Brain:
         """Current time (ns since epoch, UTC) as the runner sees it: the bar's close in a
         backtest, the wall clock live."""
         return self._require_context().now(self)
+
+    def plot(self, name: str, value: float, panel: str = "price") -> None:
+        """Chart ``value`` under ``name`` at the bar being handled, exactly as computed here:
+        ``panel='price'`` draws it over the candles (a moving average, a stop level),
+        ``panel='sub'`` in a panel below them (an oscillator, a z-score). The GUI draws each
+        Brain's values next to its bars, live and from the start of the run; plotting the same
+        name twice on one bar keeps the last value. NaN leaves a gap. In a backtest it costs
+        nothing and draws nothing."""
+        if not isinstance(name, str) or name not in _PLOT_NAMES_SEEN:
+            if not isinstance(name, str) or not PLOT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"plot name: expected 1 to 40 letters, digits or '_-.', got {name!r}"
+                )
+            _PLOT_NAMES_SEEN.add(name)
+        if panel not in PLOT_PANELS:
+            raise ValueError(f"plot panel: expected 'price' or 'sub', got {panel!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            raise ValueError(f"plot {name}: expected a number, got {type(value).__name__}")
+        draw = getattr(self._osm_context, "plot", None)
+        if draw is not None:
+            draw(self, name, float(value), panel)
 
     def debug(self, message: str) -> None:
         """A debug line, written only while ``DEBUG`` is true: to the deployment's logs in an

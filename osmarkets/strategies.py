@@ -48,7 +48,10 @@ class SmaCross(Brain):
         except (AttributeError, KeyError):
             fast, slow, cross = self._start_lines(series)
         close = float(series.close[0])
-        crossed = cross.update(fast.update(close), slow.update(close))
+        fast_value, slow_value = fast.update(close), slow.update(close)
+        self.plot("fast", fast_value)  # drawn by the GUI over the candles, as computed here
+        self.plot("slow", slow_value)
+        crossed = cross.update(fast_value, slow_value)
         if not crossed:
             return
         symbol = series.bsid.symbol

@@ -70,6 +70,9 @@ class _AgentContext:
     def now(self, brain: Brain) -> int:
         return self.agent.osm_now or time.time_ns()
 
+    def plot(self, brain: Brain, name: str, value: float, panel: str) -> None:
+        self.agent.osm_plots.add(name, panel, value)
+
 
 class BrainAgent(OsmAgent):
     """Agent side of a Brain: sockets, subscriptions, gap recovery, positions from fills."""
@@ -112,6 +115,7 @@ class BrainAgent(OsmAgent):
         if self.osm_journal is not None:
             stopped = self.osm_journal.get("operator.stopped") or "[]"
             self.osm_halted = f'"{self.name}"' in stopped
+        self.osm_plots = PlotLog()  # what on_new_bar charts with self.plot, for GUIs
         self.osm_series: dict[BarSeriesID, BarSeries] = {}
         self.osm_seq: dict[BarSeriesID, int] = {}
         self.osm_tick_seq: dict[str, int] = {}
@@ -330,6 +334,7 @@ class BrainAgent(OsmAgent):
         self.osm_now = bar.time + (timeframe.nanoseconds if timeframe.is_intraday else 0)
         self._osm_start()
         series.backfilled = backfilled  # rebuilt after a gap of the feed (see wire.BarOut)
+        self.osm_plots.at(bsid.key, int(bar.time))  # what self.plot charts from now on
         try:
             self._osm_handle(f"bar|{bsid.key}|{seq}", series.replayed, self.on_new_bar, series)
         finally:
@@ -520,10 +525,60 @@ class BrainAgent(OsmAgent):
     def osm_event_list(self) -> list[OrderEvent]:
         return list(self.osm_events)
 
+    def osm_plots_since(self, seq: int = 0) -> dict[str, Any]:
+        """The values plotted after number ``seq`` (all those kept when ``seq`` is 0 or too
+        old), for a GUI that polls: see :meth:`PlotLog.since`."""
+        return {"pid": self.osm_pid, **self.osm_plots.since(int(seq))}
+
 
 def _same_order(first: Order, again: Order) -> bool:
     """Whether ``again`` repeats ``first`` (all but the client id and the time)."""
     return first._replace(client_id="", time=0) == again._replace(client_id="", time=0)
+
+
+class PlotLog:
+    """The values a Brain plotted (:meth:`~osmarkets.brain.Brain.plot`), each at the bar it
+    was handling: ``(series key, name) -> {bar time: value}`` for the last ``keep`` bars, and
+    the last ``recent`` additions numbered, so a GUI polling with the last number it saw gets
+    only what is new."""
+
+    def __init__(self, keep: int = 10_000, recent: int = 50_000) -> None:
+        self.keep = keep
+        self.values: dict[tuple[str, str], dict[int, float]] = {}
+        self.panels: dict[tuple[str, str], str] = {}
+        self.recent: deque[tuple[int, str, str, str, int, float]] = deque(maxlen=recent)
+        self.seq = 0
+        self._at: tuple[str, int] | None = None
+
+    def at(self, series: str, time: int) -> None:
+        """The bar being handled: what :meth:`add` attaches values to."""
+        self._at = (series, time)
+
+    def add(self, name: str, panel: str, value: float) -> None:
+        if self._at is None:
+            return  # before the first bar: nothing to attach it to
+        series, time = self._at
+        key = (series, name)
+        values = self.values.setdefault(key, {})
+        values[time] = value
+        if len(values) > self.keep:
+            del values[next(iter(values))]
+        self.panels[key] = panel
+        self.seq += 1
+        self.recent.append((self.seq, series, name, panel, time, value))
+
+    def since(self, seq: int) -> dict[str, Any]:
+        """``{'seq': last number, 'full': bool, 'points': [(series, name, panel, time, value),
+        ...]}``: the points numbered after ``seq``, or every point kept (``full``) when
+        ``seq`` is 0, ahead of this log (another process's) or older than what it keeps."""
+        oldest = self.recent[0][0] if self.recent else self.seq + 1
+        if 0 < seq <= self.seq and seq >= oldest - 1:
+            points = [p[1:] for p in self.recent if p[0] > seq]
+            return {"seq": self.seq, "full": False, "points": points}
+        points = [(series, name, self.panels[(series, name)], time, value)
+                  for (series, name), values in self.values.items()
+                  for time, value in values.items()]  # fmt: skip
+        return {"seq": self.seq, "full": True, "points": points}
 
 
 class _SeenEvents:

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import numpy as np
 import zmq
 
 from .. import wire
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from ..agents.auth import DeploymentKeys
 
 SNAPSHOT_EVENTS = 10_000  # order events read when connecting (the Trader keeps this many)
+PLOTS_KEPT = 100_000  # values of one plotted name the window keeps
 REPORTED_REFUSALS = 20  # undecodable messages of a feed reported one by one (then every 1000th)
 
 
@@ -112,9 +114,29 @@ class ErrorItem(PairMessage, tag="error"):
     text: str
 
 
+class BrainsItem(PairMessage, tag="brains"):
+    """The Trader's :meth:`~osmarkets.agents.TraderAgent.operator_status`: each Brain's
+    state, positions, P&L, pending orders; the kill switch."""
+
+    status: dict[str, Any]
+
+
+class PlotItem(PairMessage, tag="plot"):
+    """Values a Brain plotted (``Brain.plot``) on the bars of ``bsid``: ``full`` replaces
+    what the window holds of ``brain:name`` (history), else they are added (live)."""
+
+    brain: str
+    bsid: wire.BsidTuple
+    name: str
+    panel: str
+    times: list[int]
+    values: list[float]
+    full: bool
+
+
 PairItem = (
     BarItem | TicksItem | HistoryItem | AccountItem | SeriesItem | StatusItem | HelloItem
-    | ErrorItem
+    | ErrorItem | BrainsItem | PlotItem
 )  # fmt: skip
 
 
@@ -140,9 +162,21 @@ class Stop(PairMessage, tag="stop"):
     pass
 
 
+class Control(PairMessage, tag="control"):
+    """An operator's control from the window's Brains panel (:mod:`osmarkets.operator`):
+    ``action`` one of :data:`CONTROLS`, ``brain`` the Brain it applies to (None: all)."""
+
+    action: str
+    brain: str | None
+
+
+#: the controls the window may ask for, and the Controls method each calls
+CONTROLS = {"pause": "pause", "resume": "resume", "flatten": "flatten",
+            "cancel": "cancel_all", "kill": "kill"}  # fmt: skip
+
 #: What each end of the PAIR socket accepts.
 TO_WINDOW = Batch
-TO_BRIDGE = Watch | Stop
+TO_BRIDGE = Watch | Stop | Control
 
 
 def _url(address: Any) -> str:
@@ -202,6 +236,8 @@ class WindowDecoder:
         try:
             if kind in ("bar", "history"):
                 fields[0] = self._bsid(fields[0])
+            if kind == "plot":
+                fields[1] = self._bsid(fields[1])
             if kind == "history":
                 fields[1] = wire.unpack_bars(fields[1])
         except Exception as exc:  # a bad bar series id, bar records of a wrong length
@@ -229,6 +265,9 @@ class _Bridge:
         self.keys = keys
         self.name = f"gui-{os.getpid()}"
         self.series_every = float(options.get("series_every", 1.0))
+        self.plots_every = float(options.get("plots_every", 0.5))
+        self.brain_proxies: dict[str, Any] = {}
+        self.plot_seq: dict[str, tuple[int, int]] = {}  # Brain -> (its pid, last plot number)
         self.ctx = ctx
         self.pair = pair  # connected to the window: the only peer its PAIR socket accepts
         self.router: Any = None
@@ -330,8 +369,69 @@ class _Bridge:
             return
         if message[0] == "watch":
             self.watch(message[1], message[2])
+        elif message[0] == "control":
+            self.control(message[1], message[2])
         else:  # 'stop'
             self.running = False
+
+    def control(self, action: str, brain: str | None) -> None:
+        """Pause, resume, flatten, cancel or kill, as the window's buttons ask; the Brains
+        panel is refreshed at once."""
+        from ..operator import Controls
+
+        method = CONTROLS.get(action)
+        if method is None:
+            raise ValueError(f"unknown control {action!r:.40}")
+        controls = Controls(lambda name: self.trader if name == "trader" else self._brain(name))
+        call = getattr(controls, method)
+        call() if action == "kill" else call(brain)
+        self.poll_brains()
+
+    # -- Brains: their state, and what they plot ---------------------------------------------
+    def _brain(self, name: str) -> Any:
+        from ..agents.proxy import AgentProxy
+
+        proxy = self.brain_proxies.get(name)
+        if proxy is None:
+            proxy = AgentProxy(name, self.nsaddr, timeout=5.0, call_timeout=5.0)
+            self.brain_proxies[name] = proxy
+        return proxy
+
+    def poll_brains(self) -> None:
+        """The Trader's view of every Brain (state, positions, P&L, pending orders)."""
+        status = self.trader.operator_status()
+        self.outbox.append(("brains", status))
+        self.brain_names = sorted(status.get("brains") or {})
+
+    brain_names: list[str] = []
+
+    def poll_plots(self) -> None:
+        """What each Brain plotted since the last look (everything it keeps, the first time
+        and after it restarted), grouped per series and name for the window."""
+        for brain in self.brain_names:
+            try:
+                proxy = self._brain(brain)
+                pid, seq = self.plot_seq.get(brain, (0, 0))
+                answer = proxy.osm_plots_since(seq)
+            except Exception:  # a Brain restarting: a new proxy next time
+                stale = self.brain_proxies.pop(brain, None)
+                if stale is not None:
+                    with contextlib.suppress(Exception):
+                        stale._pyroRelease()
+                continue
+            if answer["pid"] != pid and not answer["full"]:  # a new process: everything
+                self.plot_seq[brain] = (int(answer["pid"]), 0)
+                continue
+            self.plot_seq[brain] = (int(answer["pid"]), int(answer["seq"]))
+            grouped: dict[tuple[str, str, str], tuple[list[int], list[float]]] = {}
+            for series, name, panel, when, value in answer["points"]:
+                times, values = grouped.setdefault((series, name, panel), ([], []))
+                times.append(int(when))
+                values.append(float(value))
+            for (series, name, panel), (times, values) in grouped.items():
+                bsid = tuple(BarSeriesID.parse(series))
+                self.outbox.append(("plot", brain, bsid, name, panel, times, values,
+                                    bool(answer["full"])))  # fmt: skip
 
     # -- market data ---------------------------------------------------------------------------
     def on_pub(self, data: bytes) -> None:
@@ -444,7 +544,7 @@ class _Bridge:
             if socket is not None:
                 poller.register(socket, zmq.POLLIN)
         self.outbox.append(("hello", self.name, self.lockstep))
-        next_series = 0.0
+        next_series = next_plots = 0.0
         while self.running:
             events = dict(poller.poll(50))
             if self.pair in events:
@@ -465,12 +565,16 @@ class _Bridge:
                 next_series = now + self.series_every
                 self.guarded("series", self.poll_series)
                 self.guarded("trader", self.check_trader)
+                self.guarded("brains", self.poll_brains)
+            if now >= next_plots:
+                next_plots = now + self.plots_every
+                self.guarded("plots", self.poll_plots)
             self.flush()
             if os.getppid() != self.parent:
                 break  # the window's process is gone: do not outlive it
 
     def close(self) -> None:
-        for proxy in (self.router, self.trader):
+        for proxy in (self.router, self.trader, *self.brain_proxies.values()):
             if proxy is not None:
                 with contextlib.suppress(Exception):
                     proxy._pyroRelease()
@@ -611,6 +715,14 @@ class Connection:
         """Ask for a series: its last ``count`` bars first, then every new bar and tick."""
         self.send(("watch", tuple(BarSeriesID.parse(bsid)), int(count)))
 
+    def control(self, action: str, brain: str | None = None) -> None:
+        """An operator's control (``'pause'``, ``'resume'``, ``'flatten'``, ``'cancel'``,
+        ``'kill'``) for ``brain`` (None: every Brain); the bridge answers with the Brains'
+        state, or an error."""
+        if action not in CONTROLS:
+            raise ValueError(f"control: expected one of {', '.join(CONTROLS)}, got {action!r}")
+        self.send(("control", action, brain))
+
     def drain(self, limit: int = 100_000) -> list[tuple]:
         self._flush()
         out: list[tuple] = []
@@ -654,6 +766,12 @@ class GuiState:
     lockstep: bool = False
     model_options: dict[str, Any] = field(default_factory=dict)
     fills: deque[OrderEvent] = field(default_factory=lambda: deque(maxlen=10_000))
+    #: the Trader's operator status: ``{'kill_switch': bool, 'brains': {name: row}, ...}``
+    brains: dict[str, Any] = field(default_factory=dict)
+    #: what the Brains plotted: (series, 'brain:name') -> (panel, {bar time: value})
+    plots: dict[tuple[BarSeriesID, str], tuple[str, dict[int, float]]] = field(
+        default_factory=dict
+    )
 
     def model(self, bsid: Any) -> CandleModel:
         bsid = BarSeriesID.parse(bsid)
@@ -661,6 +779,10 @@ class GuiState:
             model = self.models[bsid] = CandleModel(bsid, **self.model_options)
             for event in self.fills:  # a chart opened late still shows the earlier trades
                 model.add_fill(event)
+            for (series, name), (panel, values) in self.plots.items():  # and the plots
+                if series == bsid:
+                    model.load_plots(name, panel, np.array(list(values), dtype=np.int64),
+                                     np.array(list(values.values()), dtype=float))  # fmt: skip
         return self.models[bsid]
 
     def apply(self, messages: list[tuple]) -> None:
@@ -673,6 +795,25 @@ class GuiState:
             except Exception as exc:
                 kind = message[0] if message else "?"
                 self._error(f"{kind}: {type(exc).__name__}: {exc}")
+
+    def _plot(self, brain: str, bsid: BarSeriesID, name: str, panel: str, times: list[int],
+              values: list[float], full: bool) -> None:  # fmt: skip
+        key = f"{brain}:{name}"
+        held = self.plots.get((bsid, key))
+        kept = {} if full or held is None else held[1]
+        kept.update(zip(times, values, strict=True))
+        for old in list(kept)[: max(0, len(kept) - PLOTS_KEPT)]:
+            del kept[old]
+        self.plots[(bsid, key)] = (panel, kept)
+        model = self.models.get(bsid)
+        if model is None:
+            return
+        if full:
+            model.load_plots(key, panel, np.array(list(kept), dtype=np.int64),
+                             np.array(list(kept.values()), dtype=float))  # fmt: skip
+        else:
+            for when, value in zip(times, values, strict=True):
+                model.add_plot(key, panel, when, value)
 
     def _error(self, text: str) -> None:
         self.errors.append(text)
@@ -714,5 +855,9 @@ class GuiState:
             self.status = list(message[1])
         elif kind == "hello":
             self.connected, self.lockstep = True, bool(message[2])
+        elif kind == "brains":
+            self.brains = dict(message[1])
+        elif kind == "plot":
+            self._plot(*message[1:])
         elif kind == "error":
             self._error(str(message[1]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
@@ -28,6 +29,23 @@ class Source(Protocol):
     def watch(self, bsid: Any, count: int = 500) -> None: ...
 
     def close(self) -> None: ...
+
+
+#: the Brains panel's buttons: (label, control, applies to the selected Brain)
+BRAIN_BUTTONS = (
+    ("Pause", "pause", True),
+    ("Resume", "resume", True),
+    ("Flatten", "flatten", True),
+    ("Cancel orders", "cancel", True),
+    ("Flatten all", "flatten", False),
+    ("Kill switch", "kill", False),
+)
+
+
+def _ask(parent: QtWidgets.QWidget, text: str) -> bool:
+    """A yes/no question (the kill switch and flatten-all are asked for twice)."""
+    answer = QtWidgets.QMessageBox.question(parent, "osMarkets", text)
+    return answer == QtWidgets.QMessageBox.StandardButton.Yes
 
 
 def _table(headers: list[str]) -> QtWidgets.QTableWidget:
@@ -99,6 +117,7 @@ class MainWindow(QtWidgets.QMainWindow):
              "malformed", "problem"]
         )  # fmt: skip
         panels = QtWidgets.QTabWidget()
+        panels.addTab(self._build_brains(), "Brains")
         panels.addTab(self.positions, "Positions / P&L")
         panels.addTab(self.orders, "Orders")
         panels.addTab(self.agents, "Agents")
@@ -120,6 +139,57 @@ class MainWindow(QtWidgets.QMainWindow):
         self.table_timer = QtCore.QTimer(self)
         self.table_timer.timeout.connect(self._update_tables)
         self.table_timer.start(250)
+
+    def _build_brains(self) -> QtWidgets.QWidget:
+        """Every Brain with its state, P&L, fills, pending orders and positions, and the
+        operator's controls (osmarkets.operator) for the selected Brain or all of them."""
+        #: asked before the kill switch and flatten-all (a test answers for the user)
+        self.confirm: Callable[[str], bool] = lambda text: _ask(self, text)
+        self.brains = _table(["brain", "state", "P&L", "fills", "pending", "positions"])
+        self.brains.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.brains.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
+        self.brain_buttons: dict[str, QtWidgets.QPushButton] = {}
+        row = QtWidgets.QHBoxLayout()
+        for label, action, selected in BRAIN_BUTTONS:
+            button = QtWidgets.QPushButton(label)
+            button.clicked.connect(lambda _=False, a=action, s=selected: self.control(a, s))
+            self.brain_buttons[label] = button
+            row.addWidget(button)
+        self.kill_label = QtWidgets.QLabel("")
+        row.addStretch(1)
+        row.addWidget(self.kill_label)
+        panel = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(panel)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.brains)
+        return panel
+
+    def selected_brain(self) -> str | None:
+        rows = self.brains.selectionModel().selectedRows()
+        if not rows:
+            return None
+        item = self.brains.item(rows[0].row(), 0)
+        return item.text() if item is not None else None
+
+    def control(self, action: str, for_selected: bool = True) -> bool:
+        """Ask the bridge for a control; True if asked. A control on one Brain needs a
+        selected row; the kill switch and flatten-all are confirmed first."""
+        send = getattr(self.source, "control", None)
+        if send is None:
+            self.statusBar().showMessage("controls need a connection to a deployment", 5000)
+            return False
+        brain = self.selected_brain() if for_selected else None
+        if for_selected and brain is None:
+            self.statusBar().showMessage(f"{action}: select a Brain first", 5000)
+            return False
+        if not for_selected:
+            what = ("the kill switch: cancel every order, flatten everything and stop every "
+                    "Brain" if action == "kill" else "flatten every position")  # fmt: skip
+            if not self.confirm(f"Really {what}?"):
+                return False
+        send(action, brain)
+        return True
 
     def _build_menus(self) -> None:
         specs = self.state.model_options.get("indicators", DEFAULT_INDICATORS)
@@ -273,6 +343,17 @@ class MainWindow(QtWidgets.QMainWindow):
                 for r in state.status
             ],
         )
+        brains = state.brains.get("brains") or {}
+        _fill(
+            self.brains,
+            [
+                [name, row.get("state"), float(row.get("pnl", math.nan)), row.get("fills"),
+                 row.get("pending"),
+                 ", ".join(f"{s} {u:g}" for s, u in sorted((row.get("positions") or {}).items()))]
+                for name, row in sorted(brains.items())
+            ],
+        )  # fmt: skip
+        self.kill_label.setText("KILL SWITCH ON" if state.brains.get("kill_switch") else "")
         account = blotter.account
         text = "connected" if state.connected else "connecting…"
         if account:
