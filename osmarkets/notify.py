@@ -27,6 +27,8 @@ from .brokers.base import OrderEvent
 
 __all__ = ["Notification", "Notifier", "Rules"]
 
+#: messages in one send at most (a longer batch waits for the next)
+BATCH_MAX = 50
 #: what a rule can ask to be told
 KINDS = ("fill", "rejection", "error", "restart", "death", "control", "drawdown", "daily_loss",
          "summary")  # fmt: skip
@@ -270,12 +272,20 @@ class Notifier:
         rules = self.rules
         while True:
             stopping = self._stop.is_set()
-            try:
-                note = self._queue.get(timeout=0.05)
-                with self._lock:
-                    self._pending.append(note)
+            notes: list[Notification] = []
+            room = BATCH_MAX - len(self._pending)  # the rest waits in the bounded queue
+            try:  # everything waiting joins the batch (a slow channel: fewer, fuller sends)
+                if room > 0:
+                    notes.append(self._queue.get(timeout=0.05))
+                else:
+                    self._stop.wait(0.05)
+                while len(notes) < room:
+                    notes.append(self._queue.get_nowait())
             except queue.Empty:
                 pass
+            if notes:
+                with self._lock:
+                    self._pending.extend(notes)
             if self._pending and (stopping or self._batch_due(rules)):
                 self._flush(rules, stopping)
             if stopping and self._queue.empty() and not self._pending:
@@ -283,7 +293,7 @@ class Notifier:
 
     def _batch_due(self, rules: Rules) -> bool:
         first = self._pending[0].time / 1e9
-        return self._clock() - first >= rules.batch_seconds or len(self._pending) >= 50
+        return self._clock() - first >= rules.batch_seconds or len(self._pending) >= BATCH_MAX
 
     def _flush(self, rules: Rules, stopping: bool) -> None:
         now = time.monotonic()
@@ -331,6 +341,7 @@ def _apprise_sender(urls: list[str]) -> Callable[[str, str], bool]:
             raise ValueError("informer urls: Apprise cannot use one of them (check its scheme)")
 
     def send(title: str, body: str) -> bool:
-        return bool(notifier.notify(title=title, body=body))
+        # plain text: one line per notification, and '<...>' kept (HTML would eat both)
+        return bool(notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT))
 
     return send
