@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from .brokers.base import OrderEvent
+from .operator import PAUSED, STOPPED
 
 __all__ = ["Notification", "Notifier", "Rules"]
 
@@ -155,7 +156,11 @@ class Notifier:
         self._peak = -math.inf
         self._day: tuple[datetime.date, float] | None = None  # (day, its first equity)
         self._told: set[str] = set()  # thresholds crossed and told, until they recover
+        # the first summary is the next one to come: a deployment started after today's
+        # summary time sends tomorrow's, not one of a day it did not see
         self._summary_day: datetime.date | None = None
+        if self.rules.summary_at is not None and self.summary_due():
+            self._summary_day = self._today(self._clock())
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="notifier", daemon=True)
         self._worker.start()
@@ -167,7 +172,10 @@ class Notifier:
             why = f" ({event.reason})" if event.reason else ""
             self._put("fill", f"{event.brain or '?'}: {event.side} {event.size:g} {event.symbol}"
                               f" at {event.price:g}{why}")  # fmt: skip
-        elif event.kind == "rejected" and event.size > 0 and self.rules.rejections:
+        elif (
+            event.kind == "rejected" and event.size > 0 and self.rules.rejections
+            and event.reason not in (PAUSED, STOPPED)  # the operator's control was told
+        ):  # fmt: skip
             self._put("rejection", f"{event.brain or '?'}: {event.side} {event.size:g} "
                                    f"{event.symbol} rejected: {event.reason}")  # fmt: skip
 
@@ -214,7 +222,8 @@ class Notifier:
                             f"lost {lost:,.2f} today (equity {equity:,.2f})")  # fmt: skip
 
     def summary_due(self, now: float | None = None) -> bool:
-        """Whether the daily summary is due (once a day, at ``summary_at`` or after)."""
+        """Whether the daily summary is due (once a day, at ``summary_at`` or after; not on
+        the day this Notifier started after that time)."""
         if self.rules.summary_at is None:
             return False
         now = self._clock() if now is None else now
@@ -229,6 +238,12 @@ class Notifier:
             now, ZoneInfo(self.rules.summary_zone)
         ).date()
         self._put("summary", text)
+
+    def send(self, kind: str, text: str) -> None:
+        """Send ``text`` as a message of ``kind`` (one of :data:`KINDS`), whatever the rules."""
+        if kind not in KINDS:
+            raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+        self._put(kind, str(text))
 
     def status(self) -> dict[str, Any]:
         """Counters: ``queued`` (waiting), ``sending`` (in the send under way), ``sent``,

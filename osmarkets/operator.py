@@ -23,10 +23,16 @@ from .brokers.base import Order, OrderEvent, position_change
 OPERATOR = "operator"
 #: what the Trader logs before every control, which the Informer recognises and notifies
 LOG_PREFIX = "operator: "
+#: why the Trader refuses the orders of a paused or stopped Brain (not news: the control was)
+PAUSED = "paused"
+STOPPED = "stopped by the operator"
 #: a position smaller than this is flat
 EPSILON = 1e-9
 
-__all__ = ["Controls", "EPSILON", "LOG_PREFIX", "OPERATOR", "brain_books", "flatten_orders"]
+__all__ = [
+    "Controls", "EPSILON", "LOG_PREFIX", "OPERATOR", "PAUSED", "STOPPED", "brain_books",
+    "flatten_orders",
+]  # fmt: skip
 
 
 def flatten_orders(

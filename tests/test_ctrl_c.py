@@ -35,6 +35,7 @@ CASES = {
     "backtest_example": (["examples/backtest_example.py"], "generated EUR_USD"),
     "any_market": (["examples/any_market.py"], "(inferred)"),
     "security_example": (["examples/security_example.py"], "key file"),
+    "informer_example": (["examples/informer_example.py"], "operator: pause"),
     "optimize_example": (["examples/optimize_example.py", "{tmp}/out"], "saved to"),
     "optimize_example_agents": (
         ["examples/optimize_example.py", "{tmp}/out", "--workers", "2"],
@@ -49,7 +50,7 @@ CASES = {
 }
 # stderr lines that are not about the interrupt: where the logs are, progress bars, and what
 # Qt's offscreen platform says of every window
-BENIGN = ("logs to", "cfg/s", "propagateSizeHints")
+BENIGN = ("logs to", "cfg/s", "propagateSizeHints", "operator: ")  # (and the operator's controls)
 
 
 def _group(pid: int) -> list[str]:

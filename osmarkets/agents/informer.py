@@ -172,6 +172,13 @@ class InformerAgent(OsmAgent):
         self._fills, self._orders, self._rejections = [], {}, {}
         return True
 
+    def send_summary(self) -> str:
+        """Send the summary of the day so far now (an operator's report; the daily one
+        still goes at its time). Returns its text."""
+        text = self.summary_text()
+        self.notifier.send("summary", text)
+        return text
+
     def summary_text(self) -> str:
         """Per Brain: its fills, P&L of the day's fills (in the quote currency, positions at
         their last fill) and positions, orders and rejections; then the account."""

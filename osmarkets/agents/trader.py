@@ -40,7 +40,7 @@ from osbrain.address import AgentAddress
 from .. import wire
 from ..brokers.base import OrderEvent, check_order, event_key, position_change
 from ..journal import Journal
-from ..operator import LOG_PREFIX, OPERATOR, brain_books, flatten_orders
+from ..operator import LOG_PREFIX, OPERATOR, PAUSED, STOPPED, brain_books, flatten_orders
 from .base import OsmAgent, dumps
 from .risk import RiskLimits
 
@@ -249,7 +249,7 @@ class TraderAgent(OsmAgent):
                 )
                 reason = f"invalid order: {reason}"
             elif order.brain in self.paused or order.brain in self.stopped:
-                reason = "paused" if order.brain in self.paused else "stopped by the operator"
+                reason = PAUSED if order.brain in self.paused else STOPPED
             else:
                 reason = self.risk.check(order, held)
             if reason is not None:

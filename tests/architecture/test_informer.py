@@ -33,9 +33,10 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 def deploy(architectures: Any, receiver: WebhookReceiver, brains: dict[str, type] | None = None,
-           rules: dict[str, Any] | None = None, url: str | None = None) -> Any:  # fmt: skip
+           rules: dict[str, Any] | None = None, url: str | None = None,
+           risk: dict[str, Any] | None = None) -> Any:  # fmt: skip
     system = architectures(
-        Architecture, broker_factory=BROKER,
+        Architecture, broker_factory=BROKER, risk=risk,
         informer={"urls": [url or receiver.url], "rules": {**FAST, **(rules or {})}},
     )  # fmt: skip
     for name, cls in (brains or {"a": Buyer}).items():
@@ -54,11 +55,16 @@ def bars_of(system: Any, brain: str = "a") -> int:
 
 
 def test_fills_rejections_and_controls_are_told(architectures, receiver):
-    system = deploy(architectures, receiver)
+    system = deploy(architectures, receiver, risk={"max_position": 250})
     told(receiver, "[fill] a: buy 100 EUR_USD at ")
+    told(receiver, "[rejection] a: buy 100 EUR_USD rejected: risk: position")
     system.pause("a")
     told(receiver, "[control] paused Brain a")
-    told(receiver, "[rejection] a: buy 100 EUR_USD rejected: paused")
+    bars = bars_of(system)
+    wait_for(lambda: bars_of(system) >= bars + 3, 60, "bars while paused")
+    refused = [e for e in system["a"].osm_event_list() if e.reason == "paused"]
+    assert refused  # refused, and not told one by one: the pause was
+    assert not [m for m in receiver.messages() if "rejected: paused" in m]
     system.flatten("a")
     told(receiver, "[control] flattening Brain a")
     told(receiver, "[fill] a: sell ")
@@ -90,15 +96,17 @@ def test_the_daily_summary_is_sent_once_a_day_at_its_time(architectures, receive
     informer = system["informer"]
 
     def at(day: int, hour: int, minute: int) -> float:
-        return datetime.datetime(2026, 12, day, hour, minute, tzinfo=zone).timestamp()
+        # days to come: a deployment started after today's summary time skips today's
+        return datetime.datetime(2030, 1, day, hour, minute, tzinfo=zone).timestamp()
 
     assert informer.check_summary(at(3, 16, 59)) is False
     assert informer.check_summary(at(3, 17, 1)) is True
     summary = told(receiver, "[summary] daily summary: a: P&L ")[0]
     assert " fills, " in summary and "orders" in summary and "positions: EUR_USD" in summary
     assert informer.check_summary(at(3, 23, 0)) is False  # once a day
+    assert "daily summary" in informer.send_summary()  # asked for: sent at once, as well
     assert informer.check_summary(at(4, 17, 0)) is True
-    wait_for(lambda: len([m for m in receiver.messages() if "[summary]" in m]) == 2, 30)
+    wait_for(lambda: len([m for m in receiver.messages() if "[summary]" in m]) == 3, 30)
 
 
 def test_a_failing_channel_is_counted_and_trading_goes_on(architectures, receiver):
