@@ -223,3 +223,22 @@ def test_osmarkets_ctl_without_a_deployment_or_with_a_wrong_key(architectures, t
     done = ctl("status", "--nameserver", str(system.nsaddr), "--key-file", str(wrong))
     assert done.returncode == 2 and "did not answer" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_hostile_control_calls_are_refused_and_the_trader_goes_on(architectures):
+    system = trading(architectures, "a")
+    trader = system["trader"]
+    for call, args in (
+        (trader.operator_pause, (123,)),
+        (trader.operator_pause, ("x" * 10_000,)),
+        (trader.operator_resume, (None,)),
+        (trader.operator_flatten, (["a"],)),
+        (trader.operator_cancel_all, ({"brain": "a"},)),
+        (trader.operator_pause, ("operator",)),  # the flatten's own name is no Brain
+    ):
+        with pytest.raises(ValueError, match="no Brain"):
+            call(*args)
+    assert system.operator_status()["brains"]["a"]["state"] == "running"
+    fills = len(_fills(system, "a"))
+    wait_for(lambda: len(_fills(system, "a")) > fills, 60, "trading goes on")
+    assert system.status().loc["trader", "running"]
