@@ -206,14 +206,10 @@ class TimeAxis(pg.AxisItem):
         return self._widths[formats]
 
     def _step(self, x0: float, x1: float, pixels: float) -> tuple[str, int, float] | None:
-        unit = self.model.x_unit
-        period = unit if self.model.bsid.timeframe.is_intraday else float(_DAY)
+        unit = self.model.x_unit  # no ticks between two bars: a step of one bar at least
         per_ns = pixels / ((x1 - x0) * unit)
         for step in _STEPS:
-            if (
-                step[2] >= period * 0.999
-                and step[2] * per_ns >= self.label_width(step) + LABEL_GAP
-            ):
+            if step[2] >= unit * 0.999 and step[2] * per_ns >= self.label_width(step) + LABEL_GAP:
                 return step
         return None
 
@@ -570,8 +566,8 @@ class ChartWidget(QtWidgets.QWidget):
             assert old is not None
             self.legends[self.plot_panels[name]].removeItem(item)
             old.removeItem(item)
+        self._legend(panel, plot)  # first: the plot adds each named item to its legend
         plot.addItem(item)
-        self._legend(panel, plot).addItem(item, name)
         self.plot_panels[name] = panel
         return item
 
@@ -603,6 +599,9 @@ class ChartWidget(QtWidgets.QWidget):
         if self.follow:
             x1 = self._newest_x() + 2.5
             x0 = x1 - self.span
+            first = model.first_x
+            if first is not None:  # fewer bars than the span: they fill the chart
+                x0 = max(x0, min(first - 1.0, x1 - 5.0))
             self._setting_range = True
             try:
                 self.price.setXRange(x0, x1, padding=0)

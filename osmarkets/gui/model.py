@@ -286,7 +286,7 @@ class CandleModel:
         tf = self.bsid.timeframe
         #: nanoseconds per unit of x
         self.x_unit = float(tf.nanoseconds if tf.is_intraday else tf.size * _NOMINAL_NS[tf.unit])
-        #: time (ns) at x = 0: the first bar's, set once (None before any bar or tick)
+        #: the first bar's opening (ns since the epoch) is x = 0; set once (None before any bar)
         self.origin: int | None = None
         self.dirty = True
         self.version = 0
@@ -478,6 +478,11 @@ class CandleModel:
         """x of the newest bar on display (the forming one, if any), or None when empty."""
         n = len(self)
         return None if n == 0 else float(self.x_of(self._display_times(n - 1, n))[0])
+
+    @property
+    def first_x(self) -> float | None:
+        """x of the oldest bar on display, or None when empty."""
+        return None if len(self) == 0 else float(self.x_of(self._display_times(0, 1))[0])
 
     def _count_before(self, time: float, right: bool = False) -> int:
         """How many display bars open before ``time`` (at or before, if ``right``)."""

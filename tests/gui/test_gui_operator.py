@@ -141,11 +141,11 @@ def test_a_brains_plots_are_drawn_as_it_computed_them(system, app) -> None:
             for _series, name, _panel, time, value in system["sma"].osm_plots_since(0)["points"]
         }
         bars = model.bars()
-        drawn = model.plots(0, len(model))
+        drawn = model.plot_points(0, model.completed)  # display indices: the bars'
         for name in ("fast", "slow"):
-            panel, x, values = drawn[f"sma:{name}"]
+            panel, index, values = drawn[f"sma:{name}"]
             assert panel == "price"
-            times = bars["time"][np.asarray(x, dtype=int)] if len(x) else []
+            times = bars["time"][np.asarray(index, dtype=int)]
             pairs = [(int(t), float(v)) for t, v in zip(times, values, strict=True)]
             assert len(pairs) >= 20
             live = [p for p in pairs if p[0] > first]
@@ -155,6 +155,13 @@ def test_a_brains_plots_are_drawn_as_it_computed_them(system, app) -> None:
                 if expected is None:
                     continue  # older than what the Brain keeps
                 assert value == expected or (np.isnan(value) and np.isnan(expected))
-        assert chart.plot_items(), "the chart draws the plotted lines"
+        # and the chart draws exactly those values (the newest on screen, one per candle)
+        items = chart.plot_items()
+        line = items["sma:fast"]
+        _x, shown = line.getData()
+        finite = np.asarray(shown, dtype=float)
+        finite = finite[np.isfinite(finite)]
+        expected = {v for (n, _t), v in computed.items() if n == "fast"}
+        assert len(finite) > 0 and all(v in expected for v in finite.tolist())
     finally:
         window.close()

@@ -109,6 +109,11 @@ def test_window_charts_the_routers_bars_and_ticks(system: Any, app: Any, tmp_pat
         assert chart.bucket == 1 and chart.candles.drawn >= 30
         # Fills from the Trader reach the blotter and the markers.
         wait_for(lambda: window.state.blotter.fills > 0, timeout=60, what="a fill", app=app)
+        # the Brains panel (polled every second) has it too, and the Brain's own averages
+        wait_for(lambda: window.state.brains.get("brains", {}).get("sma", {}).get("fills"),
+                 what="the Brains panel's fill", app=app)  # fmt: skip
+        wait_for(lambda: {"sma:fast", "sma:slow"} <= set(chart.plot_items()),
+                 what="the Brain's plots drawn", app=app)  # fmt: skip
         wait_for(lambda: window.state.status, what="the agents' status", app=app)
         names = {row["name"] for row in window.state.status}
         assert {"router", "trader", "sma", "feeder"} <= names
