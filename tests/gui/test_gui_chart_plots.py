@@ -279,6 +279,22 @@ def test_chart_draws_live_plots_as_given_and_only_makes_a_sub_panel_for_sub(app)
 
 
 @needs_qt
+def test_each_plotted_name_has_one_legend_entry(app):
+    model = CandleModel("EUR_USD M1")
+    bars = bars_at(minutes((0, 10)))
+    model.load(bars)
+    chart = show(model, app)
+    for name in ("b:fast", "b:slow", "c:fast"):
+        model.add_plot(name, "price", int(bars["time"][-1]), 1.1)
+        chart.refresh()
+    model.add_plot("b:z", "sub", int(bars["time"][-1]), 0.0)
+    chart.refresh()
+    price = [label.text for _, label in chart.legends["price"].items]
+    assert sorted(price) == ["b:fast", "b:slow", "c:fast"]
+    assert [label.text for _, label in chart.legends["sub"].items] == ["b:z"]
+
+
+@needs_qt
 def test_plots_stay_bounded_by_the_screen_when_zoomed_out(app):
     n = 20_000
     times = minutes((0, n))
