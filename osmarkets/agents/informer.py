@@ -1,10 +1,14 @@
 """The Informer: tells a person what matters, through Apprise (:mod:`osmarkets.notify`).
 
-It only listens, on three feeds that never wait for it:
+It only listens, to three sources that never wait for it:
 
-* the Trader's ``observers`` PUB: every order event and the account (:data:`wire.OBSERVERS`):
+* the Trader's order events and account, read twice a second (:meth:`TraderAgent.observed_since
+  <osmarkets.agents.TraderAgent.observed_since>`: the events after the last one it saw):
   fills, rejections, the equity (drawdown and daily-loss thresholds), and what the daily
-  summary adds up (fills, P&L and positions per Brain, orders, rejections);
+  summary adds up (fills, P&L and positions per Brain, orders, rejections). Not the Trader's
+  ``observers`` feed, which carries an update per tick while a position is held: a message each
+  for the Informer cost the trading path up to 10 % (``benchmarks/bench_observers.py``), two
+  calls a second cost it nothing measurable;
 * the Overmind's status feed (:data:`wire.STATUS`): an agent restarted (its ``restarts`` went
   up) or dead and not restarted;
 * the Logger's ``alerts`` PUB: warnings and errors, one line each (errors are told; the
@@ -32,11 +36,11 @@ from ..notify import Notifier
 from ..operator import LOG_PREFIX, brain_books
 from .base import OsmAgent
 
-_OBSERVERS = wire.Decoder(wire.OBSERVERS)
 _STATUS = wire.Decoder(wire.STATUS)
 #: a Trader's operator line, as the Logger publishes it: ``[time] (trader): operator: ...``
 _CONTROL = re.compile(r"^\[[^\]]*\] \(trader\): " + re.escape(LOG_PREFIX) + r"(.*)$", re.S)
 SUMMARY_CHECK = 10.0  # seconds between two looks at the clock for the daily summary
+POLL_TRADER = 0.5  # seconds between two reads of the Trader's new order events
 
 
 def url_secrets(urls: list[str]) -> list[str]:
@@ -54,19 +58,22 @@ def url_secrets(urls: list[str]) -> list[str]:
 
 class InformerAgent(OsmAgent):
     """Configuration (``osm_cfg``): ``rules`` (a mapping, :class:`~osmarkets.notify.Rules`),
-    ``trader_observers``, ``status_feed`` and ``logger_alerts`` (the feeds' addresses), the
-    deployment's ``transport``; secret: ``informer_urls``."""
+    ``nsaddr`` (the name server: the Trader is read through its proxy), ``status_feed`` and
+    ``logger_alerts`` (the feeds' addresses), the deployment's ``transport``; secret:
+    ``informer_urls``."""
 
     def osm_setup(self) -> None:
         cfg = self.osm_cfg
         urls = list(self.osm_secrets.get("informer_urls") or [])
         self.notifier = Notifier(urls, cfg.get("rules"), title=str(cfg.get("title", "osMarkets")),
                                  secrets=url_secrets(urls))  # fmt: skip
-        self.updates = 0
-        self.update_gaps = 0
+        self.updates = 0  # reads of the Trader that brought order events
+        self.update_gaps = 0  # reads that found events missed (see TraderAgent.observed_since)
+        self.trader_unreachable = 0
+        self._trader: Any = None
         self.statuses = 0
         self.alerts = 0
-        self._update_seq = 0
+        self._update_seq: int | None = None  # None: from the Trader's next event on
         self._restarts: dict[str, int] = {}  # agent -> restarts seen
         self._dead: set[tuple[str, Any]] = set()  # (agent, pid) told dead
         self._fills: list[OrderEvent] = []  # today's, for the summary
@@ -75,7 +82,6 @@ class InformerAgent(OsmAgent):
         self._account: dict[str, Any] = {}
         transport = cfg.get("transport", "ipc")
         for alias, key, handler in (
-            ("observers", "trader_observers", self.osm_on_update),
             ("status", "status_feed", self.osm_on_status),
             ("alerts", "logger_alerts", self.osm_on_alert),
         ):
@@ -86,31 +92,55 @@ class InformerAgent(OsmAgent):
                 self.connect(server, alias=alias, handler=handler)
 
     def before_loop(self) -> None:
+        self.poll_trader()  # where the Trader's events stand: what comes after is told
+        self.each(POLL_TRADER, "poll_trader")
         self.each(SUMMARY_CHECK, "check_summary")
 
     def shutdown(self) -> None:
         self.notifier.close(timeout=2.0)
+        if self._trader is not None:
+            self._trader._pyroRelease()
         super().shutdown()
 
-    # -- feeds ------------------------------------------------------------------------------------
-    def osm_on_update(self, data: bytes) -> None:
-        self.osm_received += 1
-        message = self.osm_decode(data, _OBSERVERS)
-        if message is not None:
-            self.osm_guard("informer update", self._on_update, message)
+    # -- the Trader ----------------------------------------------------------------------------
+    def poll_trader(self) -> bool:
+        """Read the Trader's order events after the last one seen, and its account. A
+        Trader that does not answer (restarting) is read again next time. True if read."""
+        from .proxy import AgentProxy
 
-    def _on_update(self, message: tuple) -> None:
-        _, seq, events, account = message
-        self.updates += 1
-        if self._update_seq and seq > self._update_seq + 1:
-            self.update_gaps += 1  # PUB dropped some: told in the log, not guessed at
-            self.log_warning(f"missed {seq - self._update_seq - 1} Trader updates")
-        self._update_seq = seq
+        try:
+            if self._trader is None:  # (with the deployment's key, as every agent's proxy)
+                self._trader = AgentProxy("trader", self.osm_cfg["nsaddr"], timeout=2.0,
+                                          call_timeout=3.0)  # fmt: skip
+            answer = self._trader.observed_since(self._update_seq or 0)
+            if self._update_seq is not None and answer["seq"] < self._update_seq:
+                answer = self._trader.observed_since(0)  # a restarted Trader: all it has
+        except Exception:
+            self.trader_unreachable += 1
+            if self._trader is not None:
+                self._trader._pyroRelease()
+            self._trader = None
+            return False
+        self.osm_guard("informer trader", self._on_observed, answer)
+        return True
+
+    def _on_observed(self, answer: dict[str, Any]) -> None:
+        first = self._update_seq is None
+        self._update_seq = int(answer["seq"])
+        account = answer.get("account")
+        self._account = dict(account) if isinstance(account, dict) else {}
+        if first:
+            return  # what happened before this Informer started is not news
+        events = [e for e in answer.get("events") or () if isinstance(e, OrderEvent)]
+        if answer.get("gap"):
+            self.update_gaps += 1  # told in the log, not guessed at
+            self.log_warning("missed some of the Trader's order events (too many at once)")
+        if events:
+            self.updates += 1
         for event in events:
             self.notifier.on_event(event)
             self._tally(event)
-        self._account = dict(account)
-        equity = account.get("equity")
+        equity = self._account.get("equity")
         if isinstance(equity, int | float) and not isinstance(equity, bool):
             self.notifier.on_equity(float(equity))
 
@@ -205,6 +235,7 @@ class InformerAgent(OsmAgent):
         ``failures``, ``dropped``, ``last_error``) and what this agent received."""
         return {**self.notifier.status(), "updates": self.updates, "statuses": self.statuses,
                 "alerts": self.alerts, "update_gaps": self.update_gaps,
+                "trader_unreachable": self.trader_unreachable,
                 "malformed": self.osm_malformed}  # fmt: skip
 
     def osm_stats(self) -> dict[str, Any]:

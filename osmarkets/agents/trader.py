@@ -128,7 +128,13 @@ class TraderAgent(OsmAgent):
         # the worker thread and its inproc sockets
         results = self.bind("PULL", alias="results", handler=self.on_result,
                             transport="inproc", serializer="raw")  # fmt: skip
+        # No high-water mark on the loop <-> broker-thread pipes (inproc: unlimited when one
+        # side has none): with both bounded, a burst filled them both ways and each thread
+        # blocked on its send forever (the loop on a job, the broker thread on a result).
+        # The backlog is bounded by the feed, which the Router buffers anyway.
+        self._socket["results"].setsockopt(zmq.RCVHWM, 0)
         self._work = self._context.socket(zmq.PUSH)
+        self._work.setsockopt(zmq.SNDHWM, 0)
         work_addr = f"inproc://{self.name}-work"
         self._work.bind(work_addr)
         factory = cfg.get("broker_factory")
@@ -431,6 +437,23 @@ class TraderAgent(OsmAgent):
         self.observed.extend((self.observer_seq, event) for event in events)
         self._socket["observers"].send(dumps(("update", self.observer_seq, events, account)))
 
+    def observed_since(self, seq: int) -> dict[str, Any]:
+        """The order events of the updates after ``seq`` (oldest first) and the account: what
+        a monitor that polls reads (the Informer, twice a second: a few calls instead of one
+        message per tick). ``gap``: events it missed (older than the ``observer_events`` kept,
+        or a restarted Trader's numbering)."""
+        seq = int(seq)
+        newer: list[OrderEvent] = []
+        for number, event in reversed(self.observed):
+            if number <= seq:
+                break
+            newer.append(event)
+        newer.reverse()
+        oldest = self.observed[0][0] if self.observed else self.observer_seq + 1
+        gap = seq > self.observer_seq or (seq + 1 < oldest and self.observer_seq > seq)
+        return {"seq": self.observer_seq, "events": newer, "gap": gap,
+                "account": dict(self._observed_account or {})}  # fmt: skip
+
     def observer_snapshot(self, events: int = 500) -> dict[str, Any]:
         """What an observer reads first, and again after a gap in the sequence: ``seq`` (of the
         last update published), the newest ``events`` order events as ``(seq, event)`` pairs
@@ -674,8 +697,10 @@ def _fill_key(event: OrderEvent) -> tuple:
 def _worker(context: zmq.Context, work_addr: str, results_addr: str, broker: Any) -> None:
     """Run broker calls one at a time, in order, and send back their events."""
     pull = context.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 0)  # see osm_setup: neither pipe may block its sender
     pull.connect(work_addr)
     push = context.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 0)
     push.connect(results_addr)
     try:
         while True:

@@ -501,8 +501,7 @@ class Architecture:
         if not isinstance(title, str) or not title:
             raise ValueError("informer title: expected a non-empty string")
         cfg: dict[str, Any] = {
-            "rules": rules, "title": title, "informer_urls": urls,
-            "trader_observers": _url(self["trader"].addr("observers")),
+            "rules": rules, "title": title, "informer_urls": urls, "nsaddr": str(self.nsaddr),
         }  # fmt: skip
         if "logger" in self._agents:
             cfg["logger_alerts"] = _url(self["logger"].addr("alerts"))

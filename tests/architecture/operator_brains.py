@@ -39,3 +39,13 @@ class Faulty(Brain):
         self.bars += 1
         if self.bars == 3:
             raise RuntimeError("faulty brain: bar three")
+
+
+class EveryBar(Brain):
+    """Buys and sells ``size`` in turn, an order on every bar: a fill per bar."""
+
+    size = 1000.0
+
+    def on_new_bar(self, series: BarSeries) -> None:
+        side = "sell" if self.position(series.bsid.symbol) > 0 else "buy"
+        self.send_order(side=side, size=self.size, symbol=series.bsid.symbol)
