@@ -114,6 +114,7 @@ class TraderAgent(OsmAgent):
             maxlen=int(cfg.get("observer_events", 10_000))
         )  # (seq of the update that carried it, event), for observer_snapshot
         self._observed_account: dict[str, Any] | None = None
+        self._observed_evicted = 0  # update number of the newest event pushed out of observed
         self._observed_packed = b""
         self.osm_bind("PUB", "observers")
         # zmq's PUB drops (never blocks) past this many messages queued for one observer
@@ -434,6 +435,11 @@ class TraderAgent(OsmAgent):
             return
         self._observed_account, self._observed_packed = account, packed
         self.observer_seq += 1
+        overflow = len(self.observed) + len(events) - (self.observed.maxlen or 0)
+        if overflow > len(self.observed):  # some of this update's own events do not fit
+            self._observed_evicted = self.observer_seq
+        elif overflow > 0:  # the oldest make room: who has not read them missed them
+            self._observed_evicted = self.observed[overflow - 1][0]
         self.observed.extend((self.observer_seq, event) for event in events)
         self._socket["observers"].send(dumps(("update", self.observer_seq, events, account)))
 
@@ -449,8 +455,7 @@ class TraderAgent(OsmAgent):
                 break
             newer.append(event)
         newer.reverse()
-        oldest = self.observed[0][0] if self.observed else self.observer_seq + 1
-        gap = seq > self.observer_seq or (seq + 1 < oldest and self.observer_seq > seq)
+        gap = seq > self.observer_seq or seq < self._observed_evicted
         return {"seq": self.observer_seq, "events": newer, "gap": gap,
                 "account": dict(self._observed_account or {})}  # fmt: skip
 

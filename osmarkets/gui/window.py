@@ -48,6 +48,13 @@ def _ask(parent: QtWidgets.QWidget, text: str) -> bool:
     return answer == QtWidgets.QMessageBox.StandardButton.Yes
 
 
+def _brain_state(state: Any, restarts: Any) -> str:
+    """``running``, ``paused`` or ``stopped``, and how often the Overmind restarted it."""
+    if isinstance(restarts, int) and restarts > 0:
+        return f"{state}, restarted {restarts}x"
+    return str(state)
+
+
 def _table(headers: list[str]) -> QtWidgets.QTableWidget:
     table = QtWidgets.QTableWidget(0, len(headers))
     table.setHorizontalHeaderLabels(headers)
@@ -344,10 +351,12 @@ class MainWindow(QtWidgets.QMainWindow):
             ],
         )
         brains = state.brains.get("brains") or {}
+        restarts = {r.get("name"): r.get("restarts") or 0 for r in state.status}
         _fill(
             self.brains,
             [
-                [name, row.get("state"), float(row.get("pnl", math.nan)), row.get("fills"),
+                [name, _brain_state(row.get("state"), restarts.get(name, 0)),
+                 float(row.get("pnl", math.nan)), row.get("fills"),
                  row.get("pending"),
                  ", ".join(f"{s} {u:g}" for s, u in sorted((row.get("positions") or {}).items()))]
                 for name, row in sorted(brains.items())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,6 +92,10 @@ def test_the_brains_panel_buttons_pause_resume_flatten_and_kill(system, app) -> 
         window.brains.selectRow(_row(window, "sma"))
         buttons["Resume"].click()
         wait_for(lambda: _state(window, "sma") == "running", what="sma resumed", app=app)
+        # a Brain the Overmind restarted says so
+        os.kill(system["other"].osm_stats()["pid"], signal.SIGKILL)
+        wait_for(lambda: _state(window, "other") == "running, restarted 1x",
+                 what="other restarted", app=app)  # fmt: skip
         # the kill switch asks first: "no" does nothing
         asked: list[str] = []
         window.confirm = lambda text: asked.append(text) or False
