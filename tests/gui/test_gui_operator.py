@@ -106,8 +106,9 @@ def test_the_brains_panel_buttons_pause_resume_flatten_and_kill(system, app) -> 
         window.confirm = lambda text: True
         buttons["Kill switch"].click()
         wait_for(lambda: system.operator_status()["kill_switch"], what="kill switch", app=app)
-        wait_for(lambda: _state(window, "sma") == "stopped" and _state(window, "other")
-                 == "stopped", what="every Brain stopped", app=app)  # fmt: skip
+        wait_for(lambda: _state(window, "sma") == "stopped"
+                 and _state(window, "other") == "stopped, restarted 1x",
+                 what="every Brain stopped", app=app)  # fmt: skip
         wait_for(lambda: window.kill_label.text() == "KILL SWITCH ON", app=app)
 
         def flat() -> bool:
