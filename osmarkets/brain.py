@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import logging
+import math
 import re
 from typing import Any, Protocol
 
@@ -158,7 +159,8 @@ class Brain:
         ``panel='price'`` draws it over the candles (a moving average, a stop level),
         ``panel='sub'`` in a panel below them (an oscillator, a z-score). The GUI draws each
         Brain's values next to its bars, live and from the start of the run; plotting the same
-        name twice on one bar keeps the last value. NaN leaves a gap. In a backtest it costs
+        name twice on one bar keeps the last value. NaN (or an infinity) leaves a gap. In a
+        backtest it costs
         nothing and draws nothing."""
         if not isinstance(name, str) or name not in _PLOT_NAMES_SEEN:
             if not isinstance(name, str) or not PLOT_NAME.fullmatch(name):
@@ -172,7 +174,8 @@ class Brain:
             raise ValueError(f"plot {name}: expected a number, got {type(value).__name__}")
         draw = getattr(self._osm_context, "plot", None)
         if draw is not None:
-            draw(self, name, float(value), panel)
+            number = float(value)
+            draw(self, name, number if math.isfinite(number) else math.nan, panel)
 
     def debug(self, message: str) -> None:
         """A debug line, written only while ``DEBUG`` is true: to the deployment's logs in an

@@ -349,10 +349,12 @@ class Journal:
             "SELECT body FROM events WHERE client_id IN "
             "(SELECT client_id FROM events WHERE kind='accepted') ORDER BY id"
         )
+        from .operator import order_ended
+
         pending: dict[str, str] = {}
         for row in rows:
             event = _decode_event(row[0])
-            if event.terminal:
+            if order_ended(event):
                 pending.pop(event.client_id, None)
             elif event.kind == "accepted":
                 pending[event.client_id] = event.brain

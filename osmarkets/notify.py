@@ -30,6 +30,8 @@ __all__ = ["Notification", "Notifier", "Rules"]
 
 #: messages in one send at most (a longer batch waits for the next)
 BATCH_MAX = 50
+#: seconds at most between two tries of a batch that keeps failing
+MAX_BACKOFF = 60.0
 #: what a rule can ask to be told
 KINDS = ("fill", "rejection", "error", "restart", "death", "control", "drawdown", "daily_loss",
          "summary")  # fmt: skip
@@ -55,7 +57,9 @@ class Rules:
     ``batch_seconds``: messages gathered into one send; ``max_per_minute``: sends per minute
     (the rest wait); ``queue_size``: messages waiting at most (the newest are dropped past it);
     ``retries`` / ``retry_backoff``: a failed send is tried again this many times, waiting
-    ``retry_backoff`` seconds, doubled each time."""
+    ``retry_backoff`` seconds, doubled each time; then the batch waits, still first in line,
+    and is tried again later (doubling, at most a minute apart): nothing is dropped until the
+    queue behind it is full."""
 
     fills: bool = True
     rejections: bool = True
@@ -145,6 +149,8 @@ class Notifier:
         self._send = send if send is not None else _apprise_sender(list(urls))
         self._queue: queue.Queue[Notification] = queue.Queue(self.rules.queue_size)
         self._pending: list[Notification] = []  # this batch's, in the worker
+        self._retry_at = 0.0  # (monotonic) a batch that failed is not tried before
+        self._backoff = 0.0
         self._sending = 0  # messages of the send under way
         self._sends: list[float] = []  # times of the sends in the last minute
         self._lock = threading.Lock()
@@ -301,7 +307,8 @@ class Notifier:
             if notes:
                 with self._lock:
                     self._pending.extend(notes)
-            if self._pending and (stopping or self._batch_due(rules)):
+            waiting = time.monotonic() < self._retry_at and not stopping
+            if self._pending and not waiting and (stopping or self._batch_due(rules)):
                 self._flush(rules, stopping)
             if stopping and self._queue.empty() and not self._pending:
                 return
@@ -334,6 +341,7 @@ class Notifier:
                 if ok:
                     self.sent += len(batch)
                     self._sending = 0
+                    self._backoff = 0.0
                     return
                 self.failures += 1
                 self.last_error = self._scrub(error)[:300]
@@ -342,8 +350,15 @@ class Notifier:
             elif attempt < rules.retries:
                 continue  # stopping: try again at once
         with self._lock:
-            self.dropped += len(batch)
             self._sending = 0
+            if stopping:  # no time left: lost, and counted
+                self.dropped += len(batch)
+                return
+            # kept, ahead of what came since, and tried again later (doubling, at most a
+            # minute apart): nothing is lost until the queue behind it is full
+            self._pending[:0] = batch
+            self._backoff = min(MAX_BACKOFF, max(self._backoff * 2, rules.retry_backoff, 0.5))
+            self._retry_at = time.monotonic() + self._backoff
 
 
 def _apprise_sender(urls: list[str]) -> Callable[[str, str], bool]:

@@ -30,8 +30,8 @@ STOPPED = "stopped by the operator"
 EPSILON = 1e-9
 
 __all__ = [
-    "Controls", "EPSILON", "LOG_PREFIX", "OPERATOR", "PAUSED", "STOPPED", "brain_books",
-    "flatten_orders",
+    "Books", "Controls", "EPSILON", "LOG_PREFIX", "OPERATOR", "PAUSED", "STOPPED", "brain_books",
+    "flatten_orders", "order_ended",
 ]  # fmt: skip
 
 
@@ -61,32 +61,62 @@ def flatten_orders(
     return orders
 
 
+def order_ended(event: OrderEvent) -> bool:
+    """Whether ``event`` ends its order: rejected (a refused *cancel request*, size 0, does
+    not), cancelled or expired, or the order's own last fill. A fill with a ``reason`` is a
+    protective order's (stop loss, take profit) or a closeout's, on the position the order
+    opened: what is left of the order itself goes on."""
+    if event.kind == "filled":
+        return not event.reason and event.remaining <= 0
+    if event.kind == "rejected":
+        return event.size > 0
+    return event.kind == "cancelled"
+
+
+class Books:
+    """Per Brain, kept as fills arrive (:meth:`add`): positions, fills and the cash they
+    paid and received less their commissions; :meth:`snapshot` values the positions at
+    ``marks`` (the last price seen of each symbol; a position without one, at its last fill).
+    In each instrument's quote currency, summed as is: exact for one quote currency, a rough
+    figure across several (the account's equity is the exact total)."""
+
+    def __init__(self, fills: Iterable[OrderEvent] = ()) -> None:
+        self._books: dict[str, dict[str, Any]] = {}
+        self._last_fill: dict[str, float] = {}
+        for fill in fills:
+            self.add(fill)
+
+    def add(self, fill: OrderEvent) -> None:
+        if fill.kind != "filled":
+            return
+        book = self._books.setdefault(fill.brain, {"positions": {}, "fills": 0, "cash": 0.0})
+        book["fills"] += 1
+        book["cash"] -= fill.signed_size * fill.price + float(fill.commission or 0.0)
+        held = book["positions"].get(fill.symbol, 0.0) + position_change(fill)
+        book["positions"][fill.symbol] = 0.0 if abs(held) < EPSILON else held
+        self._last_fill[fill.symbol] = fill.price
+
+    def positions(self, brain: str) -> dict[str, float]:
+        """``brain``'s positions (symbol -> units), flat ones left out."""
+        book = self._books.get(brain)
+        return {s: u for s, u in book["positions"].items() if u} if book else {}
+
+    def snapshot(self, marks: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+        """Brain -> ``{'positions', 'fills', 'pnl'}``."""
+        out = {}
+        for brain, book in self._books.items():
+            value = sum(units * marks.get(symbol, self._last_fill.get(symbol, 0.0))
+                        for symbol, units in book["positions"].items())  # fmt: skip
+            out[brain] = {"positions": self.positions(brain), "fills": book["fills"],
+                          "pnl": book["cash"] + value}  # fmt: skip
+        return out
+
+
 def brain_books(
     fills: Iterable[OrderEvent], marks: Mapping[str, float]
 ) -> dict[str, dict[str, Any]]:
-    """Per Brain: ``positions`` (symbol -> units), ``fills`` (count) and ``pnl``: the cash its
-    fills paid and received, less their commissions, plus its positions valued at ``marks``
-    (the last price the Trader saw of each symbol; a position without one is valued at its
-    last fill). In each instrument's quote currency, summed as is: exact for one quote
-    currency, a rough figure across several (the account's equity is the exact total)."""
-    books: dict[str, dict[str, Any]] = {}
-    last_fill: dict[str, float] = {}
-    for fill in fills:
-        if fill.kind != "filled":
-            continue
-        book = books.setdefault(fill.brain, {"positions": {}, "fills": 0, "cash": 0.0})
-        change = position_change(fill)
-        book["fills"] += 1
-        book["cash"] -= fill.signed_size * fill.price + float(fill.commission or 0.0)
-        held = book["positions"].get(fill.symbol, 0.0) + change
-        book["positions"][fill.symbol] = 0.0 if abs(held) < EPSILON else held
-        last_fill[fill.symbol] = fill.price
-    for book in books.values():
-        value = sum(units * marks.get(symbol, last_fill.get(symbol, 0.0))
-                    for symbol, units in book["positions"].items())  # fmt: skip
-        book["pnl"] = book.pop("cash") + value
-        book["positions"] = {s: u for s, u in book["positions"].items() if u}
-    return books
+    """:class:`Books` of ``fills`` at once: per Brain ``positions``, ``fills`` and ``pnl``."""
+    return Books(fills).snapshot(marks)
 
 
 def _closing(client_id: str, brain: str, symbol: str, units: float, time: int) -> Order:
@@ -113,10 +143,11 @@ class Controls:
         """Accept ``brain``'s orders again."""
         return self.trader.operator_resume(brain)
 
-    def flatten(self, brain: str | None = None) -> dict[str, Any]:
-        """Close ``brain``'s positions (None: every Brain's, and what else the account holds)
-        with market orders."""
-        return self.trader.operator_flatten(brain)
+    def flatten(self, brain: str | None = None, account: bool = False) -> dict[str, Any]:
+        """Close ``brain``'s positions (None: every Brain's) with market orders; with
+        ``account``, also what the account holds that no Brain does (a trade made by hand, a
+        wallet's coins: never touched otherwise)."""
+        return self.trader.operator_flatten(brain, bool(account))
 
     def cancel_all(self, brain: str | None = None) -> dict[str, Any]:
         """Cancel ``brain``'s pending orders (None: every pending order)."""
@@ -124,8 +155,9 @@ class Controls:
 
     def kill(self) -> dict[str, Any]:
         """The kill switch: every new order refused, every pending order cancelled, every
-        position closed, every Brain stopped (its code no longer runs; its process stays, so
-        nothing restarts it)."""
+        Brain's position closed, every Brain stopped (its code no longer runs; its process
+        stays, so nothing restarts it). What the account holds outside the Brains is left
+        alone (``flatten(account=True)`` closes it)."""
         report = self.trader.operator_kill()
         stopped = []
         for brain in report.get("brains", []):

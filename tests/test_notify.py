@@ -100,6 +100,21 @@ def test_a_failing_channel_is_retried_counted_and_nothing_is_lost(receiver):
     assert notifier.status()["dropped"] == 0 and notifier.status()["last_error"]
 
 
+def test_a_batch_that_exhausts_its_retries_waits_and_goes_later_not_dropped(receiver):
+    receiver.status = 500
+    notifier = Notifier([receiver.url], {"batch_seconds": 0, "retries": 0})
+    for size in (1, 2, 3):
+        notifier.on_event(fill(size))
+    wait_for(lambda: notifier.status()["failures"] >= 2)  # tried, waited, tried again
+    assert notifier.status()["dropped"] == 0 and notifier.status()["queued"] == 3
+    receiver.status = 200
+    wait_for(lambda: notifier.status()["sent"] == 3)
+    notifier.close()
+    assert [m.split(" at ")[0] for m in receiver.messages()] == [
+        "[fill] sma: buy 1 EUR_USD", "[fill] sma: buy 2 EUR_USD", "[fill] sma: buy 3 EUR_USD"
+    ]  # fmt: skip
+
+
 def test_a_hanging_channel_never_blocks_and_a_full_queue_drops_and_counts(receiver):
     receiver.hold.clear()  # the receiver hangs
     notifier = Notifier([receiver.url], {"batch_seconds": 0, "queue_size": 5, "retries": 0})
@@ -160,3 +175,21 @@ def test_the_daily_summary_is_due_once_a_day_at_its_time_in_its_zone():
     wait_for(lambda: sent)
     notifier.close()
     assert sent == ["[summary] P&L: sma +12.50; positions: none; orders 3; rejections 0"]
+
+
+def test_the_secret_parts_of_apprise_urls_are_found_as_written() -> None:
+    from osmarkets.agents.informer import url_secrets
+
+    found = url_secrets([
+        "tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/-100123",
+        "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ",
+        "json://user:pw@127.0.0.1:8080/hook?token=s%20ecret42",
+    ])  # fmt: skip
+    for secret in ("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", "123456789", "T1JJ3T3L2",
+                   "TIiajkdnlazkcOXrIdevi7FQ", "pw", "s%20ecret42", "s ecret42"):  # fmt: skip
+        assert secret in found, secret
+    notifier = Notifier(send=lambda title, body: True, secrets=found)
+    assert notifier._scrub("bot 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw failed") == (
+        "bot ***:*** failed"
+    )
+    notifier.close()

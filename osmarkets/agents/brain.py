@@ -498,10 +498,11 @@ class BrainAgent(OsmAgent):
 
     def osm_halt(self) -> bool:
         """Stop this Brain for good (the operator's kill switch): its code is no longer
-        called, its unsent orders are dropped; the process stays, so nothing restarts it."""
+        called; the process stays, so nothing restarts it."""
         if not self.osm_halted:
+            # its orders in flight stay: re-sent, the Trader refuses them as stopped, and the
+            # lock-step, which counted them, gets their events
             self.osm_halted = True
-            self.osm_unacked.clear()
             self.log_warning("operator: stopped by the kill switch")
         return True
 

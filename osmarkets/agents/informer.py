@@ -26,14 +26,14 @@ from __future__ import annotations
 import re
 import time
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 from osbrain.address import AgentAddress
 
 from .. import wire
 from ..brokers.base import OrderEvent
 from ..notify import Notifier
-from ..operator import LOG_PREFIX, brain_books
+from ..operator import LOG_PREFIX
 from .base import OsmAgent
 
 _STATUS = wire.Decoder(wire.STATUS)
@@ -44,16 +44,28 @@ POLL_TRADER = 0.5  # seconds between two reads of the Trader's new order events
 
 
 def url_secrets(urls: list[str]) -> list[str]:
-    """The parts of Apprise URLs that may be secret (user, password, host and path segments,
-    query values: a bot token sits in any of them), longest first, for scrubbing."""
+    """The parts of Apprise URLs that may be secret, longest first, for scrubbing: each URL,
+    its user, password, host and port parts as written (a Telegram bot token is
+    ``tgram://123456:AAH.../``: what a URL parser takes for a host and a port), its path
+    segments and query values, each also percent-decoded. The password always; other parts
+    from 6 characters (shorter ones would blank common words)."""
     parts: set[str] = set()
+    always: set[str] = set()
     for url in urls:
         parts.add(url)
-        split = urlsplit(url)
-        parts.update(p for p in (split.username, split.password, split.hostname) if p)
-        parts.update(split.path.split("/"))
-        parts.update(value for _, value in parse_qsl(split.query))
-    return sorted((p for p in parts if len(p) >= 6), key=len, reverse=True)
+        _scheme, _, rest = url.partition("://")
+        netloc, _, tail = rest.partition("/")
+        path, _, query = tail.partition("?")
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        if password:
+            always.update({password, unquote(password)})
+        parts.update((user, *hostport.split(":"), *path.split("/")))
+        parts.update(value for _, value in parse_qsl(query))
+        parts.update(pair.partition("=")[2] for pair in query.split("&"))  # as written
+    parts.update(unquote(p) for p in list(parts))
+    found = {p for p in parts if len(p) >= 6} | {p for p in always if p}
+    return sorted(found, key=len, reverse=True)
 
 
 class InformerAgent(OsmAgent):
@@ -74,10 +86,12 @@ class InformerAgent(OsmAgent):
         self.statuses = 0
         self.alerts = 0
         self._update_seq: int | None = None  # None: from the Trader's next event on
+        self._trader_pid: int | None = None  # a new one: a restarted Trader, read from 0
+        self._pnl_base: dict[str, float] | None = None  # each Brain's P&L at the last summary
         self._restarts: dict[str, int] = {}  # agent -> restarts seen
         self._dead: set[tuple[str, Any]] = set()  # (agent, pid) told dead
-        self._fills: list[OrderEvent] = []  # today's, for the summary
-        self._orders: dict[str, set[str]] = {}  # Brain -> client ids seen today
+        self._fills: dict[str, int] = {}  # Brain -> fills since the last summary
+        self._orders: dict[str, int] = {}  # Brain -> orders accepted since the last summary
         self._rejections: dict[str, int] = {}
         self._account: dict[str, Any] = {}
         transport = cfg.get("transport", "ipc")
@@ -113,8 +127,12 @@ class InformerAgent(OsmAgent):
                 self._trader = AgentProxy("trader", self.osm_cfg["nsaddr"], timeout=2.0,
                                           call_timeout=3.0)  # fmt: skip
             answer = self._trader.observed_since(self._update_seq or 0)
-            if self._update_seq is not None and answer["seq"] < self._update_seq:
+            restarted = self._trader_pid not in (None, answer.get("pid"))
+            if self._update_seq is not None and restarted:
                 answer = self._trader.observed_since(0)  # a restarted Trader: all it has
+            self._trader_pid = answer.get("pid")
+            if self._pnl_base is None:  # where the day's P&L starts
+                self._pnl_base = self._pnl(self._trader.operator_status())
         except Exception:
             self.trader_unreachable += 1
             if self._trader is not None:
@@ -145,11 +163,12 @@ class InformerAgent(OsmAgent):
             self.notifier.on_equity(float(equity))
 
     def _tally(self, event: OrderEvent) -> None:
+        """Count what the summary reports (bounded: counters per Brain)."""
         brain = event.brain or "?"
         if event.kind == "filled":
-            self._fills.append(event)
+            self._fills[brain] = self._fills.get(brain, 0) + 1
         elif event.kind == "accepted":
-            self._orders.setdefault(brain, set()).add(event.client_id)
+            self._orders[brain] = self._orders.get(brain, 0) + 1
         elif event.kind == "rejected" and event.size > 0:
             self._rejections[brain] = self._rejections.get(brain, 0) + 1
 
@@ -198,8 +217,7 @@ class InformerAgent(OsmAgent):
         now = time.time() if now is None else float(now)
         if not self.notifier.summary_due(now):
             return False
-        self.notifier.summary(self.summary_text(), now)
-        self._fills, self._orders, self._rejections = [], {}, {}
+        self.notifier.summary(self.summary_text(new_day=True), now)
         return True
 
     def send_summary(self) -> str:
@@ -209,17 +227,25 @@ class InformerAgent(OsmAgent):
         self.notifier.send("summary", text)
         return text
 
-    def summary_text(self) -> str:
-        """Per Brain: its fills, P&L of the day's fills (in the quote currency, positions at
-        their last fill) and positions, orders and rejections; then the account."""
-        books = brain_books(self._fills, {})
+    def summary_text(self, new_day: bool = False) -> str:
+        """Per Brain (as the Trader keeps them): its P&L since the last summary (or since
+        this Informer started), its state and positions, and the fills, orders and
+        rejections since then; then the account. ``new_day``: start the next day's counts."""
+        try:
+            status = self._trader.operator_status() if self._trader is not None else {}
+        except Exception:  # the Trader restarting: the counts alone
+            status = {}
+        rows = status.get("brains") or {}
+        pnl = self._pnl(status)
+        base = self._pnl_base or {}
         lines = []
-        for brain in sorted(set(books) | set(self._orders) | set(self._rejections)):
-            book = books.get(brain, {"fills": 0, "pnl": 0.0, "positions": {}})
-            held = ", ".join(f"{s} {u:g}" for s, u in sorted(book["positions"].items()))
+        for brain in sorted(set(rows) | set(self._fills) | set(self._orders)):
+            row = rows.get(brain, {})
+            held = ", ".join(f"{s} {u:g}" for s, u in sorted((row.get("positions") or {}).items()))
+            day = pnl.get(brain, 0.0) - base.get(brain, 0.0)
             lines.append(
-                f"{brain}: P&L {book['pnl']:+,.2f}, {book['fills']} fills, "
-                f"{len(self._orders.get(brain, ()))} orders, "
+                f"{brain} ({row.get('state', '?')}): P&L {day:+,.2f}, "
+                f"{self._fills.get(brain, 0)} fills, {self._orders.get(brain, 0)} orders, "
                 f"{self._rejections.get(brain, 0)} rejections, positions: {held or 'none'}"
             )
         account = self._account
@@ -227,7 +253,16 @@ class InformerAgent(OsmAgent):
         if isinstance(equity, float | int):
             lines.append(f"account: equity {equity:,.2f}, positions "
                          f"{account.get('positions') or 'none'}")  # fmt: skip
+        if new_day:
+            self._fills, self._orders, self._rejections = {}, {}, {}
+            if status:
+                self._pnl_base = pnl
         return "daily summary: " + ("; ".join(lines) if lines else "no activity")
+
+    @staticmethod
+    def _pnl(status: dict[str, Any]) -> dict[str, float]:
+        rows = status.get("brains") or {}
+        return {brain: float(row.get("pnl", 0.0)) for brain, row in rows.items()}
 
     # -- inspection --------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from osbrain.address import AgentAddress
 from .. import wire
 from ..brokers.base import OrderEvent, check_order, event_key, position_change
 from ..journal import Journal
-from ..operator import LOG_PREFIX, OPERATOR, PAUSED, STOPPED, brain_books, flatten_orders
+from ..operator import LOG_PREFIX, OPERATOR, PAUSED, STOPPED, Books, flatten_orders, order_ended
 from .base import OsmAgent, dumps
 from .risk import RiskLimits
 
@@ -99,13 +99,22 @@ class TraderAgent(OsmAgent):
         self.stopped: set[str] = set(self._remembered("operator.stopped"))
         if self.journal is not None and self.journal.get("operator.kill") == "1":
             self.risk.kill_switch = True
-        self.open_orders: dict[str, str] = (
-            self.journal.open_orders() if self.journal is not None else {}
-        )  # client id -> Brain, of the orders accepted and not ended
+        # the orders handed to the broker (from the moment the submit is queued: a cancel
+        # queued after it reaches the broker after it) and not ended: client id -> what a
+        # flatten and a cancel need (a previous run's, from the journal, with their Brain only)
+        self.open_orders: dict[str, dict[str, Any]] = {
+            client_id: {"brain": brain, "symbol": "", "sign": 0.0, "remaining": 0.0,
+                        "market": False}
+            for client_id, brain in (self.journal.open_orders() if self.journal else {}).items()
+        }  # fmt: skip
+        self.books = Books(self.journal.fills() if self.journal is not None else ())
         self.marks: dict[str, float] = {}  # symbol -> last price seen (the Brains' P&L)
         self._operator_ids = itertools.count(1)
-        self._flatten_requests: list[str | None] = []  # placed once the broker is idle
-        self._operator_run = secrets.token_hex(3)
+        self._flattens = 0  # flatten jobs queued and not done yet
+        self._held_flattens: list[tuple[str | None, bool]] = []  # until reconciled
+        # operator ids '<brain>-<8 hex>-<n>', the form of every client id (OANDA's fallback
+        # reads the Brain from it)
+        self._operator_run = secrets.token_hex(4)
         self.positions: dict[str, float] = {}
         self.broker_state: dict[str, Any] = {}
         # observers (GUIs): every order event and the account, on a PUB that never blocks
@@ -268,7 +277,7 @@ class TraderAgent(OsmAgent):
             else:
                 if self.journal is not None:  # write-ahead: after a crash, looked up
                     self.journal.mark_submitting(order.client_id, order)
-                self._to_worker(("submit", order))
+                self._submit(order)
         else:
             _, brain, client_id, _auth = message
             self.orders_received[brain] = self.orders_received.get(brain, 0) + 1
@@ -308,6 +317,15 @@ class TraderAgent(OsmAgent):
         self.waiting_step = None
         self._to_worker(("step", step_id, market))
 
+    def _submit(self, order: Any) -> None:
+        """Hand ``order`` to the broker thread, and count it open from now on."""
+        self.open_orders[order.client_id] = {
+            "brain": order.brain, "symbol": order.symbol,
+            "sign": 1.0 if order.side == "buy" else -1.0, "remaining": float(order.size),
+            "market": order.type == "market",
+        }  # fmt: skip
+        self._to_worker(("submit", order))
+
     def _to_worker(self, job: tuple) -> None:
         self.in_flight += 1
         self._work.send_pyobj(job)
@@ -343,7 +361,9 @@ class TraderAgent(OsmAgent):
         if job[0] == "reconcile":
             self._on_reconciled(state)
         self._observe(events, state)  # last: the Brains and the lock-step come first
-        self._flatten_when_idle()
+        if job[0] == "flatten":  # every job queued before it is done: its fills are known
+            self._flattens -= 1
+            self._flatten(job[1], job[2])
 
     def _on_reconciled(self, state: dict[str, Any]) -> None:
         """Accept orders once reconciled (replaying those held); if reconciliation failed,
@@ -365,6 +385,10 @@ class TraderAgent(OsmAgent):
             return
         self.reconciliation = dict(state.get("reconciliation") or {})
         self.reconciled = True
+        held_flattens, self._held_flattens = self._held_flattens, []
+        for brain, account in held_flattens:
+            self._flattens += 1
+            self._to_worker(("flatten", brain, account))
         # Orders whose outcome the account already holds (fills this Trader missed while it
         # was down) are handled: a Brain's re-send of one is not submitted again.
         settled = {
@@ -403,7 +427,7 @@ class TraderAgent(OsmAgent):
             self._mark_handled(order.client_id)
             self._incident("recovered_order", f"order {order.client_id} of {order.brain} was "
                            "with the broker when the Trader died: looked up again")  # fmt: skip
-            self._to_worker(("submit", order))
+            self._submit(order)
 
     def _compare_positions(self, account: dict[str, float]) -> None:
         """Log, as an incident, where the account's positions differ from the fills the
@@ -456,7 +480,7 @@ class TraderAgent(OsmAgent):
             newer.append(event)
         newer.reverse()
         gap = seq > self.observer_seq or seq < self._observed_evicted
-        return {"seq": self.observer_seq, "events": newer, "gap": gap,
+        return {"seq": self.observer_seq, "events": newer, "gap": gap, "pid": self.osm_pid,
                 "account": dict(self._observed_account or {})}  # fmt: skip
 
     def observer_snapshot(self, events: int = 500) -> dict[str, Any]:
@@ -472,10 +496,7 @@ class TraderAgent(OsmAgent):
 
     def _deliver(self, event: OrderEvent) -> None:
         self.events.append(event)
-        if event.terminal:
-            self.open_orders.pop(event.client_id, None)
-        elif event.kind == "accepted":
-            self.open_orders[event.client_id] = event.brain
+        self._follow(event)
         if event.kind == "rejected":  # a Brain's order that did not execute: always said
             self.log_warning(
                 f"order {event.client_id!r:.80} of {event.brain!r:.40} rejected: "
@@ -483,6 +504,7 @@ class TraderAgent(OsmAgent):
             )
         if event.kind == "filled":
             self.fills.append(event)
+            self.books.add(event)
             rate = self._conversion_of.pop(_fill_key(event), None)
             if rate is not None:
                 self.conversions.append(rate)
@@ -496,6 +518,21 @@ class TraderAgent(OsmAgent):
             self.log_warning(f"no Brain {event.brain!r} for event {event}")
             return
         self._send_event(event)
+
+    def _follow(self, event: OrderEvent) -> None:
+        """Keep :attr:`open_orders` up to date with an order event."""
+        tracked = self.open_orders.get(event.client_id)
+        if tracked is None:
+            if event.kind == "accepted":  # an order this Trader did not queue (recovered)
+                self.open_orders[event.client_id] = {
+                    "brain": event.brain, "symbol": event.symbol, "remaining": event.size,
+                    "sign": 1.0 if event.side == "buy" else -1.0, "market": False,
+                }  # fmt: skip
+            return
+        if order_ended(event):
+            del self.open_orders[event.client_id]
+        elif event.kind == "filled" and not event.reason:  # a part of it
+            tracked["remaining"] = max(0.0, tracked["remaining"] - event.size)
 
     def _send_event(self, event: OrderEvent) -> None:
         alias = self.brains[event.brain]
@@ -560,40 +597,49 @@ class TraderAgent(OsmAgent):
         """Cancel the pending orders of ``brain`` (None: all of them)."""
         if brain is not None:
             self._known_brain(brain)
-        pending = [(c, b) for c, b in self.open_orders.items() if brain is None or b == brain]
+        pending = [
+            (c, o["brain"]) for c, o in self.open_orders.items() if brain in (None, o["brain"])
+        ]
         for client_id, owner in pending:
             self._to_worker(("cancel", owner, client_id))
         who = f"Brain {brain}" if brain is not None else "every Brain"
         self._operator_log(f"cancelling {len(pending)} pending orders of {who}")
         return {"cancelling": [c for c, _ in pending]}
 
-    def operator_flatten(self, brain: str | None = None) -> dict[str, Any]:
-        """Close ``brain``'s positions with market orders (None: every Brain's, and what
-        else the account holds). The orders are the operator's: neither a pause nor the kill
-        switch refuses them. They are placed once no broker call is in flight: the positions
-        are then those of every fill the broker made (a fill on its way would be missed)."""
+    def operator_flatten(self, brain: str | None = None, account: bool = False) -> dict[str, Any]:
+        """Close ``brain``'s positions with market orders (None: every Brain's; ``account``:
+        also what the account holds that no Brain does). The orders are the operator's:
+        neither a pause nor the kill switch refuses them. They are computed when every broker
+        job queued before this call is done (a fill on its way is counted), from the Brains'
+        fills and their market orders still open (a second flatten does not double the
+        first), and only on an account this Trader reconciled with."""
         if brain is not None:
             self._known_brain(brain)
-        self._flatten_requests.append(brain)
-        who = f"Brain {brain}" if brain is not None else "every Brain and the account"
-        self._operator_log(f"flattening {who}")
-        self._flatten_when_idle()
-        return {"flattening": brain if brain is not None else "all"}
+        who = f"Brain {brain}" if brain is not None else "every Brain"
+        self._operator_log(f"flattening {who}" + (" and the account" if account else ""))
+        self._flattens += 1
+        self._to_worker(("flatten", brain, bool(account)))
+        return {"flattening": brain if brain is not None else "all", "account": bool(account)}
 
-    def _flatten_when_idle(self) -> None:
-        while self._flatten_requests and self.in_flight == 0:
-            self._flatten(self._flatten_requests.pop(0))
-
-    def _flatten(self, brain: str | None) -> None:
+    def _flatten(self, brain: str | None, account: bool) -> None:
+        if not self.reconciled:  # the fills it would count may be missing: after
+            self._held_flattens.append((brain, account))
+            self.log_warning(f"{LOG_PREFIX}flatten waits for the reconciliation")
+            return
         brains = [brain] if brain is not None else sorted(self.brain_auth)
         positions = {b: self._brain_positions(b) for b in brains}
-        account = dict(self.positions) if brain is None else None
-        orders = flatten_orders(positions, account, self._operator_id, time.time_ns())
+        if account:  # what the account holds that no Brain does (a trade by hand, a wallet)
+            rest = dict(self.positions)
+            for other in self.brain_auth:
+                for symbol, units in self.books.positions(other).items():
+                    rest[symbol] = rest.get(symbol, 0.0) - units
+            positions[OPERATOR] = self._pending_market(OPERATOR, rest)
+        orders = flatten_orders(positions, None, self._operator_id, time.time_ns())
         for order in orders:
             self._mark_handled(order.client_id)
             if self.journal is not None:
                 self.journal.mark_submitting(order.client_id, order)
-            self._to_worker(("submit", order))
+            self._submit(order)
         detail = ", ".join(f"{o.side} {o.size:g} {o.symbol} ({o.brain})" for o in orders)
         self.log_info(f"{LOG_PREFIX}flatten orders: {detail or 'nothing held'}")
 
@@ -607,31 +653,39 @@ class TraderAgent(OsmAgent):
         self._operator_log("kill switch: refusing every order, cancelling, flattening, "
                            "stopping every Brain")  # fmt: skip
         cancelled = self.operator_cancel_all()["cancelling"]
-        self.operator_flatten()
+        self.operator_flatten()  # the Brains' positions: the account's others are left alone
         return {"cancelling": cancelled, "flattening": "all", "brains": sorted(self.brain_auth)}
 
     def operator_status(self) -> dict[str, Any]:
         """Every Brain's state (``running``, ``paused``, ``stopped``), positions, fills, P&L
         and pending orders; the kill switch."""
-        fills = self.journal.fills() if self.journal is not None else self.fills
-        books = brain_books(fills, self.marks)
+        books = self.books.snapshot(self.marks)
         brains = {}
         for brain in sorted(self.brain_auth):
             book = books.get(brain, {"positions": {}, "fills": 0, "pnl": 0.0})
             state = ("stopped" if brain in self.stopped
                      else "paused" if brain in self.paused else "running")  # fmt: skip
-            pending = sum(1 for b in self.open_orders.values() if b == brain)
+            pending = sum(1 for o in self.open_orders.values() if o["brain"] == brain)
             brains[brain] = {"state": state, "pending": pending, **book}
         return {"kill_switch": self.risk.kill_switch, "brains": brains,
                 "account": dict(self.positions),
-                "flattening": len(self._flatten_requests)}  # fmt: skip
+                "flattening": self._flattens}  # fmt: skip
 
     def _brain_positions(self, brain: str) -> dict[str, float]:
-        fills = self.journal.fills(brain) if self.journal is not None else self.fills
-        return brain_books(fills, {}).get(brain, {}).get("positions", {})
+        """``brain``'s positions once its market orders still open have filled."""
+        return self._pending_market(brain, self.books.positions(brain))
+
+    def _pending_market(self, brain: str, positions: dict[str, float]) -> dict[str, float]:
+        """``positions`` moved by ``brain``'s market orders still open (they will fill)."""
+        held = dict(positions)
+        for order in self.open_orders.values():
+            if order["brain"] == brain and order["market"] and order["symbol"]:
+                symbol = order["symbol"]
+                held[symbol] = held.get(symbol, 0.0) + order["sign"] * order["remaining"]
+        return held
 
     def _operator_id(self, brain: str) -> str:
-        return f"{brain}-op{self._operator_run}-{next(self._operator_ids)}"
+        return f"{brain}-{self._operator_run}-{next(self._operator_ids)}"
 
     def idle_now(self) -> bool:
         """True when no broker call is in flight and no step waits for orders."""
@@ -753,6 +807,8 @@ def _run(broker: Any, job: tuple) -> list[OrderEvent]:
     kind = job[0]
     if kind == "echo":
         return list(job[1])
+    if kind == "flatten":  # a marker: the loop computes the flatten when it comes back
+        return []
     if broker is None:
         if kind == "submit":
             order = job[1]

@@ -525,10 +525,10 @@ class Architecture:
         return self.controls.resume(brain)
 
     @_visible
-    def flatten(self, brain: str | None = None) -> dict[str, Any]:
-        """Close ``brain``'s positions with market orders (None: every Brain's, and whatever
-        else the account holds)."""
-        return self.controls.flatten(brain)
+    def flatten(self, brain: str | None = None, *, account: bool = False) -> dict[str, Any]:
+        """Close ``brain``'s positions with market orders (None: every Brain's); with
+        ``account``, also what the account holds that no Brain does."""
+        return self.controls.flatten(brain, account)
 
     @_visible
     def cancel_all(self, brain: str | None = None) -> dict[str, Any]:
@@ -538,7 +538,7 @@ class Architecture:
     @_visible
     def kill(self) -> dict[str, Any]:
         """The kill switch: every new order refused, every pending order cancelled, every
-        position closed, every Brain stopped."""
+        Brain's position closed, every Brain stopped."""
         return self.controls.kill()
 
     @_visible
@@ -629,7 +629,12 @@ class Architecture:
             if failed is not None:
                 pid, code = failed["dead_pid"], failed["exitcode"]
                 why = f" (its restart raised {failed['error']})"
-            elif self._restartable(handle.kind) or handle.proxy is None or process.is_alive():
+            elif (
+                self._restartable(handle.kind)
+                or handle.kind in _ALWAYS_RESTARTED
+                or handle.proxy is None
+                or process.is_alive()
+            ):  # (a dead Informer never stops trading, nor the owner's controls)
                 continue
             else:
                 pid, code, why = process.pid, process.exitcode, ""
@@ -995,7 +1000,8 @@ def _informer_urls(urls: Any) -> list[str]:
         raise ValueError("informer urls: expected at least one Apprise URL")
     for index, url in enumerate(urls):
         if not isinstance(url, str) or not apprise.Apprise().add(url):
-            scheme = url.partition("://")[0][:20] if isinstance(url, str) else type(url).__name__
+            scheme = (url.partition("://")[0][:20] if isinstance(url, str) and "://" in url
+                      else "none")  # (the rest of a URL may be a token)  # fmt: skip
             raise ValueError(f"informer urls[{index}]: Apprise cannot use it (scheme {scheme!r})")
     return urls
 

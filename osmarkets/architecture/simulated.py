@@ -19,7 +19,7 @@ from ..brokers.money import CLOSEOUT_LEVEL
 from ..data.conform import conform, given_for, own_timeframe
 from ..data.resample import regular_hours_mask
 from ..data.timeframes import Alignment
-from .base import Architecture, _visible, _wait
+from .base import _ALWAYS_RESTARTED, Architecture, _visible, _wait
 
 __all__ = ["SimulatedArchitecture"]
 
@@ -241,7 +241,8 @@ class SimulatedArchitecture(Architecture):
 
     def _restartable(self, kind: str) -> bool:
         # nothing restarts a Brain without supervision (and a simulation has no restart_trader)
-        return kind in self.restartable and self.overmind is not None
+        restartable = kind in self.restartable or kind in _ALWAYS_RESTARTED
+        return restartable and self.overmind is not None
 
     @_visible
     def result(self) -> Any:

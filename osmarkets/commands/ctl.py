@@ -22,9 +22,10 @@ def add_parser(subparsers: Any) -> None:
         help="pause, resume or flatten a Brain, cancel orders, the kill switch, status",
         description="Operator controls on a running deployment. pause NAME: the Brain's new "
         "orders are refused (reason 'paused'), it keeps receiving bars; resume NAME; flatten "
-        "[NAME]: close the Brain's positions (none: every position of the account); cancel "
+        "[NAME]: close the Brain's positions (none: every Brain's; --account: also what the "
+        "account holds that no Brain does); cancel "
         "[NAME]: cancel pending orders; kill: refuse every order, cancel every pending order, "
-        "flatten everything and stop every Brain; status: each Brain's state, positions, P&L.",
+        "flatten every Brain and stop it; status: each Brain's state, positions, P&L.",
         **examples(
             "osmarkets ctl status",
             "osmarkets ctl pause sma",
@@ -39,6 +40,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--key-file", metavar="PATH", help="the deployment's key file (default: registry entry)"
     )
+    parser.add_argument(
+        "--account", action="store_true", help="flatten: also what no Brain holds in the account"
+    )
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
     parser.set_defaults(handler=run)
 
@@ -48,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.action}: name the Brain (osmarkets ctl {args.action} NAME)")
     if args.action in ("kill", "status") and args.brain:
         raise UsageError(f"{args.action}: takes no Brain name, got {args.brain!r}")
+    if args.account and args.action != "flatten":
+        raise UsageError(f"--account: only with flatten, not {args.action}")
     from .gui import find_deployment
 
     address, keys = find_deployment(args.nameserver, args.key_file)
@@ -68,7 +74,10 @@ def run(args: argparse.Namespace) -> int:
             "cancel": controls.cancel_all, "kill": controls.kill,
             "status": controls.status}[args.action]  # fmt: skip
     try:
-        answer = call(args.brain) if args.action not in ("kill", "status") else call()
+        if args.action == "flatten":
+            answer = controls.flatten(args.brain, args.account)
+        else:
+            answer = call(args.brain) if args.action not in ("kill", "status") else call()
     except ValueError as exc:  # an unknown Brain, said by the Trader
         raise UsageError(first_line(exc)) from None
     except Exception as exc:  # the deployment is gone, or does not take this key

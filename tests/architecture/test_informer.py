@@ -101,7 +101,7 @@ def test_the_daily_summary_is_sent_once_a_day_at_its_time(architectures, receive
 
     assert informer.check_summary(at(3, 16, 59)) is False
     assert informer.check_summary(at(3, 17, 1)) is True
-    summary = told(receiver, "[summary] daily summary: a: P&L ")[0]
+    summary = told(receiver, "[summary] daily summary: a (running): P&L ")[0]
     assert " fills, " in summary and "orders" in summary and "positions: EUR_USD" in summary
     assert informer.check_summary(at(3, 23, 0)) is False  # once a day
     assert "daily summary" in informer.send_summary()  # asked for: sent at once, as well

@@ -121,6 +121,24 @@ def test_flatten_one_brain_then_the_account(architectures):
     assert all(not row["positions"] for row in status["brains"].values())
 
 
+def test_a_second_flatten_before_the_first_fills_does_not_double_it(architectures):
+    system = trading(architectures, "a")
+    system.pause("a")
+    for _ in range(3):  # an operator pressing Flatten again before the price moves
+        system.flatten("a")
+
+    def settled() -> dict:
+        status = system.operator_status()
+        row = status["brains"]["a"]
+        return not status["flattening"] and not row["positions"] and row
+
+    wait_for(settled, 60, "a flat")
+    bars = bars_of(system, "a")
+    wait_for(lambda: bars_of(system, "a") >= bars + 3, 60, "bars after the flatten")
+    assert not system.operator_status()["brains"]["a"]["positions"]  # not short: not doubled
+    assert not _account(system)
+
+
 def test_cancel_all_leaves_no_pending_order(architectures):
     system = trading(architectures, "a")
     system.pause("a")  # no new orders: what is pending is the far limit order
