@@ -615,6 +615,8 @@ class TraderAgent(OsmAgent):
         first), and only on an account this Trader reconciled with."""
         if brain is not None:
             self._known_brain(brain)
+        if not isinstance(account, bool):
+            raise ValueError(f"account: expected True or False, got {type(account).__name__}")
         who = f"Brain {brain}" if brain is not None else "every Brain"
         self._operator_log(f"flattening {who}" + (" and the account" if account else ""))
         self._flattens += 1

@@ -221,6 +221,7 @@ def test_osmarkets_ctl_pauses_flattens_and_kills_a_running_deployment(architectu
         (("kill", "a"), "kill: takes no Brain name"),
         (("pause", "nobody"), "no Brain 'nobody'"),
         (("launch",), "invalid choice"),
+        (("pause", "a", "--account"), "--account: only with flatten"),
     ],
 )
 def test_osmarkets_ctl_says_what_is_wrong_in_one_line(architectures, args, message):

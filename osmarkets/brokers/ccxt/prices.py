@@ -5,7 +5,7 @@ gap's backfill and of history on subscribe (no osBrain here).
   (``watch_ticker``, whose Binance stream carries the best bid and ask) where the exchange has
   them, else by polling ``fetch_ticker`` over REST. It runs an asyncio loop in the calling
   thread (the Feeder's worker thread), reconnects with backoff when the connection fails or
-  goes silent, and before the first quote of a new connection calls ``backfill(last_seen)``
+  goes silent, and on the first quote of a new connection calls ``backfill(last_seen)``
   so that the Feeder can fill the gap from the exchange's candles.
 - :func:`closed_candles` pages through ``fetch_ohlcv`` (exchanges cap a request at a few
   hundred or thousand candles) for the completed candles after a time.
@@ -193,6 +193,7 @@ class CcxtPriceStream:
         self.symbols = list(symbols)
         self.on_quote = on_quote
         self.backfill = backfill
+        self._backfill_due: dict[str, int] | None = None  # last quotes before a reconnection
         self.method = method
         self.poll_interval = float(poll_interval)
         self.backoff = float(backoff)
@@ -254,7 +255,10 @@ class CcxtPriceStream:
                 if not first:
                     self.reconnects += 1
                     if self.backfill is not None and self.last_seen:
-                        await asyncio.to_thread(self.backfill, dict(self.last_seen))
+                        # on the new connection's first quote: every candle that closed
+                        # before it is complete by then (a candle still open now could
+                        # close before the connection is up, and be lost)
+                        self._backfill_due = dict(self.last_seen)
                 first = False
                 await self._session(exchange)
             except Exception as exc:  # a lost connection: backoff and reconnect
@@ -367,6 +371,12 @@ class CcxtPriceStream:
         bid, ask = ticker.get("bid"), ticker.get("ask")
         if bid is None or ask is None or not 0 < float(bid) <= float(ask):
             return  # an empty or crossed book: no quote
+        due, self._backfill_due = self._backfill_due, None
+        if due is not None and self.backfill is not None:  # the gap first, then this quote
+            try:
+                self.backfill(due)
+            except Exception as exc:  # logged; the live quotes go on
+                log.warning("prices: the backfill of a gap failed: %s", str(exc)[:200])
         stamp = ticker.get("timestamp")
         when = int(stamp) * _MS if stamp else time.time_ns()
         previous = self.last_seen.get(symbol, 0)
