@@ -30,7 +30,7 @@ from ..data.calendars import period_ends as calendar_period_ends
 from ..data.calendars import sessions
 from ..data.conform import conform, given_for, rank
 from ..data.io import read_bars
-from ..data.series import BarSeries, frame_to_records
+from ..data.series import BarSeries
 from ..data.timeframes import (
     DEFAULT_ALIGNMENT,
     Alignment,
@@ -39,8 +39,7 @@ from ..data.timeframes import (
     period_bounds,
     period_starts,
 )
-from ..data.types import BAR_DTYPE, Bar, to_timestamp
-from ..data.validate import validate_bars
+from ..data.types import BAR_DTYPE, BAR_FIELDS, BAR_PRICE_FIELDS, Bar, to_timestamp
 from ..instruments import load_instruments
 from .result import Result
 
@@ -57,18 +56,43 @@ class BacktestError(RuntimeError):
 
 
 class ReplaySeries(BarSeries):
-    """A :class:`BarSeries` whose bars are all known in advance: a newest-first window over a
-    preloaded reversed array that the engine slides by moving ``_head`` and ``_len``."""
+    """A :class:`BarSeries` whose bars are all known in advance: a newest-first window over
+    preloaded chronological columns that the engine slides by moving ``_head`` and ``_len``.
+
+    Zero copy: each column is a reversed *view* of the data's own array (``array[::-1]``), so
+    a backtest holds no second copy of the bars and delivering a bar is two integer stores."""
 
     __slots__ = ()
 
-    def __init__(self, bsid: Any, capacity: int, reversed_records: np.ndarray) -> None:
+    def __init__(self, bsid: Any, capacity: int, columns: Mapping[str, np.ndarray]) -> None:
         self.bsid = BarSeriesID.parse(bsid)
         self.capacity = capacity
-        self._data = reversed_records
-        self._columns = {name: reversed_records[name] for name in BAR_DTYPE.names or ()}
-        self._head = len(reversed_records)
+        self.replayed = False
+        self.backfilled = False
+        self._data = None  # no structured buffer: the columns are the storage
+        self._columns = {name: _read_only(columns[name][::-1]) for name in BAR_FIELDS}
+        self._head = len(columns["time"])
         self._len = 0
+
+    def __getitem__(self, index: int) -> Bar:
+        if not isinstance(index, int | np.integer):
+            raise TypeError("BarSeries index must be an integer (0 = newest); use the columns")
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError(f"{self.bsid}: bar index {index} out of range (len {self._len})")
+        return _bar(self._columns, self._head + index)
+
+    @property
+    def has_quotes(self) -> bool:
+        return bool(self._len) and not np.isnan(self._columns["bid_close"][self._head])
+
+    def to_records(self) -> np.ndarray:
+        window = slice(self._head, self._head + self._len)
+        records = np.empty(self._len, dtype=BAR_DTYPE)
+        for name, column in self._columns.items():
+            records[name] = column[window][::-1]
+        return records
 
     def append(self, bar: Any) -> None:
         raise TypeError("a backtest's BarSeries is read-only")
@@ -78,6 +102,29 @@ class ReplaySeries(BarSeries):
 
     def extend(self, bars: Any) -> None:
         raise TypeError("a backtest's BarSeries is read-only")
+
+
+def _read_only(view: np.ndarray) -> np.ndarray:
+    view.flags.writeable = False  # a Brain writing into its bars would change the user's data
+    return view
+
+
+def frame_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The chronological columns of a bars DataFrame in ``BAR_FIELDS`` order, without copying
+    what is already int64 ns / float64: views of the frame's own arrays (read-only). A column
+    the frame does not have is a zero-memory constant (volume 0, bid/ask NaN)."""
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ValueError("bars DataFrame: expected a DatetimeIndex named 'time'")
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    n = len(frame)
+    columns = {"time": np.asarray(index.as_unit("ns").asi8, dtype=np.int64)}
+    for name in BAR_PRICE_FIELDS:
+        if name in frame.columns:
+            columns[name] = frame[name].to_numpy(dtype=np.float64)
+        else:
+            columns[name] = np.broadcast_to(np.float64(0.0 if name == "volume" else np.nan), n)
+    return columns
 
 
 def load_bars(data: Any, label: str = "data") -> pd.DataFrame:
@@ -95,13 +142,17 @@ def load_bars(data: Any, label: str = "data") -> pd.DataFrame:
 class _Feed:
     """One bar series of one instrument, preloaded."""
 
-    __slots__ = ("bsid", "series", "records", "deliver_after")
+    __slots__ = ("bsid", "series", "columns", "times", "deliver_after")
 
-    def __init__(self, bsid: BarSeriesID, records: np.ndarray, history: int) -> None:
+    def __init__(self, bsid: BarSeriesID, columns: dict[str, np.ndarray], history: int) -> None:
         self.bsid = bsid
-        self.records = records  # chronological
-        self.series = ReplaySeries(bsid, history, records[::-1].copy())
+        self.columns = columns  # chronological, BAR_FIELDS order
+        self.times = columns["time"]
+        self.series = ReplaySeries(bsid, history, columns)
         self.deliver_after: np.ndarray | None = None  # base index after which each bar is due
+
+    def __len__(self) -> int:
+        return len(self.times)
 
 
 class _Instrument:
@@ -112,7 +163,7 @@ class _Instrument:
         self.base = base
         self.higher = higher
         self.frame = frame
-        self.close = base.records["close"]
+        self.close = base.columns["close"]
 
 
 def _bar_ends(times: np.ndarray, tf: Timeframe, alignment: Alignment) -> np.ndarray:
@@ -130,19 +181,19 @@ def _higher_feed(
     """Resample the base bars to ``bsid`` and work out when each longer bar is complete: right
     after the last base bar of its period when that bar reaches the period's end, otherwise
     right after the first base bar of a later period (what a streaming resampler sees)."""
-    times = base.records["time"]
+    times = base.times
     base_tf = base.bsid.timeframe
     starts = period_starts(times, bsid.timeframe, alignment)
     first = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
     last = np.r_[first[1:] - 1, len(times) - 1]
     longer, _ = conform(frame, bsid.timeframe, alignment, data_timeframe=base_tf,
                         label=f"data for {bsid.symbol!r}")  # fmt: skip
-    bars = frame_to_records(longer)
+    bars = frame_columns(longer)
     period_end = _bar_ends(bars["time"], bsid.timeframe, alignment)
     base_end = _bar_ends(times[last], base_tf, alignment)
     after = np.where(base_end >= period_end, last, last + 1)
     keep = after < len(times)  # the last period is still forming at the end of the data
-    feed = _Feed(bsid, bars[keep], history)
+    feed = _Feed(bsid, {name: column[keep] for name, column in bars.items()}, history)
     feed.deliver_after = after[keep]
     return feed
 
@@ -171,7 +222,6 @@ def _instruments(
     instruments = []
     for symbol in symbols:
         frame = frames[symbol]
-        validate_bars(frame)
         if not len(frame):
             raise ValueError(f"data for {symbol!r}: no bars")
         own = sorted((b for b in bsids if b.symbol == symbol), key=lambda b: rank(b.timeframe))
@@ -181,7 +231,7 @@ def _instruments(
         if not len(base_frame):
             raise ValueError(f"data for {symbol!r}: no bars inside {alignment.calendar} "
                              "sessions (regular_hours=True)")  # fmt: skip
-        base = _Feed(own[0], frame_to_records(base_frame), history)
+        base = _Feed(own[0], frame_columns(base_frame), history)
         higher = [_higher_feed(b, base, base_frame, aligned, history) for b in own[1:]]
         instruments.append(_Instrument(symbol, base, higher, base_frame))
     return instruments
@@ -212,9 +262,8 @@ class _Context:
         for inst in self.instruments:  # margin is checked at the current prices
             length = inst.base.series._len
             if length and (inst.symbol == order.symbol or broker._units.get(inst.symbol)):
-                broker.mark(
-                    inst.symbol, float(inst.base.series._data["close"][inst.base.series._head])
-                )
+                series = inst.base.series
+                broker.mark(inst.symbol, float(series._columns["close"][series._head]))
         self.orders.append(order)
         events = broker.submit(order)
         self.events.extend(events)
@@ -239,7 +288,7 @@ class _Context:
         series = self.clock
         if not series._len:
             return 0
-        time = int(series._data["time"][series._head])
+        time = int(series._columns["time"][series._head])
         return time + self.tf_ns[series.bsid.symbol]
 
 
@@ -269,6 +318,8 @@ def backtest(
     financing: Mapping[str, Any] | None = None,
     closeout: float | None = CLOSEOUT_LEVEL,
     max_fill: float | dict[str, float] | None = None,
+    equity_dtype: str = "float64",
+    equity_every: Any = None,
 ) -> Result:
     """Run ``brain_class`` on historical bars in this process and return a :class:`Result`.
 
@@ -287,6 +338,9 @@ def backtest(
     ``rates``, margin ``closeout``, daily ``financing``; a symbol that cannot be converted
     raises ``ValueError`` before the run.
 
+    ``equity_dtype='float32'`` keeps the per-bar equity in half the memory; ``equity_every``
+    (a time-frame code such as ``'H1'`` or ``'D'``) keeps only its last value in each period.
+
     Raises :class:`BacktestError` (with the bar's time in the message) when a Brain handler
     raises, and ``ValueError`` for bad arguments or data.
     """
@@ -299,6 +353,7 @@ def backtest(
     if isinstance(history, bool) or not isinstance(history, int) or history <= 0:
         raise ValueError(f"history: expected a positive integer, got {history!r}")
     bsids = parse_bsids(bsid)
+    keep = EquityKeep(equity_dtype, equity_every)
     brain = make_brain(brain_class, params, name)
     alignment = Alignment.of(
         daily_alignment=daily_alignment, alignment_timezone=alignment_timezone,
@@ -324,7 +379,8 @@ def backtest(
     else:
         _run_multi(brain, context, feeds, fill == "close", fills, curve)
     return _result(brain, broker, feeds, fills, float(cash), params,
-                   events=context.events, orders=context.orders, curve=curve)  # fmt: skip
+                   events=context.events, orders=context.orders, curve=curve, keep=keep,
+                   alignment=alignment)  # fmt: skip
 
 
 def parse_bsids(bsid: Any) -> list[BarSeriesID]:
@@ -371,8 +427,9 @@ def _event_handler(brain: Brain) -> Any:
     return brain.on_order_event
 
 
-def _bar(records: np.ndarray, index: int) -> Bar:
-    return Bar(*records[index].tolist())
+def _bar(columns: Mapping[str, np.ndarray], index: int) -> Bar:
+    """The bar at ``index`` of chronological (or reversed) columns, as Python numbers."""
+    return Bar(*[column[index].item() for column in columns.values()])
 
 
 def _fail(exc: Exception, brain: Brain, bsid: BarSeriesID, time: int) -> BacktestError:
@@ -391,21 +448,21 @@ def _run_single(
     fill_close: bool,
     fills: list[tuple[int, int, OrderEvent]],
 ) -> None:
-    """The hot loop for one instrument: keep it lean."""
+    """The hot loop for one instrument: keep it lean (what it costs per bar is measured by
+    ``benchmarks/bench_backtest.py`` against a bare loop doing the Brain's own work)."""
     broker = context.broker
     active = broker.active
     symbol = inst.symbol
-    records = inst.base.records
+    columns = inst.base.columns
     series = inst.base.series
-    times = records["time"]
-    n = len(records)
-    top = n
+    times = inst.base.times
+    n = len(times)
     cap = series.capacity
     on_new_bar = brain.on_new_bar
     on_event = _event_handler(brain)
     queue = context.queue
     log = context.events
-    higher = [(f.series, _due(f), len(f.records)) for f in inst.higher]
+    higher = [(f.series, _due(f), len(f)) for f in inst.higher]
     cursors = [0] * len(higher)
     current_bsid = inst.base.bsid
     i = 0
@@ -413,15 +470,15 @@ def _run_single(
         brain.on_start()
         for i in range(n):
             if symbol in active:
-                events = broker.on_bar(symbol, _bar(records, i))
+                events = broker.on_bar(symbol, _bar(columns, i))
                 log.extend(events)
                 for event in events:
                     if event.kind == "filled":
                         fills.append((0, i, event))
                 _deliver(brain, events, on_event)
-            series._head = top - 1 - i
-            series._len = i + 1 if i < cap else cap
-            current_bsid = inst.base.bsid
+            series._head = n - 1 - i
+            if i < cap:
+                series._len = i + 1
             on_new_bar(series)
             if queue:
                 _flush(brain, queue, on_event)
@@ -437,8 +494,9 @@ def _run_single(
                             _flush(brain, queue, on_event)
                         j += 1
                     cursors[k] = j
+                current_bsid = inst.base.bsid
             if fill_close and symbol in active:
-                events = broker.fill_at_close(symbol, _bar(records, i))
+                events = broker.fill_at_close(symbol, _bar(columns, i))
                 log.extend(events)
                 for event in events:
                     if event.kind == "filled":
@@ -448,7 +506,7 @@ def _run_single(
         raise
     except Exception as exc:
         raise _fail(exc, brain, current_bsid, times[i] if n else 0) from exc
-    broker.mark(symbol, float(records["close"][-1]), int(times[-1]))
+    broker.mark(symbol, float(inst.close[-1]), int(times[-1]))
 
 
 def _due(feed: _Feed) -> np.ndarray:
@@ -481,11 +539,11 @@ def _run_multi(
     on_event = _event_handler(brain)
     queue = context.queue
     log = context.events
-    all_times = np.concatenate([inst.base.records["time"] for inst in instruments])
+    all_times = np.concatenate([inst.base.times for inst in instruments])
     which = np.concatenate(
-        [np.full(len(inst.base.records), k, dtype=np.int64) for k, inst in enumerate(instruments)]
+        [np.full(len(inst.base), k, dtype=np.int32) for k, inst in enumerate(instruments)]
     )
-    local = np.concatenate([np.arange(len(inst.base.records)) for inst in instruments])
+    local = np.concatenate([np.arange(len(inst.base), dtype=np.int64) for inst in instruments])
     order = np.lexsort((which, all_times))
     all_times, which, local = all_times[order], which[order], local[order]
     bounds = np.flatnonzero(np.r_[True, all_times[1:] != all_times[:-1], True])
@@ -501,14 +559,14 @@ def _run_multi(
             for k, i in group:
                 inst = instruments[k]
                 if inst.symbol in active:
-                    events = broker.on_bar(inst.symbol, _bar(inst.base.records, i))
+                    events = broker.on_bar(inst.symbol, _bar(inst.base.columns, i))
                     log.extend(events)
                     fills.extend((k, i, e) for e in events if e.kind == "filled")
                     _deliver(brain, events, on_event)
             for k, i in group:
                 inst = instruments[k]
                 series = inst.base.series
-                series._head = len(inst.base.records) - 1 - i
+                series._head = len(inst.base) - 1 - i
                 series._len = min(i + 1, series.capacity)
                 context.clock = series
                 current_bsid = inst.base.bsid
@@ -516,7 +574,7 @@ def _run_multi(
                 _flush(brain, queue, on_event)
                 for h, feed in enumerate(inst.higher):
                     after = _due(feed)
-                    j, count = cursors[k][h], len(feed.records)
+                    j, count = cursors[k][h], len(feed)
                     while j < count and after[j] == i:
                         feed.series._head = count - 1 - j
                         feed.series._len = min(j + 1, feed.series.capacity)
@@ -526,7 +584,7 @@ def _run_multi(
                         j += 1
                     cursors[k][h] = j
                 if fill_close and inst.symbol in active:
-                    events = broker.fill_at_close(inst.symbol, _bar(inst.base.records, i))
+                    events = broker.fill_at_close(inst.symbol, _bar(inst.base.columns, i))
                     log.extend(events)
                     fills.extend((k, i, e) for e in events if e.kind == "filled")
                     _deliver(brain, events, on_event)
@@ -537,7 +595,7 @@ def _run_multi(
     except Exception as exc:
         raise _fail(exc, brain, current_bsid, time) from exc
     for inst in instruments:
-        broker.mark(inst.symbol, float(inst.close[-1]), int(inst.base.records["time"][-1]))
+        broker.mark(inst.symbol, float(inst.close[-1]), int(inst.base.times[-1]))
 
 
 class _Everything:
@@ -558,41 +616,30 @@ def _result(
     events: list[OrderEvent] | None = None,
     orders: list[Order] | None = None,
     curve: list[float] | None = None,
+    keep: EquityKeep | None = None,
+    alignment: Alignment = DEFAULT_ALIGNMENT,
 ) -> Result:
     """Equity after every bar, vectorised: cash minus the fills' cash flows plus each
     instrument's position marked at its close (carried forward between its bars); or, with an
-    account currency, the broker's own equity after each time (``curve``)."""
-    times = np.unique(np.concatenate([inst.base.records["time"] for inst in instruments]))
-    flows = np.zeros(len(times))
-    value = np.zeros(len(times))
-    number = np.array([k for k, _, _ in fills], dtype=np.int64)
-    local = np.array([i for _, i, _ in fills], dtype=np.int64)
-    signed = np.array([e.signed_size for _, _, e in fills], dtype=float)
-    scale = [broker.multiplier(instruments[k].symbol) for k, _, _ in fills]
-    cost = np.array(
-        [
-            e.signed_size * e.price * m + e.commission
-            for (_, _, e), m in zip(fills, scale, strict=True)
-        ],
-        dtype=float,
+    account currency, the broker's own equity after each time (``curve``). Built in place in
+    one array (plus one for the cash), so its cost is 16 bytes per bar at the peak."""
+    if len(instruments) == 1:
+        times = instruments[0].base.times
+        index = instruments[0].frame.index.rename("time")
+    else:
+        times = np.unique(np.concatenate([inst.base.times for inst in instruments]))
+        index = pd.DatetimeIndex(times.view("M8[ns]"), name="time").tz_localize("UTC")
+    if curve is None:
+        equity = _marked_equity(broker, instruments, fills, times, cash)
+    else:
+        equity = np.asarray(curve, dtype=np.float64)
+    equity_series = (keep or EquityKeep()).apply(
+        pd.Series(equity, index=index, name="equity"), alignment
     )
-    for k, inst in enumerate(instruments):
-        own_times = inst.base.records["time"]
-        mine = number == k
-        delta = np.bincount(local[mine], weights=signed[mine], minlength=len(own_times))
-        np.add.at(flows, np.searchsorted(times, own_times[local[mine]]), cost[mine])
-        units = np.cumsum(delta)
-        where = np.searchsorted(own_times, times, side="right") - 1  # last own bar at or before
-        seen = where >= 0
-        idx = np.maximum(where, 0)
-        multiplier = broker.multiplier(inst.symbol)
-        value += np.where(seen, units[idx] * inst.close[idx] * multiplier, 0.0)
-    equity = cash - np.cumsum(flows) + value if curve is None else np.asarray(curve)
-    index = pd.DatetimeIndex(times.view("M8[ns]"), name="time").tz_localize("UTC")
     prices = {inst.symbol: inst.frame for inst in instruments}
     return Result.from_run(
         [e for _, _, e in fills],
-        pd.Series(equity, index=index, name="equity"),
+        equity_series,
         initial_cash=cash,
         prices=prices,
         name=brain.name,
@@ -605,6 +652,70 @@ def _result(
     )
 
 
+def _marked_equity(
+    broker: SimulatedBroker,
+    instruments: list[_Instrument],
+    fills: list[tuple[int, int, OrderEvent]],
+    times: np.ndarray,
+    cash: float,
+) -> np.ndarray:
+    """Cash minus the cumulated cost of the fills plus every position at its last close."""
+    equity = np.zeros(len(times))
+    spent = np.zeros(len(times))
+    for k, inst in enumerate(instruments):
+        mine = [(i, e) for number, i, e in fills if number == k]
+        own_times = inst.base.times
+        multiplier = broker.multiplier(inst.symbol)
+        local = np.array([i for i, _ in mine], dtype=np.int64)
+        at = local if len(instruments) == 1 else np.searchsorted(times, own_times[local])
+        cost = [e.signed_size * e.price * multiplier + e.commission for _, e in mine]
+        np.add.at(spent, at, np.array(cost, dtype=float))
+        units = np.zeros(len(own_times))
+        np.add.at(units, local, np.array([e.signed_size for _, e in mine], dtype=float))
+        np.cumsum(units, out=units)
+        units *= inst.close
+        units *= multiplier
+        if len(instruments) == 1:
+            equity += units
+        else:  # carried forward to the times this instrument has no bar
+            where = np.searchsorted(own_times, times, side="right") - 1
+            equity += np.where(where >= 0, units[np.maximum(where, 0)], 0.0)
+        del units
+    np.cumsum(spent, out=spent)
+    equity -= spent
+    equity += cash
+    return equity
+
+
+class EquityKeep:
+    """What a backtest keeps of its per-bar equity: every bar in ``dtype`` (``'float64'``, or
+    ``'float32'`` to halve it), or only the last value of each ``every`` period (a time-frame
+    code such as ``'H1'`` or ``'D'``, in UTC) for runs too long to keep one value per bar."""
+
+    DTYPES = ("float64", "float32")
+
+    def __init__(self, dtype: str = "float64", every: Any = None) -> None:
+        if dtype not in self.DTYPES:
+            raise ValueError(f"equity_dtype: expected 'float64' or 'float32', got {dtype!r}")
+        self.dtype = dtype
+        try:
+            self.every = None if every is None else Timeframe.parse(every)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"equity_every: expected a time frame code such as 'H1' or 'D', got {every!r}"
+            ) from None
+
+    def apply(self, equity: pd.Series, alignment: Alignment = DEFAULT_ALIGNMENT) -> pd.Series:
+        if self.every is not None and len(equity):
+            starts = period_starts(equity.index.asi8, self.every, alignment)
+            last = np.flatnonzero(np.r_[starts[1:] != starts[:-1], True])
+            equity = equity.iloc[last]
+        if self.dtype == "float32":
+            equity = equity.astype(np.float32)
+        return equity
+
+
 __all__ = [
-    "BacktestError", "ReplaySeries", "backtest", "load_bars", "make_brain", "parse_bsids",
+    "BacktestError", "EquityKeep", "ReplaySeries", "backtest", "frame_columns", "load_bars",
+    "make_brain", "parse_bsids",
 ]  # fmt: skip

@@ -348,7 +348,9 @@ class Result:
             trades["conversion"] = rates
         return cls(
             trades,
-            equity.astype(float).rename("equity"),
+            (equity if equity.dtype in (np.float64, np.float32) else equity.astype(float)).rename(
+                "equity"
+            ),
             initial_cash=initial_cash,
             prices=prices,
             open_positions=open_positions,
