@@ -652,6 +652,10 @@ def _result(
     )
 
 
+#: Bars per step when the equity curve is built: its temporaries stay a few MB at any size.
+EQUITY_CHUNK = 1 << 18
+
+
 def _marked_equity(
     broker: SimulatedBroker,
     instruments: list[_Instrument],
@@ -659,31 +663,45 @@ def _marked_equity(
     times: np.ndarray,
     cash: float,
 ) -> np.ndarray:
-    """Cash minus the cumulated cost of the fills plus every position at its last close."""
-    equity = np.zeros(len(times))
-    spent = np.zeros(len(times))
-    for k, inst in enumerate(instruments):
-        mine = [(i, e) for number, i, e in fills if number == k]
-        own_times = inst.base.times
-        multiplier = broker.multiplier(inst.symbol)
+    """``(cash - cost of the fills so far) + every position at its last close``, per time.
+
+    Built in steps of :data:`EQUITY_CHUNK` bars from the fills (few) and the closes, so the
+    only array as long as the data is the result. The sums run in the order of a plain
+    per-bar ``cumsum`` (each bar's fills added together first), so the floats do not depend on
+    the step size."""
+    single = len(instruments) == 1
+    scale = {k: broker.multiplier(inst.symbol) for k, inst in enumerate(instruments)}
+    at = np.array([i for _, i, _ in fills], dtype=np.int64)
+    if not single and len(fills):
+        own = np.array([instruments[k].base.times[i] for k, i, _ in fills], dtype=np.int64)
+        at = np.searchsorted(times, own)
+    cost = np.array([e.signed_size * e.price * scale[k] + e.commission for k, _, e in fills])
+    bars_with_fills, which = np.unique(at, return_inverse=True)
+    per_bar = np.zeros(len(bars_with_fills))
+    np.add.at(per_bar, which, cost)
+    spent = np.r_[0.0, np.cumsum(per_bar)]  # [0]: before the first fill
+    held = []  # per instrument: its bars with fills and the units held after each
+    for k in range(len(instruments)):
+        mine = [(i, e.signed_size) for number, i, e in fills if number == k]
         local = np.array([i for i, _ in mine], dtype=np.int64)
-        at = local if len(instruments) == 1 else np.searchsorted(times, own_times[local])
-        cost = [e.signed_size * e.price * multiplier + e.commission for _, e in mine]
-        np.add.at(spent, at, np.array(cost, dtype=float))
-        units = np.zeros(len(own_times))
-        np.add.at(units, local, np.array([e.signed_size for _, e in mine], dtype=float))
-        np.cumsum(units, out=units)
-        units *= inst.close
-        units *= multiplier
-        if len(instruments) == 1:
-            equity += units
-        else:  # carried forward to the times this instrument has no bar
-            where = np.searchsorted(own_times, times, side="right") - 1
-            equity += np.where(where >= 0, units[np.maximum(where, 0)], 0.0)
-        del units
-    np.cumsum(spent, out=spent)
-    equity -= spent
-    equity += cash
+        bars, where = np.unique(local, return_inverse=True)
+        delta = np.zeros(len(bars))
+        np.add.at(delta, where, np.array([size for _, size in mine], dtype=float))
+        held.append((bars, np.r_[0.0, np.cumsum(delta)]))
+    equity = np.empty(len(times))
+    for start in range(0, len(times), EQUITY_CHUNK):
+        rows = np.arange(start, min(start + EQUITY_CHUNK, len(times)))
+        value = np.zeros(len(rows))
+        for k, inst in enumerate(instruments):
+            own_rows = (
+                rows if single else np.searchsorted(inst.base.times, times[rows], "right") - 1
+            )
+            bars, units = held[k]
+            now = units[np.searchsorted(bars, own_rows, side="right")]
+            marked = now * inst.close[np.maximum(own_rows, 0)] * scale[k]
+            value += marked if single else np.where(own_rows >= 0, marked, 0.0)
+        paid = spent[np.searchsorted(bars_with_fills, rows, side="right")]
+        equity[rows] = cash - paid + value
     return equity
 
 
