@@ -16,6 +16,7 @@ instrument sent while handling another's bar never fills at a price from the pas
 from __future__ import annotations
 
 import os
+from array import array
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +42,7 @@ from ..data.timeframes import (
 )
 from ..data.types import BAR_DTYPE, BAR_FIELDS, BAR_PRICE_FIELDS, Bar, to_timestamp
 from ..instruments import load_instruments
+from .records import RecordLog
 from .result import Result
 
 FILL_MODES = ("next_open", "close")
@@ -237,6 +239,25 @@ def _instruments(
     return instruments
 
 
+class Fills:
+    """The fills of a run, compactly: each one's instrument number, base bar index and event."""
+
+    __slots__ = ("number", "bar", "events")
+
+    def __init__(self) -> None:
+        self.number = array("q")
+        self.bar = array("q")
+        self.events: RecordLog[OrderEvent] = RecordLog(OrderEvent)
+
+    def add(self, number: int, bar: int, event: OrderEvent) -> None:
+        self.number.append(number)
+        self.bar.append(bar)
+        self.events.append(event)
+
+    def __len__(self) -> int:
+        return len(self.bar)
+
+
 class _Context:
     """The :class:`~osmarkets.brain.BrainContext` the engine binds to the Brain."""
 
@@ -247,8 +268,8 @@ class _Context:
         self.instruments = instruments
         self._series = series
         self.queue: list[OrderEvent] = []
-        self.orders: list[Order] = []  # every order sent, for Result.orders
-        self.events: list[OrderEvent] = []  # every order event of the run, in order
+        self.orders: RecordLog[Order] = RecordLog(Order)  # every order sent, for Result.orders
+        self.events: RecordLog[OrderEvent] = RecordLog(OrderEvent)  # every event, in order
         self.clock: ReplaySeries = instruments[0].base.series  # base series of the bar at hand
         self.tf_ns = {
             inst.symbol: (
@@ -372,7 +393,7 @@ def backtest(
     series.update({f.bsid: f.series for inst in feeds for f in inst.higher})
     context = _Context(broker, feeds, series)
     brain.bind(context, name)
-    fills: list[tuple[int, int, OrderEvent]] = []  # (instrument number, base index, event)
+    fills = Fills()
     curve: list[float] | None = [] if broker.account is not None else None
     if len(feeds) == 1 and curve is None:
         _run_single(brain, context, feeds[0], fill == "close", fills)
@@ -446,7 +467,7 @@ def _run_single(
     context: _Context,
     inst: _Instrument,
     fill_close: bool,
-    fills: list[tuple[int, int, OrderEvent]],
+    fills: Fills,
 ) -> None:
     """The hot loop for one instrument: keep it lean (what it costs per bar is measured by
     ``benchmarks/bench_backtest.py`` against a bare loop doing the Brain's own work)."""
@@ -474,7 +495,7 @@ def _run_single(
                 log.extend(events)
                 for event in events:
                     if event.kind == "filled":
-                        fills.append((0, i, event))
+                        fills.add(0, i, event)
                 _deliver(brain, events, on_event)
             series._head = n - 1 - i
             if i < cap:
@@ -500,7 +521,7 @@ def _run_single(
                 log.extend(events)
                 for event in events:
                     if event.kind == "filled":
-                        fills.append((0, i, event))
+                        fills.add(0, i, event)
                 _deliver(brain, events, on_event)
     except BacktestError:
         raise
@@ -526,7 +547,7 @@ def _run_multi(
     context: _Context,
     instruments: list[_Instrument],
     fill_close: bool,
-    fills: list[tuple[int, int, OrderEvent]],
+    fills: Fills,
     curve: list[float] | None = None,
 ) -> None:
     """Several instruments in time order: at each time, the broker runs every instrument's bar
@@ -561,7 +582,9 @@ def _run_multi(
                 if inst.symbol in active:
                     events = broker.on_bar(inst.symbol, _bar(inst.base.columns, i))
                     log.extend(events)
-                    fills.extend((k, i, e) for e in events if e.kind == "filled")
+                    for event in events:
+                        if event.kind == "filled":
+                            fills.add(k, i, event)
                     _deliver(brain, events, on_event)
             for k, i in group:
                 inst = instruments[k]
@@ -586,7 +609,9 @@ def _run_multi(
                 if fill_close and inst.symbol in active:
                     events = broker.fill_at_close(inst.symbol, _bar(inst.base.columns, i))
                     log.extend(events)
-                    fills.extend((k, i, e) for e in events if e.kind == "filled")
+                    for event in events:
+                        if event.kind == "filled":
+                            fills.add(k, i, event)
                     _deliver(brain, events, on_event)
             if curve is not None:
                 curve.append(broker.equity)
@@ -609,12 +634,12 @@ def _result(
     brain: Brain,
     broker: SimulatedBroker,
     instruments: list[_Instrument],
-    fills: list[tuple[int, int, OrderEvent]],
+    fills: Fills,
     cash: float,
     params: Mapping[str, Any] | None,
     *,
-    events: list[OrderEvent] | None = None,
-    orders: list[Order] | None = None,
+    events: RecordLog[OrderEvent] | None = None,
+    orders: RecordLog[Order] | None = None,
     curve: list[float] | None = None,
     keep: EquityKeep | None = None,
     alignment: Alignment = DEFAULT_ALIGNMENT,
@@ -625,10 +650,9 @@ def _result(
     one array (plus one for the cash), so its cost is 16 bytes per bar at the peak."""
     if len(instruments) == 1:
         times = instruments[0].base.times
-        index = instruments[0].frame.index.rename("time")
     else:
         times = np.unique(np.concatenate([inst.base.times for inst in instruments]))
-        index = pd.DatetimeIndex(times.view("M8[ns]"), name="time").tz_localize("UTC")
+    index = pd.DatetimeIndex(times.view("M8[ns]"), name="time").tz_localize("UTC")
     if curve is None:
         equity = _marked_equity(broker, instruments, fills, times, cash)
     else:
@@ -638,7 +662,7 @@ def _result(
     )
     prices = {inst.symbol: inst.frame for inst in instruments}
     return Result.from_run(
-        [e for _, _, e in fills],
+        fills.events,
         equity_series,
         initial_cash=cash,
         prices=prices,
@@ -659,7 +683,7 @@ EQUITY_CHUNK = 1 << 18
 def _marked_equity(
     broker: SimulatedBroker,
     instruments: list[_Instrument],
-    fills: list[tuple[int, int, OrderEvent]],
+    fills: Fills,
     times: np.ndarray,
     cash: float,
 ) -> np.ndarray:
@@ -671,22 +695,29 @@ def _marked_equity(
     the step size."""
     single = len(instruments) == 1
     scale = {k: broker.multiplier(inst.symbol) for k, inst in enumerate(instruments)}
-    at = np.array([i for _, i, _ in fills], dtype=np.int64)
+    number = np.frombuffer(fills.number, dtype=np.int64) if len(fills) else np.zeros(0, int)
+    local = np.frombuffer(fills.bar, dtype=np.int64) if len(fills) else np.zeros(0, int)
+    signed = [e.signed_size for e in fills.events]
+    at = local
     if not single and len(fills):
-        own = np.array([instruments[k].base.times[i] for k, i, _ in fills], dtype=np.int64)
+        own = np.array([instruments[k].base.times[i] for k, i in zip(number, local, strict=True)])
         at = np.searchsorted(times, own)
-    cost = np.array([e.signed_size * e.price * scale[k] + e.commission for k, _, e in fills])
+    cost = np.array(
+        [
+            size * e.price * scale[k] + e.commission
+            for size, k, e in zip(signed, number.tolist(), fills.events, strict=True)
+        ]
+    )
     bars_with_fills, which = np.unique(at, return_inverse=True)
     per_bar = np.zeros(len(bars_with_fills))
     np.add.at(per_bar, which, cost)
     spent = np.r_[0.0, np.cumsum(per_bar)]  # [0]: before the first fill
     held = []  # per instrument: its bars with fills and the units held after each
     for k in range(len(instruments)):
-        mine = [(i, e.signed_size) for number, i, e in fills if number == k]
-        local = np.array([i for i, _ in mine], dtype=np.int64)
-        bars, where = np.unique(local, return_inverse=True)
+        mine = number == k
+        bars, where = np.unique(local[mine], return_inverse=True)
         delta = np.zeros(len(bars))
-        np.add.at(delta, where, np.array([size for _, size in mine], dtype=float))
+        np.add.at(delta, where, np.array(signed, dtype=float)[mine])
         held.append((bars, np.r_[0.0, np.cumsum(delta)]))
     equity = np.empty(len(times))
     for start in range(0, len(times), EQUITY_CHUNK):
