@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,7 @@ from ..data.timeframes import (
 )
 from ..data.types import BAR_DTYPE, BAR_FIELDS, BAR_PRICE_FIELDS, Bar, to_timestamp
 from ..instruments import load_instruments
+from .equity import EquityKeep, Stretch, marked_equity
 from .records import RecordLog
 from .result import Result
 
@@ -71,7 +72,7 @@ class ReplaySeries(BarSeries):
         self.capacity = capacity
         self.replayed = False
         self.backfilled = False
-        self._data = None  # no structured buffer: the columns are the storage
+        self._data = None  # type: ignore[assignment]  # no structured buffer: the columns are the storage
         self._columns = {name: _read_only(columns[name][::-1]) for name in BAR_FIELDS}
         self._head = len(columns["time"])
         self._len = 0
@@ -257,6 +258,24 @@ class Fills:
     def __len__(self) -> int:
         return len(self.bar)
 
+    def arrays(
+        self, stretches: list[Stretch], start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """From fill ``start`` on: stretch numbers, bars, signed units and costs (units x
+        price x the stretch's multiplier + commission), for :func:`marked_equity`."""
+        number = np.array(self.number[start:], dtype=np.int64)
+        local = np.array(self.bar[start:], dtype=np.int64)
+        events = [self.events[i] for i in range(start, len(self.events))]
+        signed = np.array([e.signed_size for e in events], dtype=float)
+        cost = np.array(
+            [
+                size * e.price * stretches[k].multiplier + e.commission
+                for size, k, e in zip(signed.tolist(), number.tolist(), events, strict=True)
+            ],
+            dtype=float,
+        )
+        return number, local, signed, cost
+
 
 class _Context:
     """The :class:`~osmarkets.brain.BrainContext` the engine binds to the Brain."""
@@ -341,6 +360,8 @@ def backtest(
     max_fill: float | dict[str, float] | None = None,
     equity_dtype: str = "float64",
     equity_every: Any = None,
+    stream: bool | None = None,
+    chunk_bars: int | None = None,
 ) -> Result:
     """Run ``brain_class`` on historical bars in this process and return a :class:`Result`.
 
@@ -359,8 +380,12 @@ def backtest(
     ``rates``, margin ``closeout``, daily ``financing``; a symbol that cannot be converted
     raises ``ValueError`` before the run.
 
-    ``equity_dtype='float32'`` keeps the per-bar equity in half the memory; ``equity_every``
-    (a time-frame code such as ``'H1'`` or ``'D'``) keeps only its last value in each period.
+    ``stream=True`` reads ``data`` (a file, a directory of ``<symbol>.parquet`` or ``.csv``
+    files, or a mapping symbol -> file) chunk by chunk instead of loading it
+    (:mod:`osmarkets.backtest.stream`; a directory is streamed by default), ``chunk_bars`` bars
+    of each file at a time. ``equity_dtype='float32'`` keeps the per-bar equity in half the
+    memory; ``equity_every`` (a time-frame code such as ``'H1'`` or ``'D'``) keeps only its
+    last value in each period.
 
     Raises :class:`BacktestError` (with the bar's time in the message) when a Brain handler
     raises, and ``ValueError`` for bad arguments or data.
@@ -375,12 +400,26 @@ def backtest(
         raise ValueError(f"history: expected a positive integer, got {history!r}")
     bsids = parse_bsids(bsid)
     keep = EquityKeep(equity_dtype, equity_every)
+    if chunk_bars is not None and (
+        isinstance(chunk_bars, bool) or not isinstance(chunk_bars, int) or chunk_bars < 1
+    ):
+        raise ValueError(f"chunk_bars: expected a positive integer, got {chunk_bars!r}")
     brain = make_brain(brain_class, params, name)
     alignment = Alignment.of(
         daily_alignment=daily_alignment, alignment_timezone=alignment_timezone,
         weekly_alignment=weekly_alignment, calendar=calendar, regular_hours=regular_hours,
     )  # fmt: skip
-    feeds = _instruments(data, bsids, history, alignment, data_timeframe)
+    from .stream import check_streamable, is_streamed, run_streamed, stream_paths
+
+    if stream is None:
+        stream = is_streamed(data)
+    if not isinstance(stream, bool):
+        raise ValueError(f"stream: expected True, False or None, got {stream!r}")
+    if stream:
+        check_streamable(bsids, alignment, data_timeframe)
+        paths = stream_paths(data, [b.symbol for b in bsids])
+    else:
+        feeds = _instruments(data, bsids, history, alignment, data_timeframe)
     specs = load_instruments(instruments) if instruments is not None else {}
     broker = SimulatedBroker(
         cash, spread=spread, slippage=slippage, commission=commission, margin_rate=margin_rate,
@@ -388,7 +427,12 @@ def backtest(
         closeout=closeout, max_fill=max_fill,
     )  # fmt: skip
     if broker.account is not None:
-        broker.account.check([inst.symbol for inst in feeds])
+        broker.account.check(list(dict.fromkeys(b.symbol for b in bsids)))
+    if stream:
+        brain.name = name or brain.name
+        return run_streamed(brain, broker, paths, bsids, history=history,
+                            fill_close=fill == "close", cash=float(cash), params=params,
+                            keep=keep, alignment=alignment, chunk_bars=chunk_bars)  # fmt: skip
     series = {inst.base.bsid: inst.base.series for inst in feeds}
     series.update({f.bsid: f.series for inst in feeds for f in inst.higher})
     context = _Context(broker, feeds, series)
@@ -549,78 +593,114 @@ def _run_multi(
     fill_close: bool,
     fills: Fills,
     curve: list[float] | None = None,
+    windows: Iterable[list[tuple[int, int, int]]] | None = None,
 ) -> None:
     """Several instruments in time order: at each time, the broker runs every instrument's bar
     first, then the Brain sees them in the order the symbols were given. With an account
     currency the broker sees every bar (marks, conversion, closeout, financing) and ``curve``
-    gets the equity after each time."""
+    gets the equity after each time.
+
+    ``windows``: the bars to replay, window after window, each a list of ``(instrument number,
+    first bar, end)`` ranges of the instruments' preloaded bars (a streamed backtest loads the
+    next chunk of its files between two windows); every bar at once when None."""
     broker = context.broker
     active = broker.active if broker.account is None else _Everything()
     on_new_bar = brain.on_new_bar
     on_event = _event_handler(brain)
     queue = context.queue
     log = context.events
-    all_times = np.concatenate([inst.base.times for inst in instruments])
-    which = np.concatenate(
-        [np.full(len(inst.base), k, dtype=np.int32) for k, inst in enumerate(instruments)]
-    )
-    local = np.concatenate([np.arange(len(inst.base), dtype=np.int64) for inst in instruments])
-    order = np.lexsort((which, all_times))
-    all_times, which, local = all_times[order], which[order], local[order]
-    bounds = np.flatnonzero(np.r_[True, all_times[1:] != all_times[:-1], True])
+    if windows is None:
+        windows = [[(k, 0, len(inst.base)) for k, inst in enumerate(instruments)]]
     cursors = [[0] * len(inst.higher) for inst in instruments]
     current_bsid = instruments[0].base.bsid
     time = 0
     try:
         brain.on_start()
-        for g in range(len(bounds) - 1):
-            lo, hi = int(bounds[g]), int(bounds[g + 1])
-            time = int(all_times[lo])
-            group = [(int(which[s]), int(local[s])) for s in range(lo, hi)]
-            for k, i in group:
-                inst = instruments[k]
-                if inst.symbol in active:
-                    events = broker.on_bar(inst.symbol, _bar(inst.base.columns, i))
-                    log.extend(events)
-                    for event in events:
-                        if event.kind == "filled":
-                            fills.add(k, i, event)
-                    _deliver(brain, events, on_event)
-            for k, i in group:
-                inst = instruments[k]
-                series = inst.base.series
-                series._head = len(inst.base) - 1 - i
-                series._len = min(i + 1, series.capacity)
-                context.clock = series
-                current_bsid = inst.base.bsid
-                on_new_bar(series)
-                _flush(brain, queue, on_event)
-                for h, feed in enumerate(inst.higher):
-                    after = _due(feed)
-                    j, count = cursors[k][h], len(feed)
-                    while j < count and after[j] == i:
-                        feed.series._head = count - 1 - j
-                        feed.series._len = min(j + 1, feed.series.capacity)
-                        current_bsid = feed.bsid
-                        on_new_bar(feed.series)
-                        _flush(brain, queue, on_event)
-                        j += 1
-                    cursors[k][h] = j
-                if fill_close and inst.symbol in active:
-                    events = broker.fill_at_close(inst.symbol, _bar(inst.base.columns, i))
-                    log.extend(events)
-                    for event in events:
-                        if event.kind == "filled":
-                            fills.add(k, i, event)
-                    _deliver(brain, events, on_event)
-            if curve is not None:
-                curve.append(broker.equity)
+        for ranges in _reading(windows):
+            all_times, which, local = _merged(instruments, ranges)
+            bounds = np.flatnonzero(np.r_[True, all_times[1:] != all_times[:-1], True])
+            for g in range(len(bounds) - 1):
+                lo, hi = int(bounds[g]), int(bounds[g + 1])
+                time = int(all_times[lo])
+                group = [(int(which[s]), int(local[s])) for s in range(lo, hi)]
+                for k, i in group:
+                    inst = instruments[k]
+                    if inst.symbol in active:
+                        events = broker.on_bar(inst.symbol, _bar(inst.base.columns, i))
+                        log.extend(events)
+                        for event in events:
+                            if event.kind == "filled":
+                                fills.add(k, i, event)
+                        _deliver(brain, events, on_event)
+                for k, i in group:
+                    inst = instruments[k]
+                    series = inst.base.series
+                    series._head = len(inst.base) - 1 - i
+                    series._len = min(i + 1, series.capacity)
+                    context.clock = series
+                    current_bsid = inst.base.bsid
+                    on_new_bar(series)
+                    _flush(brain, queue, on_event)
+                    for h, feed in enumerate(inst.higher):
+                        after = _due(feed)
+                        j, count = cursors[k][h], len(feed)
+                        while j < count and after[j] == i:
+                            feed.series._head = count - 1 - j
+                            feed.series._len = min(j + 1, feed.series.capacity)
+                            current_bsid = feed.bsid
+                            on_new_bar(feed.series)
+                            _flush(brain, queue, on_event)
+                            j += 1
+                        cursors[k][h] = j
+                    if fill_close and inst.symbol in active:
+                        events = broker.fill_at_close(inst.symbol, _bar(inst.base.columns, i))
+                        log.extend(events)
+                        for event in events:
+                            if event.kind == "filled":
+                                fills.add(k, i, event)
+                        _deliver(brain, events, on_event)
+                if curve is not None:
+                    curve.append(broker.equity)
     except BacktestError:
         raise
+    except _SourceFailed as failed:  # the data, not the Brain: raised as it is
+        raise failed.error from failed.error.__cause__
     except Exception as exc:
         raise _fail(exc, brain, current_bsid, time) from exc
     for inst in instruments:
         broker.mark(inst.symbol, float(inst.close[-1]), int(inst.base.times[-1]))
+
+
+class _SourceFailed(Exception):
+    """Reading the next window failed: carries the error, to be raised as the data's own."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _reading(windows: Iterable[Any]) -> Iterator[Any]:
+    iterator = iter(windows)
+    while True:
+        try:
+            window = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _SourceFailed(exc) from exc
+        yield window
+
+
+def _merged(
+    instruments: list[_Instrument], ranges: list[tuple[int, int, int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bars of ``ranges`` in time order (instruments in their order at one time): their
+    times, instrument numbers and indexes."""
+    all_times = np.concatenate([instruments[k].base.times[a:b] for k, a, b in ranges])
+    which = np.concatenate([np.full(b - a, k, dtype=np.int32) for k, a, b in ranges])
+    local = np.concatenate([np.arange(a, b, dtype=np.int64) for _, a, b in ranges])
+    order = np.lexsort((which, all_times))
+    return all_times[order], which[order], local[order]
 
 
 class _Everything:
@@ -676,10 +756,6 @@ def _result(
     )
 
 
-#: Bars per step when the equity curve is built: its temporaries stay a few MB at any size.
-EQUITY_CHUNK = 1 << 18
-
-
 def _marked_equity(
     broker: SimulatedBroker,
     instruments: list[_Instrument],
@@ -687,84 +763,15 @@ def _marked_equity(
     times: np.ndarray,
     cash: float,
 ) -> np.ndarray:
-    """``(cash - cost of the fills so far) + every position at its last close``, per time.
-
-    Built in steps of :data:`EQUITY_CHUNK` bars from the fills (few) and the closes, so the
-    only array as long as the data is the result. The sums run in the order of a plain
-    per-bar ``cumsum`` (each bar's fills added together first), so the floats do not depend on
-    the step size."""
-    single = len(instruments) == 1
-    scale = {k: broker.multiplier(inst.symbol) for k, inst in enumerate(instruments)}
-    number = np.frombuffer(fills.number, dtype=np.int64) if len(fills) else np.zeros(0, int)
-    local = np.frombuffer(fills.bar, dtype=np.int64) if len(fills) else np.zeros(0, int)
-    signed = [e.signed_size for e in fills.events]
-    at = local
-    if not single and len(fills):
-        own = np.array([instruments[k].base.times[i] for k, i in zip(number, local, strict=True)])
-        at = np.searchsorted(times, own)
-    cost = np.array(
-        [
-            size * e.price * scale[k] + e.commission
-            for size, k, e in zip(signed, number.tolist(), fills.events, strict=True)
-        ]
-    )
-    bars_with_fills, which = np.unique(at, return_inverse=True)
-    per_bar = np.zeros(len(bars_with_fills))
-    np.add.at(per_bar, which, cost)
-    spent = np.r_[0.0, np.cumsum(per_bar)]  # [0]: before the first fill
-    held = []  # per instrument: its bars with fills and the units held after each
-    for k in range(len(instruments)):
-        mine = number == k
-        bars, where = np.unique(local[mine], return_inverse=True)
-        delta = np.zeros(len(bars))
-        np.add.at(delta, where, np.array(signed, dtype=float)[mine])
-        held.append((bars, np.r_[0.0, np.cumsum(delta)]))
-    equity = np.empty(len(times))
-    for start in range(0, len(times), EQUITY_CHUNK):
-        rows = np.arange(start, min(start + EQUITY_CHUNK, len(times)))
-        value = np.zeros(len(rows))
-        for k, inst in enumerate(instruments):
-            own_rows = (
-                rows if single else np.searchsorted(inst.base.times, times[rows], "right") - 1
-            )
-            bars, units = held[k]
-            now = units[np.searchsorted(bars, own_rows, side="right")]
-            marked = now * inst.close[np.maximum(own_rows, 0)] * scale[k]
-            value += marked if single else np.where(own_rows >= 0, marked, 0.0)
-        paid = spent[np.searchsorted(bars_with_fills, rows, side="right")]
-        equity[rows] = cash - paid + value
-    return equity
-
-
-class EquityKeep:
-    """What a backtest keeps of its per-bar equity: every bar in ``dtype`` (``'float64'``, or
-    ``'float32'`` to halve it), or only the last value of each ``every`` period (a time-frame
-    code such as ``'H1'`` or ``'D'``, in UTC) for runs too long to keep one value per bar."""
-
-    DTYPES = ("float64", "float32")
-
-    def __init__(self, dtype: str = "float64", every: Any = None) -> None:
-        if dtype not in self.DTYPES:
-            raise ValueError(f"equity_dtype: expected 'float64' or 'float32', got {dtype!r}")
-        self.dtype = dtype
-        try:
-            self.every = None if every is None else Timeframe.parse(every)
-        except (ValueError, TypeError):
-            raise ValueError(
-                f"equity_every: expected a time frame code such as 'H1' or 'D', got {every!r}"
-            ) from None
-
-    def apply(self, equity: pd.Series, alignment: Alignment = DEFAULT_ALIGNMENT) -> pd.Series:
-        if self.every is not None and len(equity):
-            starts = period_starts(equity.index.asi8, self.every, alignment)
-            last = np.flatnonzero(np.r_[starts[1:] != starts[:-1], True])
-            equity = equity.iloc[last]
-        if self.dtype == "float32":
-            equity = equity.astype(np.float32)
-        return equity
+    stretches = [
+        Stretch(inst.base.times, inst.close, broker.multiplier(inst.symbol))
+        for inst in instruments
+    ]
+    number, local, signed, cost = fills.arrays(stretches)
+    return marked_equity(times, stretches, number, local, signed, cost, cash)[0]
 
 
 __all__ = [
-    "BacktestError", "EquityKeep", "ReplaySeries", "backtest", "frame_columns", "load_bars",
+    "BacktestError", "Fills", "ReplaySeries", "backtest", "frame_columns", "load_bars",
     "make_brain", "parse_bsids",
 ]  # fmt: skip

@@ -86,6 +86,20 @@ class _OrderRow:
         "client_id", "symbol", "side", "type", "size", "price", "state", "reason",
         "submit_time", "final_time", "filled_size", "value", "commission", "brain",
     )  # fmt: skip
+    client_id: str
+    symbol: str
+    side: str
+    type: str
+    size: float
+    price: float
+    state: str
+    reason: str
+    submit_time: int
+    final_time: int
+    filled_size: float
+    value: float
+    commission: float
+    brain: str
 
     def __init__(self, **values: Any) -> None:
         for name, value in values.items():

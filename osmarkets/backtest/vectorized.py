@@ -14,8 +14,14 @@ use the event-driven engine for leveraged strategies near their limits. A target
 event-driven Brain reaches with the same orders gives the same fills and final value, which the
 tests check for the example SmaCross.
 
-Why it is fast: a position only changes on a few bars, so the simulation works on those
-changes (a sparse list of fills), not bar by bar. The cash and position after each fill are
+Two engines give identical tables. ``engine='numba'`` (the default when numba is installed:
+``pip install osmarkets[numba]``) runs compiled loops, one per parameter set, over all cores
+(:mod:`osmarkets.backtest.kernels`); a Brain whose ``signals_batch`` accepts ``engine`` may
+return :class:`~osmarkets.backtest.kernels.CrossTargets` there, a crossing rule evaluated inside
+the loop without storing a target matrix (SmaCross does). ``engine='numpy'`` is the fallback.
+
+Why the numpy engine is fast: a position only changes on a few bars, so the simulation works on
+those changes (a sparse list of fills), not bar by bar. The cash and position after each fill are
 sequential sums over the fills of one parameter set (in the engine's order, so the floats are
 the same); the equity curve is rebuilt from them with one ``np.repeat`` per chunk of parameter
 sets; the maximum drawdown scans blocks of bars and only looks inside the few blocks where the
@@ -25,6 +31,7 @@ curve makes a new high. Nothing loops in Python per bar or per parameter set (ex
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -43,6 +50,8 @@ BLOCK = 256
 #: Elements (parameter sets x bars) per chunk when ``chunk`` is not given: about 8 MB per
 #: float array, so a chunk's arrays stay in the CPU cache.
 CHUNK_ELEMENTS = 1 << 20
+#: The values of ``engine``.
+ENGINES = ("auto", "numba", "numpy")
 
 
 @dataclass
@@ -85,13 +94,21 @@ def vectorized(
     equity: bool = False,
     chunk: int | None = None,
     batch: bool = True,
+    engine: str = "auto",
+    threads: int | None = None,
 ) -> VectorizedResult:
     """Simulate ``brain_class``'s targets for every parameter set of ``grid`` on ``data`` (the
     bars of one instrument: DataFrame, BarSeries or CSV path).
 
     ``chunk``: parameter sets simulated together (default: about a million bars' worth, which
-    bounds memory whatever the grid size). ``batch=False`` ignores ``signals_batch`` and calls
-    ``signals`` once per parameter set (the reference the batched hook is tested against).
+    bounds memory whatever the grid size; with numba, the rest of the grid at once after a
+    first chunk of targets that take no memory). ``batch=False`` ignores ``signals_batch``
+    and calls ``signals`` once per parameter set (the reference the batched hook is tested
+    against).
+
+    ``engine``: ``'numba'`` (compiled loops over the parameter sets, on ``threads`` cores: all
+    of them by default), ``'numpy'``, or ``'auto'`` (numba when it is installed). Both give the
+    same table, to the bit. ``threads`` only concerns numba.
     """
     if getattr(brain_class, "signals", None) is None:
         raise TypeError(f"{brain_class.__name__} has no classmethod signals(data, **params)")
@@ -99,6 +116,7 @@ def vectorized(
         raise ValueError(f"fill: expected one of {', '.join(FILL_MODES)}, got {fill!r}")
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk: expected a positive integer, got {chunk!r}")
+    compiled = _use_numba(engine, threads)
     frame = load_bars(data)
     bars = validate_bars(frame)
     n = len(bars.time)
@@ -121,13 +139,25 @@ def vectorized(
     close = np.ascontiguousarray(bars.ohlc[3], dtype=float)
     prices = _Prices(close, np.asarray(buy_px, float), np.asarray(sell_px, float))
     hook = getattr(brain_class, "signals_batch", None) if batch else None
+    extra = {}
+    if hook is not None and _takes_engine(hook):
+        extra["engine"] = "numba" if compiled else "numpy"
     size = chunk or max(1, CHUNK_ELEMENTS // n)
     finals, counts, drawdowns = [], [], []
     curves: list[np.ndarray] = []
-    for start in range(0, len(full), size):
+    start = 0
+    while start < len(full):
         part = full[start : start + size]
-        target = _targets(brain_class, hook, frame, part, combos[start : start + size], n)
-        sim = _simulate(target, prices, float(cash), fill, commission, equity)
+        shown = combos[start : start + size]
+        target = _targets(brain_class, hook, frame, part, shown, n, extra, checked=not compiled)
+        if compiled:
+            sim = _simulate_compiled(brain_class, target, shown, prices, float(cash), fill,
+                                     commission, equity, threads)  # fmt: skip
+            if chunk is None and not isinstance(target, np.ndarray):
+                size = len(full)  # targets evaluated in the loop: no matrix to bound
+        else:
+            sim = _simulate(target, prices, float(cash), fill, commission, equity)
+        start += len(part)
         finals.append(sim.final)
         counts.append(sim.trades)
         drawdowns.append(sim.max_drawdown)
@@ -145,6 +175,36 @@ def vectorized(
     return VectorizedResult(table, curves_frame)
 
 
+def _use_numba(engine: str, threads: int | None) -> bool:
+    """Whether ``engine`` runs the compiled kernels (checking ``engine`` and ``threads``)."""
+    if not isinstance(engine, str) or engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1
+    ):
+        raise ValueError(f"threads: expected a positive integer or None, got {threads!r}")
+    if engine == "numpy":
+        return False
+    from . import kernels
+
+    if not kernels.AVAILABLE:
+        if engine == "numba":
+            raise ImportError(kernels.MISSING)
+        return False
+    return True
+
+
+def _takes_engine(hook: Any) -> bool:
+    """Whether a ``signals_batch`` accepts ``engine=`` (then it is told which one runs)."""
+    try:
+        parameters = inspect.signature(hook).parameters
+    except (TypeError, ValueError):
+        return False
+    return "engine" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
 def _targets(
     brain_class: type[Brain],
     hook: Any,
@@ -152,11 +212,23 @@ def _targets(
     params: list[dict[str, Any]],
     shown: list[dict[str, Any]],
     n: int,
-) -> np.ndarray:
-    """The (parameter sets, bars) target matrix, from ``signals_batch`` or row by row."""
+    extra: Mapping[str, Any],
+    checked: bool = True,
+) -> Any:
+    """The (parameter sets, bars) target matrix, from ``signals_batch`` or row by row, or the
+    :class:`~osmarkets.backtest.kernels.CrossTargets` a ``signals_batch`` gave for numba.
+    ``checked``: NaN and inf targets are looked for here (the compiled kernel does it
+    itself)."""
     name = brain_class.__name__
     if hook is not None:
-        target = np.asarray(hook(frame, params), dtype=float)
+        raw = hook(frame, params, **extra)
+        if extra.get("engine") == "numba" and _is_cross(raw):
+            if raw.shape != (len(params), n):
+                raise ValueError(
+                    f"{name}.signals_batch: expected shape {(len(params), n)}, got {raw.shape}"
+                )
+            return raw
+        target = np.asarray(raw, dtype=float)
         if target.shape != (len(params), n):
             raise ValueError(
                 f"{name}.signals_batch: expected shape {(len(params), n)}, got {target.shape}"
@@ -171,11 +243,18 @@ def _targets(
                     f"{name}.signals{shown[row]}: expected {n} targets, got shape {values.shape}"
                 )
             target[row] = values
-    finite = np.isfinite(target).all(axis=1)
-    if not finite.all():
-        row = int(np.argmin(finite))
-        raise ValueError(f"{name}.signals{shown[row]}: NaN or inf target")
+    if checked:
+        finite = np.isfinite(target).all(axis=1)
+        if not finite.all():
+            row = int(np.argmin(finite))
+            raise ValueError(f"{name}.signals{shown[row]}: NaN or inf target")
     return np.ascontiguousarray(target)
+
+
+def _is_cross(raw: Any) -> bool:
+    from .kernels import CrossTargets
+
+    return isinstance(raw, CrossTargets)
 
 
 @dataclass
@@ -191,6 +270,46 @@ class _Simulation:
     trades: np.ndarray
     max_drawdown: np.ndarray
     curve: np.ndarray | None
+
+
+def _simulate_compiled(
+    brain_class: type[Brain],
+    target: Any,
+    shown: list[dict[str, Any]],
+    prices: _Prices,
+    cash: float,
+    fill: str,
+    commission: Commission | None,
+    want_curve: bool,
+    threads: int | None,
+) -> _Simulation:
+    """:func:`_simulate` with the numba kernel: the same floats, one compiled loop over the
+    bars per parameter set, the parameter sets shared between ``threads`` threads."""
+    from . import kernels
+
+    crossing = not isinstance(target, np.ndarray)
+    k, n = target.shape
+    empty2, empty_int, empty1 = np.empty((0, 0)), np.empty(0, dtype=np.int64), np.empty(0)
+    if crossing:
+        matrix = empty2
+        lines, fast, slow, size = target.lines, target.fast, target.slow, target.size
+    else:
+        matrix, lines, fast, slow, size = target, empty2, empty_int, empty_int, empty1
+    final, drawdown = np.empty(k), np.empty(k)
+    trades = np.empty(k, dtype=np.int64)
+    bad = np.zeros(k, dtype=np.bool_)
+    curve = np.empty((k, n)) if want_curve else empty2
+    fee = commission or Commission()
+    with kernels.threads(threads):
+        kernel = kernels.simulator(crossing, fill == "next_open")
+        kernel(matrix, lines, fast, slow, size, prices.close, prices.buy, prices.sell, cash,
+               float(fee.per_unit), float(fee.fraction), float(fee.minimum),
+               commission is not None, want_curve, final, trades, drawdown, curve,
+               bad)  # fmt: skip
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(f"{brain_class.__name__}.signals{shown[row]}: NaN or inf target")
+    return _Simulation(final, trades, drawdown, curve if want_curve else None)
 
 
 def _simulate(
