@@ -241,19 +241,27 @@ def _instruments(
 
 
 class Fills:
-    """The fills of a run, compactly: each one's instrument number, base bar index and event."""
+    """The fills of a run, compactly: each one's instrument number, base bar index and place
+    in the run's event log (a fill is one of its events)."""
 
-    __slots__ = ("number", "bar", "events")
+    __slots__ = ("number", "bar", "index", "log")
 
-    def __init__(self) -> None:
+    def __init__(self, log: RecordLog[OrderEvent]) -> None:
         self.number = array("q")
         self.bar = array("q")
-        self.events: RecordLog[OrderEvent] = RecordLog(OrderEvent)
+        self.index = array("q")
+        self.log = log
 
-    def add(self, number: int, bar: int, event: OrderEvent) -> None:
-        self.number.append(number)
-        self.bar.append(bar)
-        self.events.append(event)
+    def record(self, number: int, bar: int, events: list[OrderEvent]) -> None:
+        """Log ``events`` (the broker's, on bar ``bar`` of instrument ``number``) and note the
+        fills among them."""
+        start = len(self.log)
+        self.log.extend(events)
+        for offset, event in enumerate(events):
+            if event.kind == "filled":
+                self.number.append(number)
+                self.bar.append(bar)
+                self.index.append(start + offset)
 
     def __len__(self) -> int:
         return len(self.bar)
@@ -265,7 +273,7 @@ class Fills:
         price x the stretch's multiplier + commission), for :func:`marked_equity`."""
         number = np.array(self.number[start:], dtype=np.int64)
         local = np.array(self.bar[start:], dtype=np.int64)
-        events = [self.events[i] for i in range(start, len(self.events))]
+        events = [self.log[i] for i in self.index[start:]]
         signed = np.array([e.signed_size for e in events], dtype=float)
         cost = np.array(
             [
@@ -437,7 +445,7 @@ def backtest(
     series.update({f.bsid: f.series for inst in feeds for f in inst.higher})
     context = _Context(broker, feeds, series)
     brain.bind(context, name)
-    fills = Fills()
+    fills = Fills(context.events)
     curve: list[float] | None = [] if broker.account is not None else None
     if len(feeds) == 1 and curve is None:
         _run_single(brain, context, feeds[0], fill == "close", fills)
@@ -526,7 +534,6 @@ def _run_single(
     on_new_bar = brain.on_new_bar
     on_event = _event_handler(brain)
     queue = context.queue
-    log = context.events
     higher = [(f.series, _due(f), len(f)) for f in inst.higher]
     cursors = [0] * len(higher)
     current_bsid = inst.base.bsid
@@ -536,10 +543,7 @@ def _run_single(
         for i in range(n):
             if symbol in active:
                 events = broker.on_bar(symbol, _bar(columns, i))
-                log.extend(events)
-                for event in events:
-                    if event.kind == "filled":
-                        fills.add(0, i, event)
+                fills.record(0, i, events)
                 _deliver(brain, events, on_event)
             series._head = n - 1 - i
             if i < cap:
@@ -562,10 +566,7 @@ def _run_single(
                 current_bsid = inst.base.bsid
             if fill_close and symbol in active:
                 events = broker.fill_at_close(symbol, _bar(columns, i))
-                log.extend(events)
-                for event in events:
-                    if event.kind == "filled":
-                        fills.add(0, i, event)
+                fills.record(0, i, events)
                 _deliver(brain, events, on_event)
     except BacktestError:
         raise
@@ -608,7 +609,6 @@ def _run_multi(
     on_new_bar = brain.on_new_bar
     on_event = _event_handler(brain)
     queue = context.queue
-    log = context.events
     if windows is None:
         windows = [[(k, 0, len(inst.base)) for k, inst in enumerate(instruments)]]
     cursors = [[0] * len(inst.higher) for inst in instruments]
@@ -627,10 +627,7 @@ def _run_multi(
                     inst = instruments[k]
                     if inst.symbol in active:
                         events = broker.on_bar(inst.symbol, _bar(inst.base.columns, i))
-                        log.extend(events)
-                        for event in events:
-                            if event.kind == "filled":
-                                fills.add(k, i, event)
+                        fills.record(k, i, events)
                         _deliver(brain, events, on_event)
                 for k, i in group:
                     inst = instruments[k]
@@ -654,10 +651,7 @@ def _run_multi(
                         cursors[k][h] = j
                     if fill_close and inst.symbol in active:
                         events = broker.fill_at_close(inst.symbol, _bar(inst.base.columns, i))
-                        log.extend(events)
-                        for event in events:
-                            if event.kind == "filled":
-                                fills.add(k, i, event)
+                        fills.record(k, i, events)
                         _deliver(brain, events, on_event)
                 if curve is not None:
                     curve.append(broker.equity)
@@ -742,7 +736,7 @@ def _result(
     )
     prices = {inst.symbol: inst.frame for inst in instruments}
     return Result.from_run(
-        fills.events,
+        fills.log,  # every event: the trades are its fills
         equity_series,
         initial_cash=cash,
         prices=prices,

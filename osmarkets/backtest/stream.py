@@ -221,7 +221,7 @@ def run_streamed(
     series: dict[Any, ReplaySeries] = {inst.base.bsid: inst.base.series for inst in instruments}
     context = _Context(broker, instruments, series)
     brain.bind(context, brain.name)
-    fills = Fills()
+    fills = Fills(context.events)
     curve: list[float] | None = [] if broker.account is not None else None
     stretches = [Stretch(np.zeros(0, np.int64), np.zeros(0), broker.multiplier(s.bsid.symbol))
                  for s in sources]  # fmt: skip
@@ -276,7 +276,7 @@ def run_streamed(
     _run_multi(brain, context, instruments, fill_close, fills, curve, windows())
     equity = pd.concat(kept) if kept else pd.Series([], dtype=float, name="equity")
     return Result.from_run(
-        fills.events,
+        context.events,  # every event: the trades are its fills
         keep.apply(equity, alignment),
         initial_cash=cash,
         prices={},
