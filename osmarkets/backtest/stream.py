@@ -46,9 +46,9 @@ from .engine import (
 from .equity import EquityKeep, Stretch, marked_equity
 from .result import Result
 
-#: Bars held at once over all the instruments of a streamed backtest, by default (about 100 MB
+#: Bars held at once over all the instruments of a streamed backtest, by default (about 24 MB
 #: of OHLCV): each instrument's chunk is this divided by their number, at least MIN_CHUNK.
-WINDOW_BARS = 2_000_000
+WINDOW_BARS = 500_000
 MIN_CHUNK = 4_096
 
 

@@ -1,6 +1,9 @@
 """Read a bar file in chunks, for backtests larger than memory.
 
-Parquet files are read one record batch at a time with pyarrow (``ParquetFile.iter_batches``),
+Parquet files are read one record batch at a time with pyarrow (``ParquetFile.iter_batches``,
+buffered: pyarrow then holds one decoded row group of each open file, so files written with
+row groups of a few ten thousand bars, ``row_group_size=`` of ``pyarrow.parquet.write_table``
+or ``DataFrame.to_parquet``, stream in the least memory),
 CSV files with pyarrow's streaming CSV reader (``pyarrow.csv.open_csv``): both only hold one
 chunk of the file at a time, and both are what a Parquet or Arrow user expects to be used.
 Each chunk comes out in the DataFrame convention of DESIGN.md (UTC ``DatetimeIndex`` named
@@ -90,7 +93,8 @@ def _parquet_batches(path: Path, chunk_bars: int) -> Iterator[pd.DataFrame]:
     import pyarrow.parquet as pq
 
     try:
-        source = pq.ParquetFile(path)
+        # a buffered read: without it pyarrow holds each column chunk whole, for every file open
+        source = pq.ParquetFile(path, buffer_size=1 << 18, pre_buffer=False)
     except Exception as exc:  # pyarrow raises its own ArrowInvalid for a file not Parquet
         raise ValueError(f"{path}: not a Parquet file ({exc})") from None
     with source:
