@@ -105,6 +105,33 @@ class Empty(Brain):
         pass
 
 
+def floor_sma_cross(closes: list[float]) -> int:
+    """The bare-loop floor: the FastSmaCross rule on a Python list, with the same SMA class,
+    no engine, no series, no broker (it counts the crosses it would trade)."""
+    f, s = SMA(FAST), SMA(SLOW)
+    fb = sb = float("nan")
+    held = trades = 0
+    for count, x in enumerate(closes, 1):
+        fv, sv = f.update(x), s.update(x)
+        if count > SLOW:
+            if fb <= sb and fv > sv and held == 0:
+                held, trades = 1, trades + 1
+            elif fb >= sb and fv < sv and held > 0:
+                held, trades = 0, trades + 1
+        fb, sb = fv, sv
+    return trades
+
+
+def floor_empty(closes: list[float]) -> None:
+    """The bare-loop floor of an empty Brain: one call per bar."""
+
+    def on_bar(x: float) -> None:
+        pass
+
+    for x in closes:
+        on_bar(x)
+
+
 def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     times, out = [], None
     for _ in range(repeats):
@@ -200,6 +227,15 @@ def main() -> None:
     t_fast, fast = median_time(lambda: backtest(FastSmaCross, df, "X:M1"), args.repeats)
     t_empty, _ = median_time(lambda: backtest(Empty, df, "X:M1"), args.repeats)
     t_prev, _ = median_time(lambda: backtest(PreviousSmaCross, df, "X:M1"), args.repeats)
+    closes = df["close"].tolist()
+    t_floor, _ = median_time(lambda: floor_sma_cross(closes), args.repeats)
+    t_floor_empty, _ = median_time(lambda: floor_empty(closes), args.repeats)
+    print(
+        f"bare-loop floor (same run): SMA cross on a list {n / t_floor:,.0f} bars/s, osMarkets "
+        f"incremental Brain {n / t_fast:,.0f} = {t_floor / t_fast:.0%} of it (target >= 70 %, "
+        f">= 1M bars/s); empty callback {n / t_floor_empty:,.0f} bars/s, osMarkets empty Brain "
+        f"{n / t_empty:,.0f} = {t_floor_empty / t_empty:.0%} (target >= 5M bars/s)"
+    )
     print(
         f"incremental SMA-cross Brain: exact SMA {n / t_fast:,.0f} bars/s, previous "
         f"running-sum SMA {n / t_prev:,.0f} bars/s: {t_prev / t_fast:.2f} of its speed "

@@ -6,7 +6,9 @@
 Each measured run is a child process of its own, measured by ``/usr/bin/time -v`` (its
 "Maximum resident set size"; ``getrusage`` of the child where that tool is missing), so the
 figures are the whole process's peak: the interpreter, numpy and pandas (about 105 MB), the
-input and the backtest.
+input and the backtest. The in-memory children also report their RSS once the input is built
+and the peak during the backtest alone (``VmHWM`` after resetting it through
+``/proc/self/clear_refs``), whose difference is the backtest's cost beyond its input.
 
 * memory: ``--bars`` synthetic one-minute bars (OHLCV, float64: 48 bytes a bar) built in a
   DataFrame, then ``backtest`` with an empty Brain and with an incremental SMA-cross 10/30 Brain
@@ -90,12 +92,24 @@ BRAINS = textwrap.dedent(
 
 MEMORY_CHILD = BRAINS + textwrap.dedent(
     """
+    import gc
+
+    def status(key):
+        with open("/proc/self/status") as lines:
+            return next(int(x.split()[1]) // 1024 for x in lines if x.startswith(key))
+
     n, which = int(sys.argv[1]), sys.argv[2]
     frame = synthetic(n)
+    gc.collect()
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # resets the peak (VmHWM): what follows is the backtest's own
     start = time.perf_counter()
     result = backtest(Empty if which == "empty" else Cross, frame, "X:M1")
     elapsed = time.perf_counter() - start
-    print(f"RESULT {elapsed:.3f} {len(result.trades)} {result.equity.iloc[-1]!r}")
+    import osmarkets
+    print(f"FROM {osmarkets.__file__}")
+    print(f"RESULT {elapsed:.3f} {len(result.trades)} {before} {status('VmHWM')}")
     """
 )
 
@@ -130,33 +144,42 @@ def measure(code: str, args: list[str], pythonpath: str | None = None) -> tuple[
     env = dict(os.environ)
     env["PYTHONPATH"] = pythonpath or str(ROOT)
     command = [sys.executable, "-c", code, *args]
+    cwd = tempfile.gettempdir()  # not the checkout: "-c" puts the working directory first
     timer = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
     if timer:
-        done = subprocess.run([timer, "-v", *command], capture_output=True, text=True, env=env)
+        done = subprocess.run(
+            [timer, "-v", *command], capture_output=True, text=True, env=env, cwd=cwd
+        )
         found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
         peak = int(found.group(1)) / 1024 if found else float("nan")
     else:
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd)
         peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
     if done.returncode:
         raise SystemExit(f"child failed: {done.stderr.strip().splitlines()[-1]}")
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT"))
+    source = [x for x in done.stdout.splitlines() if x.startswith("FROM")]
+    if source and pythonpath and not source[0].startswith(f"FROM {pythonpath}"):
+        raise SystemExit(f"the baseline run imported {source[0][5:]}, not {pythonpath}")
     return peak, line
 
 
 def memory(bars: int, baseline: str | None) -> None:
     print(f"\nIn memory: {bars:,} synthetic one-minute bars (input {bars * 48 / 1e6:,.0f} MB)")
-    print(f"{'run':<34}{'peak RSS':>10}{'time':>9}{'bars/s':>12}{'fills':>9}")
+    print(f"{'run':<34}{'process peak':>13}{'before run':>11}{'run peak':>10}{'extra':>8}"
+          f"{'time':>8}{'bars/s':>12}{'fills':>9}")  # fmt: skip
     for which in ("empty", "sma"):
         for label, path in (("osMarkets", None), ("baseline", baseline)):
             if label == "baseline" and not path:
                 continue
             peak, line = measure(MEMORY_CHILD, [str(bars), which], path)
-            _, elapsed, fills, final = line.split()
+            _, elapsed, fills, before, during = line.split()
             rate = bars / float(elapsed)
+            extra = int(during) - int(before)
             name = f"{label}, {'empty Brain' if which == 'empty' else 'SMA cross 10/30'}"
-            print(f"{name:<34}{peak:>8,.0f}MB{float(elapsed):>8.1f}s{rate:>12,.0f}{fills:>9}")
+            print(f"{name:<34}{peak:>11,.0f}MB{before:>9}MB{during:>8}MB{extra:>6}MB"
+                  f"{float(elapsed):>7.1f}s{rate:>12,.0f}{fills:>9}")  # fmt: skip
 
 
 def stream(instruments: int, per: int) -> None:
