@@ -84,7 +84,7 @@ class ReplaySeries(BarSeries):
             index += self._len
         if not 0 <= index < self._len:
             raise IndexError(f"{self.bsid}: bar index {index} out of range (len {self._len})")
-        return _bar(self._columns, self._head + index)
+        return _bar(list(self._columns.values()), self._head + index)
 
     @property
     def has_quotes(self) -> bool:
@@ -145,12 +145,14 @@ def load_bars(data: Any, label: str = "data") -> pd.DataFrame:
 class _Feed:
     """One bar series of one instrument, preloaded."""
 
-    __slots__ = ("bsid", "series", "columns", "times", "deliver_after")
+    __slots__ = ("bsid", "series", "columns", "times", "deliver_after", "row")
 
     def __init__(self, bsid: BarSeriesID, columns: dict[str, np.ndarray], history: int) -> None:
         self.bsid = bsid
         self.columns = columns  # chronological, BAR_FIELDS order
         self.times = columns["time"]
+        #: the columns a bar handed to the broker is made of (the quotes' only if there are)
+        self.row = _row_columns(columns)
         self.series = ReplaySeries(bsid, history, columns)
         self.deliver_after: np.ndarray | None = None  # base index after which each bar is due
 
@@ -500,9 +502,17 @@ def _event_handler(brain: Brain) -> Any:
     return brain.on_order_event
 
 
-def _bar(columns: Mapping[str, np.ndarray], index: int) -> Bar:
-    """The bar at ``index`` of chronological (or reversed) columns, as Python numbers."""
-    return Bar(*[column[index].item() for column in columns.values()])
+def _row_columns(columns: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """The columns a :class:`Bar` is built from: the bid/ask ones only when the data has quotes
+    (a missing column is a zero-stride constant NaN, which Bar's defaults already are)."""
+    every = list(columns.values())
+    quotes = columns["bid_close"]
+    return every if quotes.strides != (0,) or not np.isnan(quotes[:1]).all() else every[:6]
+
+
+def _bar(columns: list[np.ndarray], index: int) -> Bar:
+    """The bar at ``index`` of the chronological columns, as Python numbers."""
+    return Bar(*[column[index].item() for column in columns])
 
 
 def _fail(exc: Exception, brain: Brain, bsid: BarSeriesID, time: int) -> BacktestError:
@@ -526,7 +536,7 @@ def _run_single(
     broker = context.broker
     active = broker.active
     symbol = inst.symbol
-    columns = inst.base.columns
+    row = inst.base.row
     series = inst.base.series
     times = inst.base.times
     n = len(times)
@@ -542,7 +552,7 @@ def _run_single(
         brain.on_start()
         for i in range(n):
             if symbol in active:
-                events = broker.on_bar(symbol, _bar(columns, i))
+                events = broker.on_bar(symbol, _bar(row, i))
                 fills.record(0, i, events)
                 _deliver(brain, events, on_event)
             series._head = n - 1 - i
@@ -565,7 +575,7 @@ def _run_single(
                     cursors[k] = j
                 current_bsid = inst.base.bsid
             if fill_close and symbol in active:
-                events = broker.fill_at_close(symbol, _bar(columns, i))
+                events = broker.fill_at_close(symbol, _bar(row, i))
                 fills.record(0, i, events)
                 _deliver(brain, events, on_event)
     except BacktestError:
@@ -626,7 +636,7 @@ def _run_multi(
                 for k, i in group:
                     inst = instruments[k]
                     if inst.symbol in active:
-                        events = broker.on_bar(inst.symbol, _bar(inst.base.columns, i))
+                        events = broker.on_bar(inst.symbol, _bar(inst.base.row, i))
                         fills.record(k, i, events)
                         _deliver(brain, events, on_event)
                 for k, i in group:
@@ -650,7 +660,7 @@ def _run_multi(
                             j += 1
                         cursors[k][h] = j
                     if fill_close and inst.symbol in active:
-                        events = broker.fill_at_close(inst.symbol, _bar(inst.base.columns, i))
+                        events = broker.fill_at_close(inst.symbol, _bar(inst.base.row, i))
                         fills.record(k, i, events)
                         _deliver(brain, events, on_event)
                 if curve is not None:
@@ -724,9 +734,14 @@ def _result(
     one array (plus one for the cash), so its cost is 16 bytes per bar at the peak."""
     if len(instruments) == 1:
         times = instruments[0].base.times
+        own = instruments[0].frame.index
     else:
         times = np.unique(np.concatenate([inst.base.times for inst in instruments]))
-    index = pd.DatetimeIndex(times.view("M8[ns]"), name="time").tz_localize("UTC")
+        own = None
+    if isinstance(own, pd.DatetimeIndex) and str(own.dtype) == "datetime64[ns, UTC]":
+        index = own.rename("time")  # the data's own index: no copy
+    else:
+        index = pd.DatetimeIndex(times.view("M8[ns]"), name="time").tz_localize("UTC")
     if curve is None:
         equity = _marked_equity(broker, instruments, fills, times, cash)
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -22,46 +23,71 @@ _TYPECODES = {float: "d", int: "q"}
 
 
 class RecordLog(Generic[T]):
-    """Append-only log of ``record_type`` NamedTuples, columnar in memory."""
+    """Append-only log of ``record_type`` NamedTuples, columnar in memory.
 
-    __slots__ = ("record_type", "_columns", "_length")
+    Appends go to a short list first and move into the columns :data:`BATCH` at a time, with
+    C-level passes per field (``map(itemgetter)``, ``set(map(type, ...))`` for the typed ones,
+    ``extend``): a few hundred nanoseconds a record instead of a Python loop over its
+    fields."""
+
+    __slots__ = ("record_type", "_columns", "_stored", "_pending")
+
+    #: Records kept as tuples before they move into the columns.
+    BATCH = 4_096
 
     def __init__(self, record_type: type[T]) -> None:
         self.record_type = record_type
-        self._columns: list[Any] | None = None
-        self._length = 0
+        self._columns: list[Any] = []
+        self._stored = 0
+        self._pending: list[T] = []
 
     def append(self, record: T) -> None:
-        values: tuple = record  # type: ignore[assignment]
-        columns = self._columns
-        if columns is None:
-            columns = self._columns = [
-                array(_TYPECODES[type(value)]) if type(value) in _TYPECODES else []
-                for value in values
-            ]
-        for number, value in enumerate(values):
-            column = columns[number]
-            if type(column) is array and _TYPECODES.get(type(value)) != column.typecode:
-                column = columns[number] = column.tolist()  # mixed types: keep them exact
-            column.append(value)
-        self._length += 1
+        self._pending.append(record)
+        if len(self._pending) >= self.BATCH:
+            self._store()
 
     def extend(self, records: Any) -> None:
-        for record in records:
-            self.append(record)
+        self._pending.extend(records)
+        if len(self._pending) >= self.BATCH:
+            self._store()
+
+    def _store(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        if not self._columns:
+            self._columns = [None] * len(batch[0])  # type: ignore[arg-type]
+        rows: list[Any] = batch
+        for number, column in enumerate(self._columns):
+            get = itemgetter(number)
+            if type(column) is list:  # already mixed or text: nothing to check
+                column.extend(map(get, rows))
+                continue
+            values = tuple(map(get, rows))
+            kinds = set(map(type, values))
+            code = _TYPECODES.get(kinds.pop()) if len(kinds) == 1 else None
+            if column is None:
+                column = self._columns[number] = array(code) if code else []
+            elif code != column.typecode:
+                column = self._columns[number] = column.tolist()  # mixed: keep them exact
+            column.extend(values)
+        self._stored += len(batch)
 
     def __len__(self) -> int:
-        return self._length
+        return self._stored + len(self._pending)
 
     def __getitem__(self, index: int) -> T:
         if index < 0:
-            index += self._length
-        if not 0 <= index < self._length or self._columns is None:
-            raise IndexError(f"record {index} out of range ({self._length} records)")
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"record {index} out of range ({len(self)} records)")
+        if index >= self._stored:
+            return self._pending[index - self._stored]
         return self.record_type(*(column[index] for column in self._columns))
 
     def __iter__(self) -> Iterator[T]:
-        if self._columns is None:
+        self._store()
+        if not self._columns:
             return
         make = self.record_type
         for values in zip(*self._columns, strict=True):
@@ -72,7 +98,8 @@ class RecordLog(Generic[T]):
         fields: tuple[str, ...] = self.record_type._fields  # type: ignore[attr-defined]
         if name not in fields:
             raise KeyError(f"{self.record_type.__name__} has no field {name!r}")
-        if self._columns is None:
+        self._store()
+        if not self._columns:
             return []
         column = self._columns[fields.index(name)]
         if type(column) is array:  # a copy: a view would stop the array from growing
@@ -80,7 +107,7 @@ class RecordLog(Generic[T]):
         return column
 
     def __repr__(self) -> str:
-        return f"<RecordLog of {self._length} {self.record_type.__name__}>"
+        return f"<RecordLog of {len(self)} {self.record_type.__name__}>"
 
 
 __all__ = ["RecordLog"]

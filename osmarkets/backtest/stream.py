@@ -40,6 +40,7 @@ from .engine import (
     _Feed,
     _Instrument,
     _read_only,
+    _row_columns,
     _run_multi,
     frame_columns,
 )
@@ -161,7 +162,7 @@ class _Source:
         keep = series._len
         columns = {name: _joined(column[len(column) - keep :], new[name])
                    for name, column in feed.columns.items()}  # fmt: skip
-        feed.columns, feed.times = columns, columns["time"]
+        feed.columns, feed.times, feed.row = columns, columns["time"], _row_columns(columns)
         series._columns = {name: _read_only(column[::-1]) for name, column in columns.items()}
         series._head = len(feed) - keep  # the newest bar shown is the last one kept
         self.next = keep

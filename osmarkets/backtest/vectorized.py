@@ -34,6 +34,7 @@ from __future__ import annotations
 import inspect
 import itertools
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,23 +147,26 @@ def vectorized(
     finals, counts, drawdowns = [], [], []
     curves: list[np.ndarray] = []
     start = 0
-    while start < len(full):
-        part = full[start : start + size]
-        shown = combos[start : start + size]
-        target = _targets(brain_class, hook, frame, part, shown, n, extra, checked=not compiled)
-        if compiled:
-            sim = _simulate_compiled(brain_class, target, shown, prices, float(cash), fill,
-                                     commission, equity, threads)  # fmt: skip
-            if chunk is None and not isinstance(target, np.ndarray):
-                size = len(full)  # targets evaluated in the loop: no matrix to bound
-        else:
-            sim = _simulate(target, prices, float(cash), fill, commission, equity)
-        start += len(part)
-        finals.append(sim.final)
-        counts.append(sim.trades)
-        drawdowns.append(sim.max_drawdown)
-        if sim.curve is not None:
-            curves.append(sim.curve)
+    with _asking(compiled, threads):  # the thread count of every kernel, averages included
+        while start < len(full):
+            part = full[start : start + size]
+            shown = combos[start : start + size]
+            target = _targets(
+                brain_class, hook, frame, part, shown, n, extra, checked=not compiled
+            )
+            if compiled:
+                sim = _simulate_compiled(brain_class, target, shown, prices, float(cash),
+                                         fill, commission, equity)  # fmt: skip
+                if chunk is None and not isinstance(target, np.ndarray):
+                    size = len(full)  # targets evaluated in the loop: no matrix to bound
+            else:
+                sim = _simulate(target, prices, float(cash), fill, commission, equity)
+            start += len(part)
+            finals.append(sim.final)
+            counts.append(sim.trades)
+            drawdowns.append(sim.max_drawdown)
+            if sim.curve is not None:
+                curves.append(sim.curve)
     table = pd.DataFrame(combos)
     table["final_value"] = np.concatenate(finals)
     table["trades"] = np.concatenate(counts)
@@ -185,13 +189,27 @@ def _use_numba(engine: str, threads: int | None) -> bool:
         raise ValueError(f"threads: expected a positive integer or None, got {threads!r}")
     if engine == "numpy":
         return False
-    from . import kernels
-
+    try:
+        from . import kernels
+    except ImportError as exc:  # a broken numba install: as if it were missing
+        if engine == "numba":
+            raise ImportError(
+                f"engine='numba' needs numba: pip install osmarkets[numba] ({exc})"
+            ) from None
+        return False
     if not kernels.AVAILABLE:
         if engine == "numba":
             raise ImportError(kernels.MISSING)
         return False
     return True
+
+
+def _asking(compiled: bool, threads: int | None) -> AbstractContextManager[None]:
+    if not compiled:
+        return nullcontext()
+    from . import kernels
+
+    return kernels.asking(threads)
 
 
 def _takes_engine(hook: Any) -> bool:
@@ -281,10 +299,9 @@ def _simulate_compiled(
     fill: str,
     commission: Commission | None,
     want_curve: bool,
-    threads: int | None,
 ) -> _Simulation:
     """:func:`_simulate` with the numba kernel: the same floats, one compiled loop over the
-    bars per parameter set, the parameter sets shared between ``threads`` threads."""
+    bars per parameter set, the parameter sets shared between the threads asked for."""
     from . import kernels
 
     crossing = not isinstance(target, np.ndarray)
@@ -300,7 +317,7 @@ def _simulate_compiled(
     bad = np.zeros(k, dtype=np.bool_)
     curve = np.empty((k, n)) if want_curve else empty2
     fee = commission or Commission()
-    with kernels.threads(threads):
+    with kernels.threads():
         kernel = kernels.simulator(crossing, fill == "next_open")
         kernel(matrix, lines, fast, slow, size, prices.close, prices.buy, prices.sell, cash,
                float(fee.per_unit), float(fee.fraction), float(fee.minimum),
