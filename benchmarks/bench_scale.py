@@ -84,7 +84,7 @@ BRAINS = textwrap.dedent(
         high += 0.5
         low = np.minimum(open_, close)
         low -= 0.5
-        index = pd.date_range(start, periods=n, freq="1min", tz="UTC", name="time")
+        index = pd.date_range(start, periods=n, freq="1min", tz="UTC", name="time", unit="ns")
         columns = {"open": open_, "high": high, "low": low, "close": close, "volume": np.ones(n)}
         return pd.DataFrame(columns, index=index, copy=False)
     """

@@ -121,7 +121,9 @@ def frame_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         raise ValueError("bars DataFrame: expected a DatetimeIndex named 'time'")
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
     n = len(frame)
-    columns = {"time": np.asarray(index.as_unit("ns").asi8, dtype=np.int64)}
+    if index.unit != "ns":
+        index = index.as_unit("ns")  # (as_unit copies even when the unit is already ns)
+    columns = {"time": np.asarray(index.asi8, dtype=np.int64)}
     for name in BAR_PRICE_FIELDS:
         if name in frame.columns:
             columns[name] = frame[name].to_numpy(dtype=np.float64)

@@ -79,7 +79,9 @@ def index_ns(frame: pd.DataFrame, kind: str) -> np.ndarray:
         row = int(np.flatnonzero(index.isna())[0])
         raise DataError(f"{kind}: time is missing at row {row}", "time", row)
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-    return np.asarray(index.as_unit("ns").asi8, dtype=np.int64)
+    if index.unit != "ns":
+        index = index.as_unit("ns")  # (as_unit copies even when the unit is already ns)
+    return np.asarray(index.asi8, dtype=np.int64)
 
 
 def _column(frame: pd.DataFrame, name: str, kind: str) -> np.ndarray:
