@@ -77,14 +77,8 @@ class ReplaySeries(BarSeries):
         self._head = len(columns["time"])
         self._len = 0
 
-    def __getitem__(self, index: int) -> Bar:
-        if not isinstance(index, int | np.integer):
-            raise TypeError("BarSeries index must be an integer (0 = newest); use the columns")
-        if index < 0:
-            index += self._len
-        if not 0 <= index < self._len:
-            raise IndexError(f"{self.bsid}: bar index {index} out of range (len {self._len})")
-        return _bar(list(self._columns.values()), self._head + index)
+    def _bar_at(self, position: int) -> Bar:
+        return _bar(list(self._columns.values()), position)
 
     @property
     def has_quotes(self) -> bool:

@@ -148,7 +148,11 @@ class BarSeries:
             index += self._len
         if not 0 <= index < self._len:
             raise IndexError(f"{self.bsid}: bar index {index} out of range (len {self._len})")
-        return Bar(*self._data[self._head + index].tolist())
+        return self._bar_at(self._head + index)
+
+    def _bar_at(self, position: int) -> Bar:
+        """The bar stored at ``position`` of the buffer."""
+        return Bar(*self._data[position].tolist())
 
     def __iter__(self) -> Iterator[Bar]:
         for index in range(self._len):
