@@ -366,6 +366,9 @@ class Result:
         self._positions: pd.DataFrame | None = None
         self._holdings: pd.DataFrame | None = None
         self._orders = orders
+        #: (events, orders sent) the orders frame is built from on first use, if it was not
+        #: given: a grid of backtests that never looks at it does not pay for it
+        self._orders_from: tuple[Any, Any] | None = None
 
     @classmethod
     def from_run(
@@ -404,7 +407,7 @@ class Result:
             if len(rates) != len(trades):
                 raise ValueError(f"conversions: {len(rates)} values for {len(trades)} fills")
             trades["conversion"] = rates
-        return cls(
+        result = cls(
             trades,
             (equity if equity.dtype in (np.float64, np.float32) else equity.astype(float)).rename(
                 "equity"
@@ -415,8 +418,11 @@ class Result:
             name=name,
             params=params,
             multipliers=multipliers,
-            orders=orders_frame(fills if events is None else events, sent),
         )
+        if events is not None and not isinstance(events, RecordLog | list):
+            events = list(events)  # it is read later, when the orders are first asked for
+        result._orders_from = (fills if events is None else events, sent)
+        return result
 
     # -- figures ----------------------------------------------------------------------------
     @property
@@ -443,7 +449,11 @@ class Result:
         """One row per order sent (columns :data:`ORDER_COLUMNS`), with its final state; see
         :func:`orders_frame`."""
         if self._orders is None:
-            self._orders = orders_frame(_fill_events(self.trades))
+            if self._orders_from is not None:
+                self._orders = orders_frame(*self._orders_from)
+                self._orders_from = None
+            else:
+                self._orders = orders_frame(_fill_events(self.trades))
         return self._orders
 
     @property
