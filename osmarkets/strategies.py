@@ -21,6 +21,8 @@ from .indicators._common import rolling_mean
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .backtest.kernels import CrossTargets
+
 
 class SmaCross(Brain):
     """A long-only moving-average crossover.
@@ -81,23 +83,38 @@ class SmaCross(Brain):
     ) -> np.ndarray:
         """Target position after every bar, vectorised: the same rule as ``on_new_bar`` (used by
         ``osmarkets.backtest.vectorized`` to explore many parameter sets at once)."""
-        return cls.signals_batch(data, [{"fast": fast, "slow": slow, "size": size}])[0]
+        return np.asarray(cls.signals_batch(data, [{"fast": fast, "slow": slow, "size": size}]))[0]
 
     @classmethod
     def signals_batch(
-        cls, data: pd.DataFrame, param_sets: Sequence[Mapping[str, Any]]
-    ) -> np.ndarray:
+        cls, data: pd.DataFrame, param_sets: Sequence[Mapping[str, Any]], engine: str = "numpy"
+    ) -> np.ndarray | CrossTargets:
         """The targets of many parameter sets at once (one row each): every distinct period's
         exact average is computed once, and the state only changes where the averages cross
-        (the :class:`~osmarkets.indicators.Crossover` rule, on the bars where both are ready)."""
+        (the :class:`~osmarkets.indicators.Crossover` rule, on the bars where both are ready).
+
+        ``engine='numba'`` (what :func:`~osmarkets.backtest.vectorized` passes when it runs
+        the compiled kernels) returns the same targets unevaluated, as
+        :class:`~osmarkets.backtest.kernels.CrossTargets` of the exact averages: the kernel
+        evaluates the rule bar by bar (``np.asarray`` gives the matrix)."""
         from osmarkets.backtest.vectorized import steps
 
+        if engine not in ("numpy", "numba"):
+            raise ValueError(f"engine: expected 'numpy' or 'numba', got {engine!r}")
         close = data["close"].to_numpy(dtype=float)
         n = len(close)
         fast = np.array([p["fast"] for p in param_sets])
         slow = np.array([p["slow"] for p in param_sets])
         size = np.array([p["size"] for p in param_sets], dtype=float)
         periods = np.unique(np.concatenate([fast, slow]))
+        if engine == "numba":
+            from osmarkets.backtest.kernels import CrossTargets
+
+            lines, rows = _sma_lines(close, periods, compiled=True)
+            return CrossTargets(
+                lines, rows[np.searchsorted(periods, fast)], rows[np.searchsorted(periods, slow)],
+                size,
+            )  # fmt: skip
         table = _sma_table(close, periods)
         f = table[np.searchsorted(periods, fast)]
         s = table[np.searchsorted(periods, slow)]
@@ -131,23 +148,71 @@ def _sma_table(close: np.ndarray, periods: Any) -> np.ndarray:
     """One row per period: ``row[t]`` is the exact mean of the last ``period`` closes up to bar
     ``t`` (``math.fsum(window) / period``, as :class:`~osmarkets.indicators.SMA` gives), NaN
     before ``period`` bars."""
+    lines, rows = _sma_lines(close, periods)
+    return lines[rows]
+
+
+class _Lines:
+    """The exact averages computed so far for one series of closes: ``values[rows[period]]``
+    (rows past the last one used are free)."""
+
+    __slots__ = ("values", "rows")
+
+    def __init__(self, values: np.ndarray, rows: dict[int, int]) -> None:
+        self.values = values
+        self.rows = rows
+
+
+def _sma_lines(
+    close: np.ndarray, periods: Any, compiled: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(lines, rows)``: ``lines[rows[i]]`` is the exact average of ``periods[i]`` (as
+    :func:`_sma_table`), from a cache kept per series of closes (keyed by their digest), so
+    that the chunks of one grid and repeated grids compute each period once; no copy.
+    ``compiled``: the missing averages come from numba
+    (:func:`~osmarkets.backtest.kernels.exact_means`, the same floats)."""
     periods = np.asarray(periods)
     if periods.size and (periods.dtype.kind not in "iu" or periods.min() < 1):
         raise ValueError(f"SmaCross fast/slow: expected positive integers, got {periods.tolist()}")
-    table = np.empty((len(periods), len(close)))
+    wanted = list(dict.fromkeys(periods.tolist()))
+    n = len(close)
     key = hashlib.blake2b(np.ascontiguousarray(close).tobytes(), digest_size=16).digest()
-    for row, period in enumerate(periods.tolist()):
-        cached = _AVERAGES.get((key, period))
-        if cached is None:
-            cached = _AVERAGES[(key, period)] = rolling_mean(close, period)
-            kept = max(4, _AVERAGES_VALUES // max(len(close), 1))  # about 256 MB at most
-            while len(_AVERAGES) > kept:  # the oldest first: dicts keep order
-                del _AVERAGES[next(iter(_AVERAGES))]
-        table[row] = cached
-    return table
+    cache = _AVERAGES.pop(key, None)  # put back last: the dict keeps the most recent last
+    room = max(len(wanted), _AVERAGES_VALUES // max(n, 1))  # rows: about 256 MB at most
+    if cache is None:
+        cache = _Lines(np.empty((len(wanted), n)), {})
+    missing = [p for p in wanted if p not in cache.rows]
+    if missing:
+        need = len(cache.rows) + len(missing)
+        if need > room:  # too many: keep only this call's periods
+            kept = {p: cache.rows[p] for p in wanted if p in cache.rows}
+            values = np.empty((len(wanted), n))
+            values[: len(kept)] = cache.values[list(kept.values())]
+            cache = _Lines(values, {p: i for i, p in enumerate(kept)})
+        elif need > len(cache.values):  # grow, doubling: each average is copied O(1) times
+            values = np.empty((min(max(need, 2 * len(cache.values)), room), n))
+            values[: len(cache.rows)] = cache.values[: len(cache.rows)]
+            cache.values = values
+        if compiled:
+            from osmarkets.backtest.kernels import exact_means
+
+            start = len(cache.rows)
+            cache.values[start : start + len(missing)] = exact_means(close, missing)
+            cache.rows.update((period, start + i) for i, period in enumerate(missing))
+        else:
+            for period in missing:
+                cache.rows[period] = row = len(cache.rows)
+                cache.values[row] = rolling_mean(close, period)
+    _AVERAGES[key] = cache
+    total = 0
+    for other in reversed(list(_AVERAGES)):  # drop the least recently used beyond the bound
+        total += _AVERAGES[other].values.size
+        if total > _AVERAGES_VALUES and other != key:
+            del _AVERAGES[other]
+    return cache.values, np.array([cache.rows[p] for p in periods.tolist()], dtype=np.int64)
 
 
 # vectorized() calls signals_batch once per chunk of parameter sets: each period's exact
 # average of the same closes is computed once and reused (keyed by the closes' digest)
-_AVERAGES: dict[tuple[bytes, int], np.ndarray] = {}
+_AVERAGES: dict[bytes, _Lines] = {}
 _AVERAGES_VALUES = 1 << 25

@@ -1,5 +1,6 @@
 """The vectorised path: batched signals, the sparse simulation and the block drawdown scan,
-checked against the per-combination path, a bar-by-bar reference and the event-driven engine."""
+checked against the per-combination path, a bar-by-bar reference and the event-driven engine.
+Every test runs with each engine ``engine='auto'`` can choose (numba when installed, numpy)."""
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,18 @@ from osmarkets.backtest import backtest
 from osmarkets.backtest.vectorized import BLOCK, _max_drawdown, steps, vectorized
 from osmarkets.brokers.simulated import Commission
 from osmarkets.strategies import SmaCross
+
+
+@pytest.fixture(autouse=True, scope="module", params=["numba", "numpy"])
+def engine(request):
+    """The engine ``vectorized`` picks by default: numba (when installed) or numpy, by hiding
+    numba from it (the fallback)."""
+    from osmarkets.backtest import kernels
+
+    available = kernels.AVAILABLE
+    kernels.AVAILABLE = available and request.param == "numba"
+    yield request.param
+    kernels.AVAILABLE = available
 
 
 def tick_bars(n=900, seed=3, tick=0.25, quiet=0.7):
