@@ -322,3 +322,22 @@ def test_large_backtest_example_runs(capsys, tmp_path) -> None:
     large_backtest.write_example(folder, 2000)
     large_backtest.main([str(folder)])
     assert "3 instruments streamed" in capsys.readouterr().out
+
+
+def test_record_log_takes_a_fields_values_at_positions_across_batches(monkeypatch) -> None:
+    monkeypatch.setattr(RecordLog, "BATCH", 3)
+    log: RecordLog[OrderEvent] = RecordLog(OrderEvent)
+    events = [
+        OrderEvent("filled", f"b-{i}", "ES", "buy" if i % 2 else "sell", float(i), 10.0 + i, i)
+        for i in range(8)
+    ]
+    for event in events:
+        log.append(event)
+    assert list(log) == events and log[7] == events[7] and log[1] == events[1]
+    at = np.array([0, 4, 7])
+    assert list(log.take("price", at)) == [10.0, 14.0, 17.0]
+    assert list(log.take("side", at)) == ["sell", "sell", "buy"]
+    log.append(OrderEvent("filled", "b-8", "ES", "buy", 1, 3.0, 9))  # an int size from now on
+    assert type(log[8].size) is int and list(log.take("size", np.array([7, 8]))) == [7.0, 1]
+    with pytest.raises(KeyError):
+        log.take("nope", at)

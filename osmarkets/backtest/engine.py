@@ -271,15 +271,15 @@ class Fills:
         price x the stretch's multiplier + commission), for :func:`marked_equity`."""
         number = np.array(self.number[start:], dtype=np.int64)
         local = np.array(self.bar[start:], dtype=np.int64)
-        events = [self.log[i] for i in self.index[start:]]
-        signed = np.array([e.signed_size for e in events], dtype=float)
-        cost = np.array(
-            [
-                size * e.price * stretches[k].multiplier + e.commission
-                for size, k, e in zip(signed.tolist(), number.tolist(), events, strict=True)
-            ],
-            dtype=float,
-        )
+        at = np.array(self.index[start:], dtype=np.int64)
+        if not len(at):
+            empty = np.zeros(0)
+            return number, local, empty, empty
+        size = self.log.take("size", at).astype(float)
+        signed = np.where(self.log.take("side", at) == "buy", size, -size)
+        multiplier = np.array([stretch.multiplier for stretch in stretches], dtype=float)
+        cost = signed * self.log.take("price", at).astype(float) * multiplier[number]
+        cost += self.log.take("commission", at).astype(float)
         return number, local, signed, cost
 
 

@@ -106,6 +106,22 @@ class RecordLog(Generic[T]):
             return np.frombuffer(column, np.float64 if column.typecode == "d" else np.int64).copy()
         return column
 
+    def take(self, name: str, indices: np.ndarray) -> np.ndarray:
+        """One field's values at ``indices``, as a numpy array (objects for a list column)."""
+        fields: tuple[str, ...] = self.record_type._fields  # type: ignore[attr-defined]
+        if name not in fields:
+            raise KeyError(f"{self.record_type.__name__} has no field {name!r}")
+        self._store()
+        if not self._columns:
+            return np.zeros(0)
+        column = self._columns[fields.index(name)]
+        if type(column) is array:
+            view = np.frombuffer(column, np.float64 if column.typecode == "d" else np.int64)
+            values = view[indices]  # a copy: the view goes, and the array can grow again
+            del view
+            return values
+        return np.array([column[i] for i in indices.tolist()], dtype=object)
+
     def __repr__(self) -> str:
         return f"<RecordLog of {len(self)} {self.record_type.__name__}>"
 
