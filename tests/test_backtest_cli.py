@@ -210,3 +210,25 @@ def test_the_readme_backtest_command_runs_as_written(tmp_path, capsys, monkeypat
     code, out, err = run(argv, capsys)
     assert code == 0, err
     assert "final_value" in out and (tmp_path / "report.html").exists()
+
+
+def test_a_directory_of_parquet_files_is_streamed_with_the_same_result(tmp_path, capsys):
+    folder = tmp_path / "bars"
+    folder.mkdir()
+    frame = make_bars(400, seed=5)
+    frame.to_parquet(folder / "EUR_USD.parquet")
+    argv = ["backtest", f"{EXAMPLE}:SmaCross", "--bsid", "EUR_USD:M1", "--param", "fast=3",
+            "--param", "slow=9", "--param", "size=10"]  # fmt: skip
+    code, streamed, err = run([*argv, "--data", str(folder)], capsys)
+    assert code == 0, err
+    code, whole, err = run([*argv, "--data", str(folder / "EUR_USD.parquet")], capsys)
+    assert code == 0, err
+    code, chunked, err = run([*argv, "--data", str(folder / "EUR_USD.parquet"), "--stream"],
+                             capsys)  # fmt: skip
+    assert code == 0, err
+    table = lambda out: out.splitlines()[1:]  # noqa: E731 (the first line names the data)
+    assert table(streamed) == table(whole) == table(chunked) and "final_value" in whole
+    code, _, err = run([*argv, "--data", str(folder), "--bsid", "GBP_USD:M1"], capsys)
+    assert code == 2 and "no file for 'GBP_USD'" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run([*argv, "--data", str(tmp_path / "nothing"), "--stream"], capsys)
+    assert code == 2 and "no such file" in err

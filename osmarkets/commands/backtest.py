@@ -34,7 +34,14 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("target", metavar="FILE.py:CLASS", help="the Brain subclass to run")
-    parser.add_argument("--data", required=True, help="CSV of bars (time, open, high, low, close)")
+    parser.add_argument("--data", required=True,
+                        help="file of bars (CSV, Parquet...), or a directory of <SYMBOL>.parquet "
+                             "or .csv files, read in chunks (docs: Large backtests)")  # fmt: skip
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="read the --data file in chunks instead of whole (Parquet or CSV)",
+    )
     parser.add_argument("--bsid", required=True, action="append",
                         help="bar series id, e.g. EUR_USD:M1 (repeatable)")  # fmt: skip
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -270,9 +277,15 @@ def run(args: argparse.Namespace) -> int:
     params = parse_params(cls, args.param)
     bsids = parse_bsid_option(args.bsid)
     options = {**data_options(args), **money_options(args)}
-    data = read_data(args.data)
     symbols = {b.symbol for b in bsids}
-    frames: Any = data if len(symbols) == 1 else {s: data for s in symbols}
+    frames: Any
+    if os.path.isdir(args.data) or args.stream:
+        if not os.path.exists(args.data):
+            raise UsageError(f"--data: no such file or directory: {args.data}")
+        frames, options["stream"] = args.data, True
+    else:
+        data = read_data(args.data)
+        frames = data if len(symbols) == 1 else {s: data for s in symbols}
     try:
         commission = Commission(fraction=args.commission) if args.commission else None
         result = backtest(
