@@ -57,6 +57,13 @@ class BarIn(Message, tag="bar"):
     bar: Bar
 
 
+class BarsIn(Message, tag="bars"):
+    """Bars of one symbol in a row (a replay as fast as possible sends them in batches)."""
+
+    symbol: str
+    bars: list[Bar]
+
+
 class BackfillIn(Message, tag="backfill"):
     """Synthetic quotes rebuilding a gap of the live feed (the OANDA Feeder's, from candles):
     handled as ticks, but the bars they complete are published with ``backfilled=True``."""
@@ -85,12 +92,39 @@ class ProbeAck(Message, tag="probe_ack"):
 class TraderAck(Message, tag="trader_ack"):
     step: int
     events: dict[str, int]
+    #: runs of steps (:class:`Steps`): after this step the broker holds no open order and
+    #: cannot act by itself (no margin closeout), so no step produces an order event until a
+    #: Brain orders again; trailing with a default (a message without it decodes as False)
+    quiet: bool = False
+
+
+class StepAck(Message, tag="step_ack"):
+    """A Brain's acknowledgement of a lock-step *run*: it handled every bar of the run up to
+    and including step ``step`` and had sent ``orders`` orders and cancels by then (it stops
+    at the end of the first step in which it sent one)."""
+
+    brain: str
+    run: int
+    step: int
+    orders: int
 
 
 # -- the lock-step, Router -> Trader --------------------------------------------------------------
 class Step(Message, tag="step"):
     step: int
     market: TickIn | TicksIn | BarIn
+    orders: dict[str, int]
+
+
+class Steps(Message, tag="steps"):
+    """The lock-step with runs: first the ``ahead`` steps, whose bars the Brains handled without
+    sending an order (run as they come), then the orders the Brains sent up to now, then step
+    ``step`` on ``market`` once ``orders`` orders of each Brain have arrived (``market`` None:
+    no step yet, acknowledge with ``step`` once the rest is done)."""
+
+    step: int
+    ahead: list[TickIn | TicksIn | BarIn]
+    market: TickIn | TicksIn | BarIn | None
     orders: dict[str, int]
 
 
@@ -192,11 +226,13 @@ class Status(Message, tag="status"):
 
 
 #: What each socket accepts.
-ROUTER_IN = TickIn | TicksIn | BarIn | BackfillIn | End | Ack | ProbeAck | TraderAck
+ROUTER_IN = (
+    TickIn | TicksIn | BarIn | BarsIn | BackfillIn | End | Ack | ProbeAck | TraderAck | StepAck
+)
 ROUTER_HISTORY = HistoryRequest | TicksRequest
 HISTORY_REPLY = Ok | Wait | Refused
 BRAIN_PUB = BarOut | Probe | TickOut | TicksOut
-TRADER_MARKET = Step | TickIn | TicksIn | BarIn
+TRADER_MARKET = Step | Steps | TickIn | TicksIn | BarIn
 TRADER_ORDERS = Hello | OrderMsg | Cancel
 BRAIN_EVENTS = EventMsg | TraderUp
 OBSERVERS = Update

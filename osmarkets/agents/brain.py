@@ -136,6 +136,17 @@ class BrainAgent(OsmAgent):
         self.osm_positions: dict[str, float] = dict(positions)
         self.osm_now = 0
         self.osm_orders_sent = int(restore.get("orders", 0))
+        # the lock-step's runs (agents/router.py): orders counted in the last acknowledgement,
+        # and the (run, step) this Brain stopped at (the run's later bars come again)
+        self.osm_orders_acked = self.osm_orders_sent
+        self.osm_run_stop = (0, 0)
+        self.osm_run_dropped = 0
+        # orders (and cancels) decided during a run's step: journaled and sent at its end,
+        # after the run's acknowledgement (see _osm_run_bar); None outside a run's bar
+        self._osm_outbox: list[tuple[tuple, tuple[str, int] | None]] | None = None
+        self._osm_run_outbox: list[tuple[tuple, tuple[str, int] | None]] = []
+        self._osm_pending_cause: tuple[str, int] | None = None
+        self._osm_counted: set[str] = set()  # re-issued orders the Trader counted already
         self.osm_events_received = int(restore.get("events", 0))
         self.osm_seen = _SeenEvents(seen)
         self.osm_duplicate_events = 0
@@ -160,9 +171,12 @@ class BrainAgent(OsmAgent):
         self.osm_unacked: dict[str, tuple[float, tuple]] = {}
         self.osm_resend_after = float(cfg.get("resend_after", RESEND_AFTER))
         self.osm_resent = 0
-        if self.osm_journal is not None:  # orders of a previous life that never left: resent
+        # orders of a previous life the Trader never took: resent (and counted there then)
+        self._osm_inherited: set[str] = set()
+        if self.osm_journal is not None:
             for order in self.osm_journal.unsent_orders(self.name):
                 self.osm_unacked[order.client_id] = (0.0, ("order", order, self.osm_auth))
+                self._osm_inherited.add(order.client_id)
         events = self.osm_bind("PULL", "events", handler=self.osm_on_event)
         self.connect(cfg["trader_orders"], alias="orders")
         self.connect(cfg["router_in"], alias="router")
@@ -249,6 +263,14 @@ class BrainAgent(OsmAgent):
         old = self.osm_series[bsid]
         series = BarSeries(bsid, capacity=old.capacity)
         resume = self._osm_resume.pop(bsid.key, None)
+        if resume is not None and resume > seq:
+            # The Router's history stops before bars this Brain handled (a lock-step run it
+            # took back, see agents/router.py): it publishes them again, and this Brain
+            # ignores those it has. Kept as it is when it has them; else (a restart) from
+            # what the Router has, the rest to come again.
+            self.log_warning(f"{bsid}: the Router's history ends at {seq}, this Brain at {resume}")
+            if self.osm_seq.get(bsid, 0) >= resume:
+                return
         missed = seq - resume if resume is not None and seq > resume else 0
         replay = records[len(records) - min(missed, len(records)) :] if missed else records[:0]
         keep = records[: len(records) - len(replay)]
@@ -309,9 +331,72 @@ class BrainAgent(OsmAgent):
     def _osm_bar(
         self, bsid: BarSeriesID, seq: int, bar: Bar, events: dict | None, backfilled: bool = False
     ) -> None:
+        run = events.get("@run") if events else None
+        if run is not None:
+            self._osm_run_bar(bsid, seq, bar, events, backfilled)  # type: ignore[arg-type]
+            return
+        if self._osm_take_bar(bsid, seq, bar, backfilled):
+            # every bar is acknowledged: the lock-step waits for it, and a restarted Brain
+            # resumes after the last one acknowledged
+            self.osm_orders_acked = self.osm_orders_sent
+            self.osm_send("router", ("ack", self.name, bsid.key, seq, self.osm_orders_sent))
+
+    def _osm_run_bar(
+        self, bsid: BarSeriesID, seq: int, bar: Bar, events: dict, backfilled: bool
+    ) -> None:
+        """A bar of a lock-step run: handled unless this Brain stopped before its step; at the
+        end of a step in which it sent an order (or at the end of the run) it acknowledges the
+        run and stops there."""
+        run, step, end = (
+            int(events["@run"]),
+            int(events.get("@step", 0)),
+            int(events.get("@end", 0)),
+        )
+        if run == self.osm_run_stop[0] and step > self.osm_run_stop[1]:
+            self.osm_run_dropped += 1  # the Router publishes it again after the Trader's step
+            return
+        if seq > self.osm_seq.get(bsid, 0) + 1:
+            # Bars of the run were lost: the history request makes the Router take the run
+            # back (it publishes its steps again); this Brain catches up to where the Trader
+            # is and drops the rest of the run, unacknowledged.
+            self.osm_gaps += 1
+            self.log_warning(f"{bsid}: gap in a run ({self.osm_seq.get(bsid, 0)} -> {seq})")
+            self.osm_run_stop = (run, -1)
+            self._osm_resume[bsid.key] = self.osm_seq.get(bsid, 0)
+            self._osm_load_history(bsid, self.osm_series[bsid].capacity)
+            return
+        self._osm_outbox = []
+        try:
+            self._osm_take_bar(bsid, seq, bar, backfilled, checkpoint=False)
+        finally:
+            outbox, self._osm_outbox = self._osm_outbox, None
+            self._osm_run_outbox.extend(outbox)
+        ordered = self.osm_orders_sent != self.osm_orders_acked
+        if (end & 1 and ordered) or end & 2:
+            # In this order, so that whatever a crash interrupts, a restarted Brain replays
+            # (the Router's history reaches its acknowledgement) or the Router takes the run
+            # back (its orders never left):
+            # 1. the acknowledgement: the Router runs the steps handled, then waits for the
+            #    orders counted in it;
+            self.osm_run_stop = (run, step)
+            self.osm_orders_acked = self.osm_orders_sent
+            self.osm_send("router", ("step_ack", self.name, run, step, self.osm_orders_sent))
+            # 2. the step's orders, journaled then sent (after a crash, the bars replayed
+            #    re-issue the same client ids);
+            outbox, self._osm_run_outbox = self._osm_run_outbox, []
+            for message, cause in outbox:
+                self._osm_release_order(message, cause)
+            # 3. the recovery point, once per run: never past what the Router knows handled
+            self._osm_checkpoint()
+
+    def _osm_take_bar(
+        self, bsid: BarSeriesID, seq: int, bar: Bar, backfilled: bool, checkpoint: bool = True
+    ) -> bool:
+        """Append ``bar`` to its series and run ``on_new_bar``; False when it was not handled
+        here (already in the series, or replayed with the history after a gap)."""
         last = self.osm_seq.get(bsid, 0)
         if seq <= last:
-            return  # already in the series (it came with the history)
+            return False  # already in the series (it came with the history)
         series = self.osm_series[bsid]
         if seq > last + 1:
             # Bars were lost (PUB/SUB high-water mark, slow joiner, a Router restarting): the
@@ -322,7 +407,7 @@ class BrainAgent(OsmAgent):
             self._osm_resume[bsid.key] = last
             self._osm_load_history(bsid, series.capacity)
             if self.osm_seq[bsid] >= seq:
-                return  # this bar came with the history: replayed with the lost ones
+                return False  # this bar came with the history: replayed with the lost ones
             series = self.osm_series[bsid]  # the Router's history is behind: keep this bar
             series.append(bar)
             self.osm_seq[bsid] = seq
@@ -336,12 +421,11 @@ class BrainAgent(OsmAgent):
         series.backfilled = backfilled  # rebuilt after a gap of the feed (see wire.BarOut)
         self.osm_plots.at(bsid.key, int(bar.time))  # what self.plot charts from now on
         try:
-            self._osm_handle(f"bar|{bsid.key}|{seq}", series.replayed, self.on_new_bar, series)
+            self._osm_handle(f"bar|{bsid.key}|{seq}", series.replayed, self.on_new_bar, series,
+                             checkpoint=checkpoint)  # fmt: skip
         finally:
             series.backfilled = False
-        # every bar is acknowledged: the lock-step waits for it, and a restarted Brain resumes
-        # after the last one acknowledged
-        self.osm_send("router", ("ack", self.name, bsid.key, seq, self.osm_orders_sent))
+        return True
 
     def _osm_replay(self, bsid: BarSeriesID, records: Any, missed: int) -> None:
         """The bars that completed while this Brain was down, to ``on_new_bar`` in order with
@@ -373,9 +457,12 @@ class BrainAgent(OsmAgent):
         self.each(min(1.0, self.osm_resend_after / 2), "osm_resend_due")
 
     # -- the journal ------------------------------------------------------------------------------
-    def _osm_handle(self, cause: str, again: bool, hook: Any, *args: Any) -> None:
+    def _osm_handle(
+        self, cause: str, again: bool, hook: Any, *args: Any, checkpoint: bool = True
+    ) -> None:
         """Run a user hook for input ``cause`` (``again``: it may have been handled before a
-        crash), then store the recovery point."""
+        crash), then store the recovery point (unless ``checkpoint`` is False: the caller
+        stores it later)."""
         self.osm_cause, self.osm_cause_rank = cause, 0
         journal = self.osm_journal
         self.osm_recorded = journal.orders_for(self.name, cause) if journal and again else None
@@ -384,7 +471,8 @@ class BrainAgent(OsmAgent):
                 self.osm_guard(hook.__name__, hook, *args)
         finally:
             self.osm_cause = self.osm_recorded = None
-        self._osm_checkpoint(args[0] if isinstance(args[0], OrderEvent) else None)
+        if checkpoint:
+            self._osm_checkpoint(args[0] if isinstance(args[0], OrderEvent) else None)
 
     def osm_order_identity(self, order: Order) -> Order:
         """The order as it goes out: while an input is handled again after a crash, the
@@ -397,14 +485,23 @@ class BrainAgent(OsmAgent):
             first = recorded[rank]
             if _same_order(first, order):
                 self.osm_reissued += 1
+                if first.client_id not in self._osm_inherited:
+                    # the Trader had taken it before this process started, and counted it in
+                    # the orders this Brain restarted with (restore['orders']): the copy is
+                    # dropped there, so it is not counted again here (the lock-step's
+                    # watermark would wait for an order that never comes)
+                    self._osm_counted.add(first.client_id)
                 return order._replace(client_id=first.client_id, time=first.time)
             self.log_warning(
                 f"after a restart, {cause} gave a different order than before the crash "
                 f"({first.client_id} was {first.side} {first.size:g} {first.symbol}): "
                 f"sending {order.client_id} as a new order"
             )
-        if self.osm_journal is not None:
-            self.osm_journal.record_order(order, cause or f"free|{order.client_id}", rank)
+        cause = cause or f"free|{order.client_id}"
+        if self._osm_outbox is not None:
+            self._osm_pending_cause = (cause, rank)  # journaled when it leaves (run's step end)
+        elif self.osm_journal is not None:
+            self.osm_journal.record_order(order, cause, rank)
         return order
 
     def _osm_checkpoint(self, event: OrderEvent | None = None) -> None:
@@ -430,12 +527,29 @@ class BrainAgent(OsmAgent):
             journal.checkpoint(self.name, point, event_key(event) if event else None)
 
     def osm_submit(self, message: tuple) -> None:
-        self.osm_orders_sent += 1
-        if message[0] == "order":
-            self.osm_unacked[message[1].client_id] = (time.monotonic(), message)
-            self._osm_send_order(message)
-        else:
+        if message[0] != "order" or message[1].client_id not in self._osm_counted:
+            self.osm_orders_sent += 1
+        if self._osm_outbox is not None:  # a run's bar: at the step's end (_osm_run_bar)
+            cause, self._osm_pending_cause = self._osm_pending_cause, None
+            self._osm_outbox.append((message, cause if message[0] == "order" else None))
+            return
+        self._osm_release_order(message, None)
+
+    def _osm_release_order(self, message: tuple, cause: tuple[str, int] | None) -> None:
+        """Send an order or a cancel; ``cause``: journal the order first (it was held back
+        during a run's step)."""
+        if message[0] != "order":
             self.osm_send("orders", message)
+            return
+        order = message[1]
+        if cause is not None and self.osm_journal is not None:
+            try:
+                self.osm_journal.record_order(order, *cause)
+            except Exception as exc:  # never sent unjournaled (as when submit_order raises)
+                self.osm_bad(f"order {order.client_id} not journaled, not sent: {exc!r}", "order")
+                return
+        self.osm_unacked[order.client_id] = (time.monotonic(), message)
+        self._osm_send_order(message)
 
     def _osm_send_order(self, message: tuple) -> None:
         try:
@@ -515,7 +629,7 @@ class BrainAgent(OsmAgent):
             events=self.osm_events_received, gaps=self.osm_gaps, tick_gaps=self.osm_tick_gaps,
             unacked=len(self.osm_unacked), resent=self.osm_resent, forged=self.osm_forged,
             duplicate_events=self.osm_duplicate_events, replayed=self.osm_replayed,
-            missed=self.osm_missed,
+            missed=self.osm_missed, run_dropped=self.osm_run_dropped,
         )  # fmt: skip
         return stats
 

@@ -69,8 +69,8 @@ def _labelled(symbol: str, n: int, ticks: Iterator[Any]) -> Iterator[tuple]:
 class FeederAgent(OsmAgent):
     """See the module docstring. ``osm_cfg``: ``router_in`` (address), ``source`` (see
     :func:`source_events`), ``speed`` (0 = as fast as possible, else a factor of real time),
-    ``batch`` (ticks per message when replaying as fast as possible), ``stamp_now`` (restamp
-    ticks with the wall clock: a live-like feed for latency measurements)."""
+    ``batch`` (ticks or bars per message when replaying as fast as possible), ``stamp_now``
+    (restamp ticks with the wall clock: a live-like feed for latency measurements)."""
 
     def osm_setup(self) -> None:
         self.feed_sent = 0
@@ -104,10 +104,12 @@ class FeederAgent(OsmAgent):
         pending_symbol = ""
         first_data = first_wall = 0.0
 
+        pending_kind = "ticks"
+
         def flush() -> None:
             nonlocal pending
             if pending:
-                push.send(dumps(("ticks", pending_symbol, pending)))
+                push.send(dumps((pending_kind, pending_symbol, pending)))
                 self.feed_sent += len(pending)
                 pending = []
 
@@ -124,10 +126,11 @@ class FeederAgent(OsmAgent):
                         break
                 if stamp and kind == "tick":
                     payload = payload._replace(time=time.time_ns())
-                if kind == "tick" and batch > 1:
-                    if symbol != pending_symbol or len(pending) >= batch:
+                if kind in ("tick", "bar") and batch > 1:
+                    plural = f"{kind}s"
+                    if symbol != pending_symbol or plural != pending_kind or len(pending) >= batch:
                         flush()
-                        pending_symbol = symbol
+                        pending_symbol, pending_kind = symbol, plural
                     pending.append(tuple(payload))
                     continue
                 flush()

@@ -2,7 +2,8 @@
 completed bars and answers history requests. Broker-independent.
 
 Sockets
-    ``in`` (PULL): ticks and bars from Feeders, acknowledgements from Brains and the Trader.
+    ``in`` (PULL): ticks and bars from Feeders (``('bars', symbol, bars)``: a replay's batch,
+    each bar handled as if it came alone), acknowledgements from Brains and the Trader.
     ``('backfill', symbol, ticks)``: quotes a Feeder rebuilt for a gap of its feed, handled as
     ticks; a bar they complete, or that holds one of them, is published with
     ``backfilled=True``.
@@ -28,6 +29,29 @@ Lock-step (simulation)
 
     So a Brain sees bar t+1 only after the fills its orders of bar t got at t+1's open, exactly
     as the in-process backtest runs.
+
+Runs (``lockstep_run`` > 1, the default of a simulation)
+    One step as above costs four message hops (Router -> Trader -> Router -> Brain -> Router).
+    When the Trader's acknowledgement says the broker is *quiet* (no open order, no margin
+    closeout possible: no step can produce an order event until a Brain orders again) and a
+    single Brain is subscribed, the Router publishes the next steps' bars too, as far as its
+    input goes (a *run*, up to ``lockstep_run`` steps, grown and shrunk with what the Brain
+    does), marked in the watermark dict with ``@run``, ``@step`` and ``@end`` (names no Brain
+    can have). The Brain handles them in order and stops at the end of the first step in which
+    it sent an order or a cancel, or at the end of the run: one ``step_ack`` for the run. The
+    Router then sends the Trader one ``steps`` message: the run's steps the Brain handled
+    (``ahead``: they run before the Brain's orders, which the Trader holds from its last
+    acknowledgement until this message), then the orders, then the next step; the bars the
+    Brain did not handle are published again after it. Four hops per run instead of per bar,
+    and the same fills: an order decided at bar t still fills at t+1's open.
+
+    Crash recovery with runs: the orders a Brain decides in a run's step leave it only after
+    its ``step_ack`` (then it stores its recovery point), so a Brain that dies before that
+    acknowledgement has sent nothing for the run beyond the Trader's step. When a Brain asks
+    for history during its run (restarted, or a gap), the run is taken back: its later steps
+    are published again after the Trader's next step, and the history it gets stops at the
+    last bar the Trader ran or it acknowledged (a restarted Brain replays no bar ahead of the
+    Trader, whose orders would run at the wrong step).
 """
 
 from __future__ import annotations
@@ -90,12 +114,33 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         self.pending: deque[tuple] = deque()
         self.state = "idle"  # idle | trader | brains
         self.step_id = 0
-        self.current: tuple | None = None
+        self.current: Any = None  # the step the Trader runs (a tuple; a list with runs)
         self.orders_wm: dict[str, int] = {}
         self.events_wm: dict[str, int] = {}
         self.awaiting: set[tuple[str, str, int]] = set()
         self.unsynced: set[tuple[str, str]] = set()
         self.acked: dict[tuple[str, str], int] = {}  # (brain, series key) -> last bar handled
+        # lock-step in runs (see the module docstring); 1: one step at a time, as before
+        self.run_max = max(1, int(cfg.get("lockstep_run", 1))) if self.lockstep else 1
+        self.runs = self.run_max > 1
+        self.prepared: deque[list] = deque()  # [step id, input, publications] not run yet
+        self.ahead: list[tuple] = []  # inputs of steps the Brains handled, not run yet
+        self.flush_needed = False  # the Brains may have sent orders the Trader holds
+        self.step_msg = 0  # number of the last 'steps' message sent to the Trader
+        self.sent_ahead = 0
+        self.run_id = 0
+        self.run_len = 1  # steps after the first one in the next run (adaptive)
+        self.run_gap = 0.0  # mean number of steps a Brain handles between its orders
+        self.run_first: list | None = None
+        self.run_steps: list[list] = []
+        self.run_wait: dict[str, int] = {}  # brain -> its orders at the run's start
+        self.runs_published = 0
+        self.run_steps_published = 0
+        self.republished = 0  # steps published again (the Brain stopped before them)
+        self.rewound = 0  # runs taken back: their Brain restarted (or saw a gap) during them
+        self._step_pubs: list[tuple[str, tuple]] = []  # the last single step's publications
+        self._published_up_to = 0
+        self._round_orders: dict[str, int] = {}
         self.osm_bind("PULL", "in", handler=self.on_in)
         self.osm_bind("PUB", "pub")
         # Deeper than ZeroMQ's default of 1,000 queued messages per subscriber: bursts are
@@ -206,16 +251,25 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
                 self.acked[(brain, key)] = seq  # where a restarted Brain resumes
             self.orders_wm[brain] = max(self.orders_wm.get(brain, 0), int(orders))
             self.awaiting.discard((brain, key, seq))
-            if self.state == "brains" and not self.awaiting:
+            if self.state == "brains" and not self.awaiting and not self.run_wait:
                 self._step_done()
+        elif kind == "step_ack":
+            _, brain, run, step, orders = message
+            self._on_step_ack(str(brain), int(run), int(step), int(orders))
         elif kind == "probe_ack":
             _, brain, key = message
             self.unsynced.discard((brain, key))
             if not self.unsynced and self.state == "idle":
                 self._advance()  # a restarted Brain is live again: the replay goes on
+            elif self.runs and self.state == "brains" and self.awaiting:
+                self._publish_again(str(brain))
         elif kind == "trader_ack":
-            _, step_id, events = message
-            if self.state == "trader" and step_id == self.step_id:
+            _, step_id, events, quiet = message
+            if self.runs:
+                if self.state == "trader" and step_id == self.step_msg:
+                    self.events_wm.update(events)
+                    self._after_trader(bool(quiet))
+            elif self.state == "trader" and step_id == self.step_id:
                 self.events_wm.update(events)
                 done = False
                 try:
@@ -225,6 +279,10 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
                     if not done:  # _distribute failed: skip the step, never stall the replay
                         self.awaiting.clear()
                         self._step_done()
+        elif kind == "bars":  # a replay's batch: each bar as if it came alone
+            _, symbol, bars = message
+            for bar in bars:
+                self._input(("bar", symbol, bar))
         elif kind in ("ticks", "backfill"):
             _, symbol, rows = message
             backfill = kind == "backfill"
@@ -319,6 +377,9 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
 
     # -- lock-step -----------------------------------------------------------------------------
     def _advance(self) -> None:
+        if self.runs:
+            self._advance_runs()
+            return
         while self.state == "idle" and self.pending:
             if self.unsynced:
                 return  # a subscriber's SUB socket is not live yet: wait for its probe ack
@@ -332,10 +393,207 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
             self._to_market(("step", self.step_id, message, dict(self.orders_wm)))
 
     def _step_done(self) -> None:
+        if self.runs:
+            self._brains_done()
+            return
         self.state = "idle"
         self.current = None
         self.steps_done += 1
         self._advance()
+
+    # -- lock-step in runs ---------------------------------------------------------------------
+    def _next_step(self) -> list | None:
+        """The next step the Trader has not run: one published before that the Brain stopped
+        ahead of, else the next input, aggregated (its bars numbered, not yet published)."""
+        if self.prepared:
+            return self.prepared.popleft()
+        while self.pending:
+            message = self.pending.popleft()
+            if message[0] == "end":
+                self.finished = True
+                continue
+            self.step_id += 1
+            return [self.step_id, message, self._aggregate(message)]
+        return None
+
+    def _aggregate(self, message: tuple) -> list[tuple[_Series, int, Bar, bool]]:
+        kind, symbol, payload = message
+        completed: list[tuple[_Series, Bar]] = []
+        if kind == "tick":
+            self.ticks_in += 1
+            for series in self.by_symbol.get(symbol, ()):
+                completed.extend((series, bar) for bar in series.aggregator.update(payload))
+        else:
+            self.bars_in += 1
+            for series in self.by_symbol.get(symbol, ()):
+                if series.aggregator is None:
+                    completed.append((series, payload))
+                else:
+                    completed.extend((series, bar) for bar in series.aggregator.update(payload))
+        pubs = []
+        for series, bar in completed:
+            backfilled = series.backfilling
+            series.backfilling = False
+            if self.history_loader is not None and self.osm_history_duplicate(series, bar):
+                continue
+            series.seq += 1
+            series.history.append(bar)
+            self.bars_out += 1
+            pubs.append((series, series.seq, bar, backfilled))
+        return pubs
+
+    def _advance_runs(self) -> None:
+        """Send the Trader the steps the Brains handled, their orders and the next step."""
+        if self.state != "idle" or self.unsynced:
+            return
+        step = self._next_step()
+        if step is None and not self.ahead and not self.flush_needed:
+            return
+        self.flush_needed = False
+        ahead, self.ahead = self.ahead, []
+        self.sent_ahead = len(ahead)
+        self.current = step
+        self.step_msg += 1
+        self.state = "trader"
+        market = step[1] if step is not None else None
+        self._to_market(("steps", self.step_msg, ahead, market, dict(self.orders_wm)))
+
+    def _after_trader(self, quiet: bool) -> None:
+        """The Trader ran the steps: publish the current one's bars, with the next steps' too
+        (a run) when the broker is quiet and one Brain is subscribed."""
+        step, self.current = self.current, None
+        self.steps_done += self.sent_ahead + (step is not None)
+        self.sent_ahead = 0
+        if step is None:  # a flush of held orders: nothing to publish
+            self.state = "idle"
+            self._advance_runs()
+            return
+        done = False
+        try:
+            brains = {brain for series in self.series.values() for brain in series.subscribers}
+            run = [step]
+            if quiet and len(brains) == 1 and not self.unsynced:
+                while len(run) <= self.run_len:
+                    nxt = self._next_step()
+                    if nxt is None:
+                        break
+                    run.append(nxt)
+            if len(run) > 1:
+                self._publish_run(run, next(iter(brains)))
+            else:
+                self._publish_step(step)
+            done = True
+        finally:
+            if not done:  # never stall the replay: the step is skipped
+                self.awaiting.clear()
+                self.run_wait.clear()
+                self.run_first, self.run_steps = None, []
+                self._brains_done()
+
+    def _publish_step(self, step: list) -> None:
+        """One step's bars, each acknowledged by every subscriber (as without runs)."""
+        events = dict(self.events_wm)
+        self._round_orders = dict(self.orders_wm)
+        self.republished += step[0] <= self._published_up_to
+        self._published_up_to = max(self._published_up_to, step[0])
+        self._step_pubs = []
+        for series, seq, bar, backfilled in step[2]:
+            message = ("bar", series.bsid, seq, bar, events, backfilled)
+            self.osm_send("pub", message, topic=series.key)
+            self._step_pubs.append((series.key, message))
+            for brain in series.subscribers:
+                if self.acked.get((brain, series.key), 0) < seq:
+                    self.awaiting.add((brain, series.key, seq))
+        if self.awaiting:
+            self.state = "brains"
+            self.flush_needed = True
+        else:
+            self._brains_done()
+
+    def _publish_again(self, brain: str) -> None:
+        """Publish again the bars of the step waiting for ``brain``, now synchronised: a
+        restarted Brain subscribes after its history request, and a bar published in between
+        never reached it (a Brain ignores a bar it already has)."""
+        waited = {(key, seq) for who, key, seq in self.awaiting if who == brain}
+        for key, message in self._step_pubs:
+            if (key, message[2]) in waited:
+                self.osm_send("pub", message, topic=key)
+
+    def _publish_run(self, run: list[list], brain: str) -> None:
+        """The bars of ``run``'s steps; the Brain's are marked (run, step, last of its step,
+        last of the run) and it acknowledges the run once."""
+        self.run_id += 1
+        self._round_orders = dict(self.orders_wm)
+        flat = [(pub, step[0]) for step in run for pub in step[2]]
+        mine = [
+            n for n, ((series, seq, _, _), _) in enumerate(flat)
+            if brain in series.subscribers and self.acked.get((brain, series.key), 0) < seq
+        ]  # fmt: skip
+        marks: dict[int, dict[str, int]] = {}
+        for k, n in enumerate(mine):
+            step_id = flat[n][1]
+            last = k + 1 == len(mine)
+            end = 3 if last else int(flat[mine[k + 1]][1] != step_id)
+            marks[n] = {"@run": self.run_id, "@step": step_id, "@end": end}
+        events = dict(self.events_wm)
+        for n, ((series, seq, bar, backfilled), _) in enumerate(flat):
+            mark = marks.get(n)
+            message = ("bar", series.bsid, seq, bar, {**events, **mark} if mark else events,
+                       backfilled)  # fmt: skip
+            self.osm_send("pub", message, topic=series.key)
+        self.republished += sum(1 for step in run if step[0] <= self._published_up_to)
+        self._published_up_to = max(self._published_up_to, run[-1][0])
+        self.runs_published += 1
+        self.run_steps_published += len(run)
+        if not mine:  # no bar for the Brain: it cannot have ordered in these steps
+            self.ahead.extend(step[1] for step in run[1:])
+            self._brains_done()
+            return
+        self.run_first, self.run_steps = run[0], run[1:]
+        self.run_wait = {brain: self.orders_wm.get(brain, 0)}
+        self.state = "brains"
+        self.flush_needed = True
+
+    def _on_step_ack(self, brain: str, run: int, step: int, orders: int) -> None:
+        if run != self.run_id or brain not in self.run_wait or self.state != "brains":
+            return  # a late or stray acknowledgement
+        before = self.run_wait.pop(brain)
+        self.orders_wm[brain] = max(self.orders_wm.get(brain, 0), orders)
+        steps = self.run_steps
+        if orders > before:  # it stopped after ``step``: the later steps wait for its orders
+            handled = sum(1 for s in steps if s[0] <= step)
+            # the next run: about twice the usual number of steps between its orders (a bar
+            # published in vain costs far less than a round trip)
+            self.run_gap = 0.75 * self.run_gap + 0.25 * handled
+            self.run_len = min(self.run_max - 1, round(2 * self.run_gap))
+        else:
+            handled = len(steps)
+            self.run_len = min(self.run_max - 1, max(1, 2 * self.run_len))
+        first = self.run_first
+        for s in ([first] if first is not None else []) + steps[:handled]:
+            for series, seq, _, _ in s[2]:
+                if brain in series.subscribers and seq > self.acked.get((brain, series.key), 0):
+                    self.acked[(brain, series.key)] = seq
+        self._close_run(handled)
+        if not self.run_wait and not self.awaiting:
+            self._brains_done()
+
+    def _close_run(self, handled: int) -> None:
+        """The run's first ``handled`` steps after the first go to the Trader next; the others
+        are published again after it."""
+        steps = self.run_steps
+        self.ahead.extend(s[1] for s in steps[:handled])
+        self.prepared.extendleft(reversed(steps[handled:]))
+        self.run_first, self.run_steps = None, []
+
+    def _brains_done(self) -> None:
+        """Every Brain handled what was published: on to the Trader."""
+        if self.run_first is not None and not self.run_wait:
+            self._close_run(len(self.run_steps))  # a Brain that left (restarted, removed)
+        if self.run_len == 0 and self._round_orders == self.orders_wm:
+            self.run_len = 1  # a step without orders: try runs again
+        self.state = "idle"
+        self._advance_runs()
 
     def sync(self) -> bool:
         """Publish a probe on every subscribed topic until each subscriber answered: a SUB
@@ -593,15 +851,40 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         # A Brain asking again (it restarted, or saw a gap) replaces its earlier request:
         # forget the acknowledgements the Router was waiting for from its previous life.
         self.awaiting = {entry for entry in self.awaiting if entry[0] != brain}
+        if self.run_wait.pop(str(brain), None) is not None and self.run_first is not None:
+            # The run's Brain restarted (or saw a gap): what it handled of the run beyond the
+            # first step died with it. Every later step is published again after the Trader's
+            # next step, and the history it replays stops where the Trader is (below).
+            self.rewound += 1
+            self._close_run(0)
         if series.subscribers.get(str(brain)) != count:
             series.subscribers[str(brain)] = count
             self._journal_write([], [series])  # whom a restarted Router still serves
         if self.lockstep:
             self.unsynced.add((str(brain), series.key))
-        bars = list(series.history)[-count:] if count > 0 else []
-        if self.lockstep and self.state == "brains" and not self.awaiting:
+        history = list(series.history)
+        seq = series.seq
+        if self.runs:
+            # Runs: the history holds bars of steps the Trader has not run (prepared, the one
+            # it runs now). A Brain that replayed them would send orders for bars ahead of the
+            # Trader, run at the wrong step: its history stops at the last bar run.
+            ahead = self._uncommitted(series)
+            if ahead:
+                history = history[: max(0, len(history) - ahead)]
+                seq -= ahead
+        bars = history[-count:] if count > 0 else []
+        if self.lockstep and self.state == "brains" and not self.awaiting and not self.run_wait:
             self._step_done()
-        return dumps(("ok", wire.pack_bars(bars), series.seq))
+        return dumps(("ok", wire.pack_bars(bars), seq))
+
+    def _uncommitted(self, series: _Series) -> int:
+        """How many of ``series``' newest bars belong to steps the Trader has not run and no
+        Brain acknowledged (lock-step in runs): those prepared or in the run being handled,
+        and the step the Trader runs now."""
+        steps = list(self.prepared) + list(self.run_steps)
+        if self.state == "trader" and self.current is not None:
+            steps.append(self.current)
+        return sum(1 for step in steps for pub in step[2] if pub[0] is series)
 
     def set_base_timeframes(self, mapping: dict[str, str | None]) -> None:
         """What each symbol's feed carries: a bar time frame code, or None for ticks. Series
@@ -639,8 +922,9 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
             del series.subscribers[brain]
         self._journal_write([], touched)
         self.awaiting = {entry for entry in self.awaiting if entry[0] != brain}
+        self.run_wait.pop(brain, None)
         self.unsynced = {entry for entry in self.unsynced if entry[0] != brain}
-        if self.state == "brains" and not self.awaiting:
+        if self.state == "brains" and not self.awaiting and not self.run_wait:
             self._step_done()
 
     def acked_seqs(self, brain: str) -> dict[str, int]:
@@ -657,8 +941,9 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         return out
 
     def progress(self) -> dict[str, Any]:
+        settled = not (self.prepared or self.ahead or self.flush_needed or self.run_wait)
         return {
-            "finished": self.finished and not self.pending and self.state == "idle",
+            "finished": self.finished and not self.pending and self.state == "idle" and settled,
             "steps": self.steps_done,
             "pending": len(self.pending),
             "state": self.state,
@@ -666,6 +951,12 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
             "bars_in": self.bars_in,
             "bars_out": self.bars_out,
             "unsynced": len(self.unsynced),
+            # round trips Router -> Trader -> Router -> Brains -> Router (4 hops each)
+            "rounds": self.step_msg if self.runs else self.step_id,
+            "runs": self.runs_published,
+            "run_steps": self.run_steps_published,
+            "republished": self.republished,
+            "rewound": self.rewound,
             "time": time.time(),
         }
 

@@ -9,7 +9,10 @@ Sockets
     limits: an invalid one is rejected with the reason. PUSH/PULL never drops: a full queue blocks
     the sender instead.
     ``market`` (PULL, connected to the Router): ticks and bars the broker fills orders on; in
-    lock-step, ``('step', id, message, orders_watermark)``.
+    lock-step, ``('step', id, message, orders_watermark)``; with runs (see
+    :mod:`osmarkets.agents.router`), ``('steps', id, ahead, message, orders_watermark)``: the
+    ``ahead`` steps first, then the Brains' orders held since the last acknowledgement, then
+    the step on ``message`` (None: none) once the watermark is reached.
     one PUSH per Brain to its ``events`` PULL: the order events (a channel that cannot drop).
     ``observers`` (PUB): for GUIs and monitors, ``('update', seq, events, account)`` after
     every broker job that produced order events (accepted, filled, rejected, cancelled) or
@@ -32,6 +35,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from math import nan
 from typing import Any
 
 import zmq
@@ -39,6 +43,7 @@ from osbrain.address import AgentAddress
 
 from .. import wire
 from ..brokers.base import OrderEvent, check_order, event_key, position_change
+from ..brokers.simulated import SimulatedBroker
 from ..journal import Journal
 from ..operator import LOG_PREFIX, OPERATOR, PAUSED, STOPPED, Books, flatten_orders, order_ended
 from .base import OsmAgent, dumps
@@ -93,6 +98,11 @@ class TraderAgent(OsmAgent):
         self.incidents: deque[dict[str, Any]] = deque(maxlen=100)
         self.waiting_step: tuple | None = None
         self.in_flight = 0
+        # lock-step in runs: the Brains' orders wait from each acknowledgement of a step to
+        # the next 'steps' message, which first runs the steps they handled without ordering
+        self.lockstep_runs = self.lockstep and int(cfg.get("lockstep_run", 1)) > 1
+        self.holding = False
+        self.held_step_orders: list[tuple[tuple, int]] = []
         # operator controls (osmarkets/operator.py), kept in the journal: a restarted Trader
         # still refuses a paused Brain's orders and keeps the kill switch on
         self.paused: set[str] = set(self._remembered("operator.paused"))
@@ -179,6 +189,9 @@ class TraderAgent(OsmAgent):
         if message is None or not self._authentic(message):
             return
         if not self._duplicate(message):
+            if self.holding and message[0] != "hello":
+                self.held_step_orders.append((message, now))
+                return
             self.osm_guard(f"trader {message[0]}", self._on_order_message, message, now)
 
     def register_brain(self, brain: str, auth: str) -> None:
@@ -289,12 +302,35 @@ class TraderAgent(OsmAgent):
         message = self.osm_decode(data, _MARKET)
         if message is None:
             return
+        if message[0] == "steps":
+            self.osm_guard("trader steps", self._on_steps, message)
+            return
         self._mark(message[2] if message[0] == "step" else message)
         if message[0] == "step":
             self.waiting_step = message
             self._maybe_step()
         else:
             self._to_worker(("market", message))
+
+    def _on_steps(self, message: tuple) -> None:
+        """The lock-step with runs: the steps the Brains handled without ordering, then their
+        orders (held until now), then the next step once every order it waits for is in."""
+        _, step_id, ahead, market, orders_wm = message
+        ahead = [wire.as_tuple(item) for item in ahead]
+        for item in ahead:
+            self._mark(item)
+        if market is not None:
+            self._mark(market)
+        if ahead:
+            self._to_worker(("run", ahead))
+        held, self.held_step_orders = self.held_step_orders, []
+        self.holding = False
+        for order_message, now in held:
+            self.osm_guard(
+                f"trader {order_message[0]}", self._on_order_message, order_message, now
+            )
+        self.waiting_step = ("step", step_id, market, orders_wm)
+        self._maybe_step()
 
     def _mark(self, market: tuple) -> None:
         """The last price of the symbol (a bar's close, a quote's mid), for the P&L."""
@@ -349,11 +385,18 @@ class TraderAgent(OsmAgent):
         self.broker_state = state
         for event in events:
             self._deliver(event)
-        if job[0] == "step" or (job[0] == "market" and job[1][0] == "bar"):
+        if job[0] == "run":
+            for market, equity in zip(job[1], state.pop("equities", ()), strict=False):
+                self.equity_points.append((int(market[2].time), equity))
+        elif job[0] == "step" and job[2] is None:
+            pass  # a 'steps' message without a step: nothing to mark
+        elif job[0] == "step" or (job[0] == "market" and job[1][0] == "bar"):
             market = job[2] if job[0] == "step" else job[1]
             self.equity_points.append((int(market[2].time), float(state["equity"])))
         if job[0] == "step":
-            self.osm_send("router", ("trader_ack", job[1], dict(self.events_sent)))
+            quiet = bool(state.pop("quiet", False))
+            self.osm_send("router", ("trader_ack", job[1], dict(self.events_sent), quiet))
+            self.holding = self.lockstep_runs
         if state.get("error"):
             self.osm_errors += 1
             self.osm_last_errors.append(state["error"])
@@ -691,7 +734,7 @@ class TraderAgent(OsmAgent):
 
     def idle_now(self) -> bool:
         """True when no broker call is in flight and no step waits for orders."""
-        return self.in_flight == 0 and self.waiting_step is None
+        return self.in_flight == 0 and self.waiting_step is None and not self.held_step_orders
 
     def record(self) -> dict[str, Any]:
         """Fills, equity points and the broker's account state, for results and tests."""
@@ -774,11 +817,16 @@ def _worker(context: zmq.Context, work_addr: str, results_addr: str, broker: Any
             reconciliation: dict[str, Any] = {}
             converted = getattr(broker, "fill_conversions", None)
             before = len(converted) if converted is not None else 0
+            equities: list[float] = []
             try:
                 if job[0] == "reconcile":
                     report = broker.reconcile()
                     events = list(getattr(report, "missed_events", None) or [])
                     reconciliation = report._asdict() if hasattr(report, "_asdict") else {}
+                elif job[0] == "run":  # steps in a row (the lock-step's runs)
+                    for market in job[1]:
+                        events.extend(_run(broker, ("step", 0, market)))
+                        equities.append(float(broker.equity) if broker is not None else nan)
                 else:
                     events = _run(broker, job)
             except Exception as exc:  # a broker bug must not kill the Trader
@@ -796,6 +844,10 @@ def _worker(context: zmq.Context, work_addr: str, results_addr: str, broker: Any
                 )
                 if converted:
                     state["conversions"] = converted[before:]
+            if job[0] == "run":
+                state["equities"] = equities
+            elif job[0] == "step":
+                state["quiet"] = _quiet(broker)
             try:
                 push.send(pickle.dumps((job, events, state), protocol=pickle.HIGHEST_PROTOCOL))
             except zmq.ContextTerminated:
@@ -803,6 +855,16 @@ def _worker(context: zmq.Context, work_addr: str, results_addr: str, broker: Any
     finally:
         pull.close(linger=0)
         push.close(linger=0)
+
+
+def _quiet(broker: Any) -> bool:
+    """True when no step can produce an order event until an order comes: the simulated
+    broker holds no open order and cannot close positions out by itself."""
+    if broker is None:
+        return True
+    if not isinstance(broker, SimulatedBroker) or broker.pending_orders:
+        return False
+    return broker.closeout is None or not any(broker.positions.values())
 
 
 def _run(broker: Any, job: tuple) -> list[OrderEvent]:
@@ -823,6 +885,8 @@ def _run(broker: Any, job: tuple) -> list[OrderEvent]:
         events = list(broker.cancel(job[2]))
         return [ev._replace(brain=ev.brain or job[1]) for ev in events]
     market = job[2] if kind == "step" else job[1]
+    if market is None:  # a 'steps' message without a step
+        return []
     what, symbol, payload = market
     if what == "ticks":
         events = []

@@ -171,6 +171,10 @@ class Architecture:
     """
 
     lockstep = False
+    #: longest run of lock-step steps one Brain acknowledgement may cover (see
+    #: :mod:`osmarkets.agents.router`); 1: a round trip through the Trader and the Brains per
+    #: step. Private: benchmarks set 1 to measure the step-at-a-time lock-step.
+    _lockstep_run = 1
     #: Agent kinds the Overmind restarts when their process dies or their loop stops. A
     #: Trader is restarted only where the broker's state survives it (OANDA: the account),
     #: a Feeder only where a new one can resume where the dead one stopped (OANDA's stream
@@ -317,7 +321,8 @@ class Architecture:
                 self._common["logger"] = self._agents["logger"].proxy.addr("sub")
             self._spawn(
                 "router", "router", RouterAgent,
-                {"lockstep": self.lockstep, "history_capacity": history_capacity,
+                {"lockstep": self.lockstep, "lockstep_run": self._lockstep_run,
+                 "history_capacity": history_capacity,
                  "base_timeframes": dict(base_timeframes or {}),
                  "alignments": {k: dict(v) for k, v in (alignments or {}).items()}},
             )  # fmt: skip
@@ -329,7 +334,8 @@ class Architecture:
                 }
             self._spawn(
                 "trader", "trader", TraderAgent,
-                {"lockstep": self.lockstep, "risk": dict(risk or {}),
+                {"lockstep": self.lockstep, "lockstep_run": self._lockstep_run,
+                 "risk": dict(risk or {}),
                  "broker_factory": broker_factory,
                  "router_market": router.addr("market"), "router_in": router.addr("in")},
             )  # fmt: skip

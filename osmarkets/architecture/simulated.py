@@ -79,6 +79,7 @@ class SimulatedArchitecture(Architecture):
     """
 
     lockstep = True
+    _lockstep_run = 256  # see Architecture._lockstep_run and docs/architecture.rst
     restartable = ("brain",)  # a dead Router, Trader or Feeder stops the run (_check_alive)
 
     def __init__(
@@ -164,13 +165,16 @@ class SimulatedArchitecture(Architecture):
         if self._started:
             return
         self._started = True
+        # the Feeder sends a replay's bars and ticks in batches: the Router has a run's steps
+        # at hand (with one step at a time, one message each, as before)
+        batch = 256 if self._lockstep_run > 1 else 1
         if "data" in self._source:
-            self.stream(data=self._source["data"], speed=self.speed,
+            self.stream(data=self._source["data"], speed=self.speed, batch=batch,
                         base_timeframes=self._base_timeframes)  # fmt: skip
         else:
             src = self._source
             self.stream(src["symbols"], seed=src["seed"], bars=src["bars"], speed=self.speed,
-                        options=src["options"])  # fmt: skip
+                        options=src["options"], batch=batch)  # fmt: skip
 
     @_visible
     def progress(self) -> dict[str, Any]:
