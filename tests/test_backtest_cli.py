@@ -232,3 +232,18 @@ def test_a_directory_of_parquet_files_is_streamed_with_the_same_result(tmp_path,
     assert code == 2 and "no file for 'GBP_USD'" in err and len(err.strip().splitlines()) == 1
     code, _, err = run([*argv, "--data", str(tmp_path / "nothing"), "--stream"], capsys)
     assert code == 2 and "no such file" in err
+
+
+def test_stream_one_file_for_several_bsids_as_without_stream(tmp_path, capsys):
+    path = tmp_path / "bars.csv"
+    make_bars(300, seed=7).to_csv(path)
+    argv = ["backtest", f"{EXAMPLE}:SmaCross", "--data", str(path), "--bsid", "A:M1",
+            "--bsid", "B:M1", "--param", "fast=3", "--param", "slow=9"]  # fmt: skip
+    code, whole, err = run(argv, capsys)
+    assert code == 0, err
+    parquet = tmp_path / "bars.parquet"
+    make_bars(300, seed=7).to_parquet(parquet)
+    argv[3] = str(parquet)
+    code, streamed, err = run([*argv, "--stream"], capsys)
+    assert code == 0, err
+    assert whole.splitlines()[1:] == streamed.splitlines()[1:]

@@ -341,3 +341,99 @@ def test_record_log_takes_a_fields_values_at_positions_across_batches(monkeypatc
     assert type(log[8].size) is int and list(log.take("size", np.array([7, 8]))) == [7.0, 1]
     with pytest.raises(KeyError):
         log.take("nope", at)
+
+
+def test_streaming_daily_bars_is_refused_they_are_restamped_in_memory(tmp_path) -> None:
+    daily = bars(30)
+    daily.index = pd.date_range("2024-06-03 04:00", periods=30, freq="D", tz="UTC", name="time")
+    daily.to_parquet(tmp_path / "ES.parquet")
+    with pytest.raises(ValueError, match="daily and longer"):
+        backtest(Busy, tmp_path, "ES:D")
+
+
+def test_a_csv_whose_integer_prices_turn_decimal_late_streams_whole(tmp_path) -> None:
+    frame = bars(40_000)
+    frame[["open", "high", "low", "close"]] = np.floor(frame[["open", "high", "low", "close"]])
+    frame["high"] = frame[["open", "close", "high"]].max(axis=1)
+    frame["low"] = frame[["open", "close", "low"]].min(axis=1)
+    frame.iloc[-5:, frame.columns.get_loc("close")] += 0.5  # decimals after the first blocks
+    frame.iloc[-5:, frame.columns.get_loc("high")] += 0.5
+    write_csv(frame, tmp_path / "ES.csv")
+    same(backtest(Busy, frame, "ES:M1"), backtest(Busy, tmp_path, "ES:M1", chunk_bars=3_000))
+    text = (tmp_path / "ES.csv").read_text().splitlines()
+    text[-3] = text[-3].replace(text[-3].split(",")[4], "x1")
+    (tmp_path / "ES.csv").write_text("\n".join(text))
+    with pytest.raises(DataError, match="ES.csv"):
+        backtest(Busy, tmp_path, "ES:M1")
+
+
+def test_a_data_error_counts_rows_from_the_start_of_the_file(tmp_path) -> None:
+    frame = bars(3_000)
+    frame.iloc[2_345, frame.columns.get_loc("low")] = frame["high"].iloc[2_345] + 1
+    frame.to_parquet(tmp_path / "ES.parquet")
+    with pytest.raises(DataError) as caught:
+        backtest(Busy, tmp_path, "ES:M1", chunk_bars=500)
+    assert caught.value.row == 2_345
+    assert "row 2345" in str(caught.value) and "row 345" not in str(caught.value)
+
+
+def test_the_files_time_frame_is_that_of_its_smallest_gap_whatever_the_chunks(tmp_path) -> None:
+    frame = bars(300)
+    gapped = frame.drop(frame.index[1:5])  # a leading gap of 5 minutes, then minutes
+    gapped.to_parquet(tmp_path / "ES.parquet")
+    memory = backtest(Busy, gapped, "ES:M1")
+    for chunk in (1, 2, 50):
+        same(memory, backtest(Busy, tmp_path, "ES:M1", chunk_bars=chunk))
+    hourly = bars(200)
+    hourly.index = pd.date_range("2024-01-02", periods=200, freq="h", tz="UTC", name="time")
+    folder = tmp_path / "h"
+    folder.mkdir()
+    hourly.to_parquet(folder / "ES.parquet")
+    for chunk in (1, 7):
+        with pytest.raises(ValueError, match=r"has H1 bars.*ES:H1"):
+            backtest(Busy, folder, "ES:M1", chunk_bars=chunk)
+    with pytest.raises(ValueError, match=r"has H1 bars"):
+        backtest(Busy, folder, "ES:H4", chunk_bars=3)  # shorter than asked: refused at once
+
+
+def test_equity_every_keeps_only_the_periods_last_values_while_streaming(tmp_path) -> None:
+    frame = bars(5_000)
+    frame.to_parquet(tmp_path / "EUR_USD.parquet")
+    for kwargs in ({}, {"currency": "USD"}):
+        memory = backtest(Busy, frame, "EUR_USD:M1", equity_every="H1", **kwargs)
+        for chunk in (7, 333, 5_000):
+            streamed = backtest(Busy, tmp_path, "EUR_USD:M1", equity_every="H1",
+                                chunk_bars=chunk, **kwargs)  # fmt: skip
+            pd.testing.assert_series_equal(memory.equity, streamed.equity, check_exact=True)
+    parts = []
+
+    from osmarkets.backtest import equity as equity_module
+
+    original = equity_module.KeptEquity.add
+
+    def spy(self, equity):
+        original(self, equity)
+        parts.append(sum(len(p) for p in self.parts))
+
+    equity_module.KeptEquity.add = spy
+    try:
+        backtest(Busy, tmp_path, "EUR_USD:M1", equity_every="H1", chunk_bars=500)
+    finally:
+        equity_module.KeptEquity.add = original
+    assert parts and max(parts) <= 5_000 // 60 + 1  # never a value per bar held
+
+
+def test_hostile_symbols_and_file_names_in_a_directory(tmp_path) -> None:
+    bars(100).to_parquet(tmp_path / "ES.PARQUET")
+    same(backtest(Busy, bars(100), "ES:M1"), backtest(Busy, tmp_path, "ES:M1"))
+    with pytest.raises(ValueError, match="cannot name a file"):
+        backtest(Busy, tmp_path, "EUR/USD:M1")
+
+
+def test_record_log_survives_an_int_beyond_64_bits(monkeypatch) -> None:
+    monkeypatch.setattr(RecordLog, "BATCH", 2)
+    log: RecordLog[OrderEvent] = RecordLog(OrderEvent)
+    events = [OrderEvent("filled", "b", "ES", "buy", 1.0, 2.0, t) for t in (1, 2, 3, 2**70, 5)]
+    for event in events:
+        log.append(event)
+    assert list(log) == events and log[3].time == 2**70 and len(log) == 5

@@ -120,4 +120,38 @@ class EquityKeep:
         return equity
 
 
-__all__ = ["STEP", "EquityKeep", "Stretch", "marked_equity"]
+class KeptEquity:
+    """The equity of a streamed run, window by window, kept as ``keep`` says as the windows
+    come: with ``every``, only the last value of each period (the last period of a window
+    waits for the next window, which may continue it), so the curve held is the kept one."""
+
+    def __init__(self, keep: EquityKeep, alignment: Alignment = DEFAULT_ALIGNMENT) -> None:
+        self.keep = keep
+        self.alignment = alignment
+        self.parts: list[pd.Series] = []
+        self.pending: pd.Series | None = None
+
+    def add(self, equity: pd.Series) -> None:
+        if self.keep.dtype == "float32":
+            equity = equity.astype(np.float32)
+        if self.keep.every is None:
+            self.parts.append(equity)
+            return
+        if self.pending is not None:
+            equity = pd.concat([self.pending, equity])
+        if not len(equity):
+            return
+        starts = period_starts(
+            pd.DatetimeIndex(equity.index).asi8, self.keep.every, self.alignment
+        )
+        self.parts.append(equity.iloc[np.flatnonzero(starts[1:] != starts[:-1])])
+        self.pending = equity.iloc[-1:]
+
+    def result(self) -> pd.Series:
+        parts = [*self.parts, *([] if self.pending is None else [self.pending])]
+        if not parts:
+            return pd.Series([], dtype=self.keep.dtype, name="equity")
+        return pd.concat(parts).rename("equity")
+
+
+__all__ = ["STEP", "EquityKeep", "KeptEquity", "Stretch", "marked_equity"]

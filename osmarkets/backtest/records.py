@@ -70,7 +70,13 @@ class RecordLog(Generic[T]):
                 column = self._columns[number] = array(code) if code else []
             elif code != column.typecode:
                 column = self._columns[number] = column.tolist()  # mixed: keep them exact
-            column.extend(values)
+            before = len(column)
+            try:
+                column.extend(values)
+            except (OverflowError, TypeError):  # an int beyond 64 bits: a list holds it
+                del column[before:]
+                column = self._columns[number] = column.tolist()
+                column.extend(values)
         self._stored += len(batch)
 
     def __len__(self) -> int:

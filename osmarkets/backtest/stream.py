@@ -31,8 +31,8 @@ import pandas as pd
 from ..brain import Brain
 from ..brokers.simulated import SimulatedBroker
 from ..data.chunks import STREAMED, bar_chunks, stream_kind
-from ..data.conform import own_timeframe
-from ..data.timeframes import Alignment, BarSeriesID
+from ..data.conform import rank
+from ..data.timeframes import Alignment, BarSeriesID, infer_timeframe
 from .engine import (
     Fills,
     ReplaySeries,
@@ -44,7 +44,7 @@ from .engine import (
     _run_multi,
     frame_columns,
 )
-from .equity import EquityKeep, Stretch, marked_equity
+from .equity import EquityKeep, KeptEquity, Stretch, marked_equity
 from .result import Result
 
 #: Bars held at once over all the instruments of a streamed backtest, by default (about 24 MB
@@ -76,18 +76,23 @@ def stream_paths(data: Any, symbols: list[str]) -> dict[str, Path]:
     folder = Path(data)
     if folder.is_dir():
         paths = {}
+        names = [p.name for p in folder.iterdir() if p.is_file()]
         for symbol in symbols:
-            found = [folder / f"{symbol}{ending}" for ending in STREAMED]
-            found = [path for path in found if path.is_file()]
+            if "/" in symbol or "\\" in symbol:
+                raise ValueError(
+                    f"data: {symbol!r} cannot name a file in {folder}: pass a mapping "
+                    "symbol -> file"
+                )
+            found = [folder / name for name in names if _names(name, symbol)]
             if not found:
-                have = sorted(p.name for p in folder.iterdir() if stream_kind(p))[:10]
+                have = sorted(name for name in names if stream_kind(name))[:10]
                 raise ValueError(
                     f"data: no file for {symbol!r} in {folder} (expected {symbol}.parquet, "
                     f".pq, .csv or .csv.gz; found {', '.join(have) or 'none'})"
                 )
             if len(found) > 1:
-                names = ", ".join(path.name for path in found)
-                raise ValueError(f"data: several files for {symbol!r} in {folder}: {names}")
+                listed = ", ".join(sorted(path.name for path in found))
+                raise ValueError(f"data: several files for {symbol!r} in {folder}: {listed}")
             paths[symbol] = found[0]
         return paths
     if len(symbols) != 1:
@@ -96,6 +101,12 @@ def stream_paths(data: Any, symbols: list[str]) -> dict[str, Path]:
             "mapping symbol -> file"
         )
     return {symbols[0]: _file(data, "data")}
+
+
+def _names(name: str, symbol: str) -> bool:
+    """Whether file ``name`` is ``symbol``'s: the symbol as it is, then a streamed ending in
+    any case (``ES.parquet``, ``ES.PARQUET``)."""
+    return name.startswith(symbol) and name[len(symbol) :].lower() in STREAMED
 
 
 def _file(value: Any, label: str) -> Path:
@@ -118,6 +129,12 @@ def check_streamable(bsids: list[BarSeriesID], alignment: Alignment, data_timefr
         raise ValueError(
             f"stream: one bar series per instrument ({repeated[0]!r} has several): longer "
             "frames are not resampled while streaming; load the data in memory for them"
+        )
+    longer = [str(b) for b in bsids if not b.timeframe.is_intraday]
+    if longer:
+        raise ValueError(
+            f"stream: {longer[0]}: daily and longer bars are stamped to the alignment's days "
+            "in memory (conform); stream intraday bars, or load these in memory"
         )
     if alignment.calendar is not None or alignment.regular_hours:
         raise ValueError("stream: calendar= and regular_hours= need the data in memory")
@@ -142,6 +159,8 @@ class _Source:
         self.feed: _Feed | None = None
         self.next = 0  # the first bar of the chunk not replayed yet
         self.done = False
+        self.last_time: int | None = None  # of the bars read so far
+        self.smallest_gap: int | None = None  # between two bars read so far
 
     def remaining(self) -> int:
         return 0 if self.feed is None else len(self.feed) - self.next
@@ -151,10 +170,12 @@ class _Source:
         frame = next(self.chunks, None)
         if frame is None:
             self.done = True
+            self._check_frame(final=True)
             return
         new = frame_columns(frame)
+        self._note_gaps(new["time"])
+        self._check_frame(final=False)
         if self.feed is None:
-            self._check_frame(frame)
             self.feed = _Feed(self.bsid, new, self.history)
             self.next = 0
             return
@@ -167,13 +188,23 @@ class _Source:
         series._head = len(feed) - keep  # the newest bar shown is the last one kept
         self.next = keep
 
-    def _check_frame(self, frame: pd.DataFrame) -> None:
+    def _note_gaps(self, times: np.ndarray) -> None:
+        if self.last_time is not None:
+            times = np.r_[self.last_time, times]
+        if len(times) > 1:
+            gap = int(np.diff(times).min())
+            self.smallest_gap = gap if self.smallest_gap is None else min(gap, self.smallest_gap)
+        self.last_time = int(times[-1])
+
+    def _check_frame(self, final: bool) -> None:
+        """The file's time frame, from the smallest gap between its bars (as in memory): data
+        shorter than the series asked for is refused as soon as it shows; longer data once
+        the whole file has been read, when the smallest gap is known."""
+        if self.smallest_gap is None:
+            return  # one bar: taken as asked, as in memory
         want = self.bsid.timeframe
-        try:
-            own = own_timeframe(frame, None, default=want)
-        except ValueError as exc:
-            raise ValueError(f"{self.label}: {exc}") from None
-        if own != want:
+        own = infer_timeframe(np.array([0, self.smallest_gap], dtype=np.int64))
+        if rank(own) < rank(want) or (final and own != want):
             raise ValueError(
                 f"{self.label} ({self.path.name}) has {own.code} bars: a streamed backtest "
                 f"replays the bars as they are; ask for {self.bsid.symbol}:{own.code}"
@@ -226,7 +257,7 @@ def run_streamed(
     curve: list[float] | None = [] if broker.account is not None else None
     stretches = [Stretch(np.zeros(0, np.int64), np.zeros(0), broker.multiplier(s.bsid.symbol))
                  for s in sources]  # fmt: skip
-    kept: list[pd.Series] = []
+    kept = KeptEquity(keep, alignment)
     spent = [0.0]
 
     def windows() -> Iterator[list[tuple[int, int, int]]]:
@@ -244,15 +275,13 @@ def run_streamed(
                 source = sources[k]
                 end = int(np.searchsorted(source.feed.times, horizon, side="right"))  # type: ignore[union-attr]
                 ranges.append((k, source.next, end))
-            first_fill, first_time = len(fills), len(curve or ())
+            first_fill = len(fills)
             yield ranges
-            kept.append(_window_equity(ranges, first_fill, first_time))
+            kept.add(_window_equity(ranges, first_fill))
             for k, _, end in ranges:
                 sources[k].next = end
 
-    def _window_equity(
-        ranges: list[tuple[int, int, int]], first_fill: int, first_time: int
-    ) -> pd.Series:
+    def _window_equity(ranges: list[tuple[int, int, int]], first_fill: int) -> pd.Series:
         starts = {k: a for k, a, _ in ranges}
         for k, stretch in enumerate(stretches):
             feed = sources[k].feed
@@ -267,18 +296,18 @@ def run_streamed(
                 times, stretches, number, local, signed, cost, cash, spent[0]
             )
         else:
-            equity = np.asarray(curve[first_time:], dtype=np.float64)
+            equity = np.asarray(curve, dtype=np.float64)  # the broker's, after each time
+            curve.clear()
             for stretch in stretches:
                 if len(stretch.close):
                     stretch.close_before = float(stretch.close[-1])
         index = pd.DatetimeIndex(times.view("M8[ns]"), name="time").tz_localize("UTC")
-        return EquityKeep(keep.dtype).apply(pd.Series(equity, index=index, name="equity"))
+        return pd.Series(equity, index=index, name="equity")
 
     _run_multi(brain, context, instruments, fill_close, fills, curve, windows())
-    equity = pd.concat(kept) if kept else pd.Series([], dtype=float, name="equity")
     return Result.from_run(
         context.events,  # every event: the trades are its fills
-        keep.apply(equity, alignment),
+        kept.result(),
         initial_cash=cash,
         prices={},
         name=brain.name,

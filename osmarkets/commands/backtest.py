@@ -282,7 +282,9 @@ def run(args: argparse.Namespace) -> int:
     if os.path.isdir(args.data) or args.stream:
         if not os.path.exists(args.data):
             raise UsageError(f"--data: no such file or directory: {args.data}")
-        frames, options["stream"] = args.data, True
+        options["stream"] = True
+        single_file = not os.path.isdir(args.data) and len(symbols) > 1
+        frames = {s: args.data for s in symbols} if single_file else args.data
     else:
         data = read_data(args.data)
         frames = data if len(symbols) == 1 else {s: data for s in symbols}

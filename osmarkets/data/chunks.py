@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,7 +64,10 @@ def bar_chunks(
         raise ValueError(
             f"{path}: cannot stream this file: expected .parquet, .pq, .csv or .csv.gz"
         )
-    tables = _parquet_batches(path, chunk_bars) if kind == "parquet" else _csv_batches(path)
+    if kind == "parquet":
+        tables = _parquet_batches(path, chunk_bars)
+    else:
+        tables = _csv_batches(path, chunk_bars)
     row = 0
     last = None
     for table in tables:
@@ -71,8 +75,7 @@ def bar_chunks(
             try:
                 validate_bars(frame)
             except DataError as exc:
-                at = f", row {row + exc.row}" if exc.row is not None else ""
-                raise DataError(f"{path}{at}: {exc}", exc.field, exc.row, exc.time) from None
+                raise _in_file(path, exc, row) from None
             if not len(frame):
                 continue
             stamps = pd.DatetimeIndex(frame.index).asi8
@@ -89,6 +92,16 @@ def bar_chunks(
             yield frame
 
 
+def _in_file(path: Path, exc: DataError, first: int) -> DataError:
+    """``exc`` about a chunk, told about the whole file: its rows counted from the file's
+    first bar (``first`` is the chunk's)."""
+    if exc.row is None:
+        return DataError(f"{path}: {exc}", exc.field, None, exc.time)
+    row = first + exc.row
+    message = str(exc).replace(f"row {exc.row}", f"row {row}")
+    return DataError(f"{path}, row {row}: {message}", exc.field, row, exc.time)
+
+
 def _parquet_batches(path: Path, chunk_bars: int) -> Iterator[pd.DataFrame]:
     import pyarrow.parquet as pq
 
@@ -102,20 +115,44 @@ def _parquet_batches(path: Path, chunk_bars: int) -> Iterator[pd.DataFrame]:
             yield batch.to_pandas()
 
 
-def _csv_batches(path: Path) -> Iterator[pd.DataFrame]:
+def _csv_batches(path: Path, chunk_bars: int) -> Iterator[pd.DataFrame]:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
+    # Every price and volume column is read as float64: pyarrow would otherwise fix a column's
+    # type from its first block (an integer column that later holds 2.5 would fail midway).
+    types: dict[str, pa.DataType] = {}
+    for name in _csv_header(path):
+        normal = _normal(name)
+        types[name] = pa.string() if normal == "time" else pa.float64()
+        if normal not in ("time", *BAR_PRICE_FIELDS):
+            types.pop(name)
+    # About 128 bytes a row: the decoded block, which every chunk cut from it keeps alive,
+    # stays near the size of a chunk.
+    block = min(1 << 22, max(1 << 16, chunk_bars * 128))
     try:
         reader = pcsv.open_csv(
             path,
-            read_options=pcsv.ReadOptions(block_size=1 << 22),
-            convert_options=pcsv.ConvertOptions(column_types={"time": pa.string()}),
+            read_options=pcsv.ReadOptions(block_size=block),
+            convert_options=pcsv.ConvertOptions(column_types=types),
         )
         for batch in reader:
             yield batch.to_pandas()
     except pa.ArrowInvalid as exc:
-        raise ValueError(f"{path}: cannot read it as CSV: {exc}") from None
+        raise DataError(f"{path}: cannot read it as CSV: {exc}", "") from None
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The column names of a CSV file (gzip or not), from its first line."""
+    import csv
+    import gzip
+
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
+            return next(csv.reader(text), [])
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read its header: {exc}", "") from None
 
 
 def _frame(path: Path, table: pd.DataFrame, tz: str) -> pd.DataFrame:
@@ -124,10 +161,14 @@ def _frame(path: Path, table: pd.DataFrame, tz: str) -> pd.DataFrame:
     if isinstance(table.index, pd.DatetimeIndex):
         times = table.index
     elif "time" in table.columns:
+        stamps = table.pop("time")
         try:
-            times = pd.DatetimeIndex(pd.to_datetime(table.pop("time"), format="ISO8601"))
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"{path}: time: cannot read the times ({exc})", "time") from None
+            times = pd.DatetimeIndex(pd.to_datetime(stamps, format="ISO8601"))
+        except (ValueError, TypeError):
+            try:  # several UTC offsets (local times over a daylight-saving change)
+                times = pd.DatetimeIndex(pd.to_datetime(stamps, format="ISO8601", utc=True))
+            except (ValueError, TypeError) as exc:
+                raise DataError(f"{path}: time: cannot read the times ({exc})", "time") from None
     else:
         raise DataError(f"{path}: no 'time' column or time index", "time")
     times = times.tz_localize(tz) if times.tz is None else times
