@@ -417,30 +417,42 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         return None
 
     def _aggregate(self, message: tuple) -> list[tuple[_Series, int, Bar, bool]]:
+        pubs = []
+        for series, bar in self._completed(message):
+            numbered = self._numbered(series, bar)
+            if numbered is not None:
+                pubs.append((series, series.seq, bar, numbered))
+        return pubs
+
+    def _completed(self, message: tuple) -> list[tuple[_Series, Bar]]:
+        """The bars one input (a tick or a bar of ``symbol``) completes in each of its series,
+        the input counted."""
         kind, symbol, payload = message
         completed: list[tuple[_Series, Bar]] = []
         if kind == "tick":
             self.ticks_in += 1
-            for series in self.by_symbol.get(symbol, ()):
-                completed.extend((series, bar) for bar in series.aggregator.update(payload))
         else:
             self.bars_in += 1
-            for series in self.by_symbol.get(symbol, ()):
-                if series.aggregator is None:
-                    completed.append((series, payload))
-                else:
-                    completed.extend((series, bar) for bar in series.aggregator.update(payload))
-        pubs = []
-        for series, bar in completed:
-            backfilled = series.backfilling
-            series.backfilling = False
-            if self.history_loader is not None and self.osm_history_duplicate(series, bar):
-                continue
-            series.seq += 1
-            series.history.append(bar)
-            self.bars_out += 1
-            pubs.append((series, series.seq, bar, backfilled))
-        return pubs
+        for series in self.by_symbol.get(symbol, ()):
+            if kind != "tick" and series.aggregator is None:
+                completed.append((series, payload))
+            else:
+                completed.extend((series, bar) for bar in series.aggregator.update(payload))
+        return completed
+
+    def _numbered(self, series: _Series, bar: Bar, backfilled: bool = False) -> bool | None:
+        """Give a completed bar its sequence number and keep it in the series' history;
+        None for a bar whose period came with the downloaded history (agents/history.py),
+        else whether it is marked backfilled (completed by a backfill message, or holding
+        backfill quotes: the last bar of a backfill completes with the first live quote)."""
+        backfilled = backfilled or series.backfilling
+        series.backfilling = False
+        if self.history_loader is not None and self.osm_history_duplicate(series, bar):
+            return None
+        series.seq += 1
+        series.history.append(bar)
+        self.bars_out += 1
+        return backfilled
 
     def _advance_runs(self) -> None:
         """Send the Trader the steps the Brains handled, their orders and the next step."""
@@ -613,24 +625,11 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         if message is None:
             return
         kind, symbol, payload = message
-        completed: list[tuple[_Series, Bar]] = []
-        if kind == "tick":
-            self.ticks_in += 1
-            for series in self.by_symbol.get(symbol, ()):
-                for bar in series.aggregator.update(payload):
-                    completed.append((series, bar))
+        completed = self._completed(message)
+        if kind == "tick" and publish_tick and not self.lockstep and symbol in self.tick_seq:
+            self.tick_seq[symbol] += 1
             topic = f"{symbol} tick|"
-            if publish_tick and not self.lockstep and symbol in self.tick_seq:
-                self.tick_seq[symbol] += 1
-                self.osm_send("pub", ("tick", symbol, self.tick_seq[symbol], payload), topic)
-        else:
-            self.bars_in += 1
-            for series in self.by_symbol.get(symbol, ()):
-                if series.aggregator is None:
-                    completed.append((series, payload))
-                else:
-                    for bar in series.aggregator.update(payload):
-                        completed.append((series, bar))
+            self.osm_send("pub", ("tick", symbol, self.tick_seq[symbol], payload), topic)
         if completed:
             self._publish_all(completed, backfilled)
         if self.lockstep:
@@ -640,15 +639,10 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
                 self._step_done()
 
     def _publish(self, series: _Series, bar: Bar, backfilled: bool = False) -> None:
-        # marked: completed by a backfill message, or holding backfill quotes (the last bar of a
-        # backfill completes with the first live quote after it)
-        backfilled = backfilled or series.backfilling
-        series.backfilling = False
-        if self.history_loader is not None and self.osm_history_duplicate(series, bar):
-            return  # its period came with the downloaded history (see agents/history.py)
-        series.seq += 1
-        series.history.append(bar)
-        self.bars_out += 1
+        marked = self._numbered(series, bar, backfilled)
+        if marked is None:
+            return
+        backfilled = marked
         events = dict(self.events_wm) if self.lockstep else None
         message = ("bar", series.bsid, series.seq, bar, events, backfilled)
         self._send_bar(series, message)

@@ -41,6 +41,7 @@ from ..data.timeframes import (
     period_starts,
 )
 from ..data.types import BAR_DTYPE, BAR_FIELDS, BAR_PRICE_FIELDS, Bar, to_timestamp
+from ..data.validate import index_ns
 from ..instruments import load_instruments
 from .equity import EquityKeep, Stretch, marked_equity
 from .records import RecordLog
@@ -110,14 +111,8 @@ def frame_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The chronological columns of a bars DataFrame in ``BAR_FIELDS`` order, without copying
     what is already int64 ns / float64: views of the frame's own arrays (read-only). A column
     the frame does not have is a zero-memory constant (volume 0, bid/ask NaN)."""
-    index = frame.index
-    if not isinstance(index, pd.DatetimeIndex):
-        raise ValueError("bars DataFrame: expected a DatetimeIndex named 'time'")
-    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
     n = len(frame)
-    if index.unit != "ns":
-        index = index.as_unit("ns")  # (as_unit copies even when the unit is already ns)
-    columns = {"time": np.asarray(index.asi8, dtype=np.int64)}
+    columns = {"time": index_ns(frame, "bars")}
     for name in BAR_PRICE_FIELDS:
         if name in frame.columns:
             columns[name] = frame[name].to_numpy(dtype=np.float64)
