@@ -102,13 +102,49 @@ def test_every_order_has_a_row_with_its_final_state():
     limit = table.loc[ids["cancelled"]]
     assert (limit["type"], limit["price"], limit["size"]) == ("limit", 50.0, 300.0)
     assert limit["submit_time"] == times[4]
-    assert limit["final_time"] == data.index[6]  # the broker's clock: the bar it last saw
+    assert limit["final_time"] == times[6]  # cancelled when asked, at bar 7's close
     pending = table.loc[ids["open"]]
     assert pending["filled_size"] == 0 and pd.isna(pending["fill_price"])
     assert table.loc[ids["short"], "side"] == "sell"
     assert table.loc[ids["short"], "fill_price"] == opens[9]
     assert len(result.trades) == 3  # first, its stop-loss, short
     assert list(result.trades["reason"]) == ["", "stop_loss", ""]
+
+
+def test_answers_to_orders_carry_the_time_they_were_sent_at_not_the_last_bar_traded():
+    """The broker runs no bar while nothing is pending or held: an order sent long after the
+    last trade is accepted (or refused) at the close of the bar it was sent on, and a cancel
+    answered then too, not stamped with the last bar the broker saw."""
+
+    class Late(Brain):
+        def on_new_bar(self, series):
+            count, symbol = len(series), series.bsid.symbol
+            if count == 3:
+                self.send_order("buy", 1, symbol)
+            elif count == 4:
+                self.send_order("sell", 1, symbol)
+            elif count == 20:
+                self.send_order("buy", 10**6, symbol)  # far beyond the cash: refused at once
+                self.send_order("buy", 1, symbol, "limit", price=1.0)
+                self.cancel_order("nothing-of-that-name")
+            elif count == 25:
+                self.cancel_order(f"{self.name}-4")
+
+    data = make_bars(30, seed=3)
+    result = backtest(Late, data, "X:M1")
+    events = list(result._orders_from[0])  # every event of the run, before the frame is built
+    closes = data.index + pd.Timedelta(minutes=1)
+    table = result.orders.set_index("client_id")
+    refused = table.loc["Late-3"]
+    assert refused["state"] == "rejected" and refused["reason"] == MARGIN
+    assert refused["submit_time"] == refused["final_time"] == closes[19]
+    cancelled = table.loc["Late-4"]
+    assert cancelled["state"] == "cancelled" and cancelled["final_time"] == closes[24]
+    accepted = {e.client_id: e.time for e in events if e.kind == "accepted"}
+    assert accepted["Late-2"] == int(closes[3].value)
+    assert accepted["Late-4"] == int(closes[19].value)
+    unknown = [e for e in events if e.kind == "rejected" and e.client_id == "nothing-of-that-name"]
+    assert [e.time for e in unknown] == [int(closes[19].value)]
 
 
 def test_stats_count_the_orders_and_the_rejections_by_reason():

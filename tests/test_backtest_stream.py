@@ -343,6 +343,51 @@ def test_record_log_takes_a_fields_values_at_positions_across_batches(monkeypatc
         log.take("nope", at)
 
 
+def _bits(value: float) -> bytes:
+    return np.float64(value).tobytes()
+
+
+def test_record_log_codes_few_values_and_gives_them_back_bit_for_bit(monkeypatch) -> None:
+    """Coded columns (few distinct values) give back the same types and bits: -0.0 is not
+    0.0, NaN stays NaN, True is not 1, and a column passing 256 distinct values, changing
+    type or holding an int beyond 64 bits moves to a typed array or a list, values intact."""
+    monkeypatch.setattr(RecordLog, "BATCH", 4)
+    log: RecordLog[OrderEvent] = RecordLog(OrderEvent)
+    prices = [0.0, -0.0, math.nan, 2.5]
+    events = [
+        OrderEvent("filled", f"b-{i}", "ES", "buy", 1.0, prices[i % 4], i,
+                   commission=-0.0 if i % 3 else 0.0, brain="b")
+        for i in range(12)
+    ]  # fmt: skip
+    events += [
+        OrderEvent("accepted", f"c-{i}", "NQ", "sell", float(i), 1.0 + i, 100 + i, brain="b")
+        for i in range(300)  # past 256 distinct sizes and prices: typed arrays from here
+    ]
+    events.append(OrderEvent("filled", "d-1", "NQ", "buy", 3, 1.0, 2**70, reason="x"))
+    for event in events:
+        log.append(event)
+    back = list(log)
+    assert len(back) == len(events)
+    for got, sent in zip(back, events, strict=True):
+        for a, b in zip(got, sent, strict=True):
+            assert type(a) is type(b)
+            if isinstance(a, float):
+                assert _bits(a) == _bits(b) or (math.isnan(a) and math.isnan(b))
+            else:
+                assert a == b
+    assert _bits(log[1].price) == _bits(-0.0) and math.isnan(log[2].price)
+    assert log.take("commission", np.array([0, 1])).tolist() == [0.0, -0.0]
+    assert np.signbit(log.take("commission", np.array([1])))[0]
+    assert list(log.take("side", np.array([0, 12]))) == ["buy", "sell"]
+    assert type(log[-1].size) is int and log[-1].time == 2**70
+    flags: RecordLog[Order] = RecordLog(Order)
+    for i in range(6):
+        flags.append(Order(f"b-{i}", "ES", "buy", 1.0, reduce_only=bool(i % 2), brain="b"))
+    assert [o.reduce_only for o in flags] == [False, True] * 3
+    assert all(type(o.reduce_only) is bool for o in flags)
+    assert flags.column("size").tolist() == [1.0] * 6 and flags.column("side") == ["buy"] * 6
+
+
 def test_streaming_daily_bars_is_refused_they_are_restamped_in_memory(tmp_path) -> None:
     daily = bars(30)
     daily.index = pd.date_range("2024-06-03 04:00", periods=30, freq="D", tz="UTC", name="time")

@@ -305,12 +305,14 @@ class _Context:
             if length and (inst.symbol == order.symbol or broker._units.get(inst.symbol)):
                 series = inst.base.series
                 broker.mark(inst.symbol, float(series._columns["close"][series._head]))
+        broker.set_time(order.time)
         self.orders.append(order)
         events = broker.submit(order)
         self.events.extend(events)
         self.queue.extend(events)
 
     def cancel_order(self, brain: Brain, client_id: str) -> None:
+        self.broker.set_time(self.now(brain))
         events = self.broker.cancel(client_id)
         self.events.extend(events)
         self.queue.extend(events)
@@ -738,7 +740,7 @@ def _result(
     else:
         equity = np.asarray(curve, dtype=np.float64)
     equity_series = (keep or EquityKeep()).apply(
-        pd.Series(equity, index=index, name="equity"), alignment
+        pd.Series(equity, index=index, name="equity", copy=False), alignment
     )
     prices = {inst.symbol: inst.frame for inst in instruments}
     return Result.from_run(

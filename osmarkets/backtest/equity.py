@@ -20,7 +20,7 @@ import pandas as pd
 from ..data.timeframes import DEFAULT_ALIGNMENT, Alignment, Timeframe, period_starts
 
 #: Times per step: the temporaries of a step stay a few MB at any size.
-STEP = 1 << 18
+STEP = 1 << 16
 
 
 @dataclass

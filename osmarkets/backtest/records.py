@@ -2,10 +2,16 @@
 
 A long backtest sends hundreds of thousands of orders; kept as Python tuples, each order and
 each of its events costs about 350 bytes (the tuple plus a float object per number), more than
-the bars it traded on. A RecordLog keeps each field in one typed ``array`` (8 bytes per value)
-while every value of that field has the same exact type (``float`` or ``int``), and in a list
-otherwise (strings are shared objects: 8 bytes per reference). Reading a record back gives an
-equal tuple: a column falls back to a list rather than convert an ``int`` to a ``float``.
+the bars it traded on. A RecordLog keeps a field of few distinct values (the side, the kind of
+event, the symbol, a size of 1, a commission of 0) as one byte per value, a code into its
+distinct values; a field of many numbers of one exact type (``float`` or ``int``) in one typed
+``array`` (8 bytes per value); anything else in a list. So a fill with its order and its two
+events costs about 250 bytes, its unique client id included.
+
+Reading a record back gives an equal tuple of the same types, bit for bit: numbers are coded
+by their exact type and bits (``-0.0`` is not ``0.0``), texts, booleans and None by value (no
+``True == 1`` across them), and a column falls back to a list rather than convert an ``int``
+to a ``float``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,70 @@ import numpy as np
 T = TypeVar("T")
 
 _TYPECODES = {float: "d", int: "q"}
+_DTYPES = {float: np.float64, int: np.int64}
+#: Types coded by value: equal values of these are interchangeable.
+_TEXTS = frozenset({str, bool, type(None)})
+
+
+class _Coded:
+    """A column of at most :data:`LIMIT` distinct values, one byte each. ``number``: the exact
+    type of a column of numbers (coded by their bits), None for texts, booleans and None."""
+
+    __slots__ = ("codes", "values", "lookup", "number")
+
+    LIMIT = 256
+
+    def __init__(self, number: type | None) -> None:
+        self.codes = array("B")
+        self.values: list[Any] = []
+        self.lookup: dict[Any, int] = {}
+        self.number = number
+
+    def extend(self, values: tuple[Any, ...], kinds: set[type]) -> bool:
+        """Add ``values`` (of the exact types ``kinds``); False, adding nothing, when they are
+        not of this column's kind or would pass :data:`LIMIT` distinct values."""
+        if self.number is None and not kinds <= _TEXTS:
+            return False
+        if self.number is not None and kinds != {self.number}:
+            return False
+        keys: Any = values
+        try:
+            numbers = np.array(values, dtype=_DTYPES[self.number]) if self.number else None
+        except OverflowError:  # an int beyond 64 bits: not for a typed column either
+            return False
+        if self.number is float:  # by bits: 0.0 == -0.0, and NaN != NaN
+            keys = numbers.view(np.int64).tolist()  # type: ignore[union-attr]
+        first = dict(zip(keys, values, strict=True))
+        new = first.keys() - self.lookup.keys()
+        if len(self.values) + len(new) > self.LIMIT:
+            return False
+        for key in new:
+            self.lookup[key] = len(self.values)
+            self.values.append(first[key])
+        self.codes.extend(map(self.lookup.__getitem__, keys))
+        return True
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.values[self.codes[index]]
+
+    def __iter__(self) -> Iterator[Any]:
+        return map(self.values.__getitem__, self.codes)
+
+    def tolist(self) -> list[Any]:
+        return list(self)
+
+    def take(self, indices: np.ndarray | None = None) -> np.ndarray:
+        """The values at ``indices`` (all when None), as numbers or objects."""
+        if self.number:
+            table = np.array(self.values, dtype=_DTYPES[self.number])
+        else:
+            table = np.empty(len(self.values), dtype=object)
+            table[:] = self.values
+        codes = np.frombuffer(self.codes, np.uint8) if len(self.codes) else np.zeros(0, np.uint8)
+        return table[codes if indices is None else codes[indices]]
 
 
 class RecordLog(Generic[T]):
@@ -59,24 +129,7 @@ class RecordLog(Generic[T]):
             self._columns = [None] * len(batch[0])  # type: ignore[arg-type]
         rows: list[Any] = batch
         for number, column in enumerate(self._columns):
-            get = itemgetter(number)
-            if type(column) is list:  # already mixed or text: nothing to check
-                column.extend(map(get, rows))
-                continue
-            values = tuple(map(get, rows))
-            kinds = set(map(type, values))
-            code = _TYPECODES.get(kinds.pop()) if len(kinds) == 1 else None
-            if column is None:
-                column = self._columns[number] = array(code) if code else []
-            elif code != column.typecode:
-                column = self._columns[number] = column.tolist()  # mixed: keep them exact
-            before = len(column)
-            try:
-                column.extend(values)
-            except (OverflowError, TypeError):  # an int beyond 64 bits: a list holds it
-                del column[before:]
-                column = self._columns[number] = column.tolist()
-                column.extend(values)
+            self._columns[number] = _typed(column, tuple(map(itemgetter(number), rows)))
         self._stored += len(batch)
 
     def __len__(self) -> int:
@@ -100,7 +153,7 @@ class RecordLog(Generic[T]):
             yield make(*values)
 
     def column(self, name: str) -> Any:
-        """One field's values: a numpy array for a typed column, else the list."""
+        """One field's values: a numpy array for numbers of one exact type, else a list."""
         fields: tuple[str, ...] = self.record_type._fields  # type: ignore[attr-defined]
         if name not in fields:
             raise KeyError(f"{self.record_type.__name__} has no field {name!r}")
@@ -110,6 +163,8 @@ class RecordLog(Generic[T]):
         column = self._columns[fields.index(name)]
         if type(column) is array:  # a copy: a view would stop the array from growing
             return np.frombuffer(column, np.float64 if column.typecode == "d" else np.int64).copy()
+        if type(column) is _Coded:
+            return column.take() if column.number else column.tolist()
         return column
 
     def take(self, name: str, indices: np.ndarray) -> np.ndarray:
@@ -126,10 +181,43 @@ class RecordLog(Generic[T]):
             values = view[indices]  # a copy: the view goes, and the array can grow again
             del view
             return values
+        if type(column) is _Coded:
+            return column.take(indices)
         return np.array([column[i] for i in indices.tolist()], dtype=object)
 
     def __repr__(self) -> str:
         return f"<RecordLog of {len(self)} {self.record_type.__name__}>"
+
+
+def _typed(column: Any, values: tuple[Any, ...]) -> Any:
+    """``column`` (None before the first batch) with ``values`` added: coded while the values
+    are few distinct ones, a typed array while they are numbers of one exact type, else a
+    list."""
+    kinds = set(map(type, values))
+    number = next(iter(kinds)) if len(kinds) == 1 and type(values[0]) in _TYPECODES else None
+    if column is None:
+        column = _Coded(number)
+        if column.extend(values, kinds):
+            return column
+        return array(_TYPECODES[number], values) if number else list(values)
+    if type(column) is list:
+        column.extend(values)
+        return column
+    if type(column) is _Coded:
+        if column.extend(values, kinds):
+            return column
+        if number is None or column.number is not number:
+            return column.tolist() + list(values)  # mixed: keep them exact
+        column = array(_TYPECODES[number], column.tolist())
+    if number is None or column.typecode != _TYPECODES[number]:
+        return column.tolist() + list(values)
+    before = len(column)
+    try:
+        column.extend(values)
+    except OverflowError:  # an int beyond 64 bits: a list holds it
+        del column[before:]
+        return column.tolist() + list(values)
+    return column
 
 
 __all__ = ["RecordLog"]

@@ -108,16 +108,17 @@ class _OrderRow:
 
 def _trades_from_log(log: RecordLog[OrderEvent]) -> pd.DataFrame:
     """:func:`trades_frame` from a columnar log, without making a tuple per fill."""
-    kinds = np.array(log.column("kind"), dtype=object)
+    kinds = log.take("kind", np.arange(len(log)))
     keep = np.flatnonzero(kinds == "filled") if len(kinds) else np.zeros(0, dtype=np.int64)
+    del kinds
 
     def texts(name: str) -> pd.Series:
-        return pd.Series(np.array(log.column(name), dtype=object)[keep], dtype=object)
+        return pd.Series(log.take(name, keep), dtype=object, copy=False)
 
     def numbers(name: str) -> np.ndarray:
-        return np.asarray(log.column(name), dtype=float)[keep]
+        return log.take(name, keep).astype(float)
 
-    times = np.asarray(log.column("time"), dtype=np.int64)[keep]
+    times = log.take("time", keep).astype(np.int64)
     return pd.DataFrame(
         {
             "time": pd.to_datetime(times, utc=True),

@@ -302,7 +302,7 @@ def run_streamed(
                 if len(stretch.close):
                     stretch.close_before = float(stretch.close[-1])
         index = pd.DatetimeIndex(times.view("M8[ns]"), name="time").tz_localize("UTC")
-        return pd.Series(equity, index=index, name="equity")
+        return pd.Series(equity, index=index, name="equity", copy=False)
 
     _run_multi(brain, context, instruments, fill_close, fills, curve, windows())
     return Result.from_run(

@@ -439,6 +439,12 @@ class SimulatedBroker:
     def pending_orders(self) -> list[Order]:
         return [order for orders in self._pending.values() for order in orders]
 
+    def set_time(self, time: int) -> None:
+        """Move the broker's clock to ``time`` (ns, UTC) without a price: the engine calls this
+        before submitting or cancelling, so the events answering carry the time they were
+        asked at, not that of the last bar the broker ran."""
+        self._now = time
+
     def mark(self, symbol: str, price: float, time: int | None = None) -> None:
         """Set the mark (mid) price of ``symbol`` without running any order: the engine calls
         this on bars it does not pass to :meth:`on_bar`, before submitting orders."""
