@@ -122,6 +122,62 @@ def floor_sma_cross(closes: list[float]) -> int:
     return trades
 
 
+class _MethodRule:
+    """The FastSmaCross rule as a Brain writes it, a method keeping its state on ``self``, but
+    called by a bare loop (no engine, no series, no broker)."""
+
+    slow = SLOW
+
+    def __init__(self) -> None:
+        self._f, self._s = SMA(FAST), SMA(SLOW)
+        self._prev = (np.nan, np.nan)
+        self._count = self.held = self.trades = 0
+
+    def on_bar(self, x: float) -> None:
+        f, s = self._f.update(x), self._s.update(x)
+        fb, sb = self._prev
+        self._prev = (f, s)
+        self._count += 1
+        if self._count <= self.slow:
+            return
+        held = self.held
+        if fb <= sb and f > s and held == 0:
+            self.held, self.trades = 1, self.trades + 1
+        elif fb >= sb and f < s and held > 0:
+            self.held, self.trades = 0, self.trades + 1
+
+
+def floor_method(closes: list[float]) -> int:
+    """The bare loop calling the rule's method once per bar: what the Brain's own code costs
+    as written (state on ``self``), without anything of the engine."""
+    rule = _MethodRule()
+    on_bar = rule.on_bar
+    for x in closes:
+        on_bar(x)
+    return rule.trades
+
+
+class NoOrderSmaCross(FastSmaCross):
+    """FastSmaCross reading its bars and position the same way, but keeping its own position
+    instead of sending orders: the difference to FastSmaCross is the cost of the orders."""
+
+    def on_new_bar(self, series: Any) -> None:
+        x = series.close[0]
+        f, s = self._f.update(x), self._s.update(x)
+        fb, sb = self._prev
+        self._prev = (f, s)
+        self._count += 1
+        if self._count <= self.slow:
+            return
+        self.position(series.bsid.symbol)
+        if fb <= sb and f > s and not self._held:
+            self._held = 1
+        elif fb >= sb and f < s and self._held:
+            self._held = 0
+
+    _held = 0
+
+
 def floor_empty(closes: list[float]) -> None:
     """The bare-loop floor of an empty Brain: one call per bar."""
 
@@ -230,11 +286,21 @@ def main() -> None:
     closes = df["close"].tolist()
     t_floor, _ = median_time(lambda: floor_sma_cross(closes), args.repeats)
     t_floor_empty, _ = median_time(lambda: floor_empty(closes), args.repeats)
+    t_method, _ = median_time(lambda: floor_method(closes), args.repeats)
+    t_quiet, _ = median_time(lambda: backtest(NoOrderSmaCross, df, "X:M1"), args.repeats)
     print(
         f"bare-loop floor (same run): SMA cross on a list {n / t_floor:,.0f} bars/s, osMarkets "
         f"incremental Brain {n / t_fast:,.0f} = {t_floor / t_fast:.0%} of it (target >= 70 %, "
         f">= 1M bars/s); empty callback {n / t_floor_empty:,.0f} bars/s, osMarkets empty Brain "
         f"{n / t_empty:,.0f} = {t_floor_empty / t_empty:.0%} (target >= 5M bars/s)"
+    )
+    orders = len(fast.trades)
+    print(
+        f"where the time goes, per bar: the rule on a list {t_floor / n * 1e9:,.0f} ns; as a "
+        f"method with its state on self {t_method / n * 1e9:,.0f} ns; as a Brain in the engine "
+        f"(series.close[0], position(), no orders) {t_quiet / n * 1e9:,.0f} ns; with its "
+        f"{orders:,} orders and fills {t_fast / n * 1e9:,.0f} ns, i.e. "
+        f"{(t_fast - t_quiet) / max(orders, 1) * 1e6:,.1f} us per order and its fill"
     )
     print(
         f"incremental SMA-cross Brain: exact SMA {n / t_fast:,.0f} bars/s, previous "

@@ -123,15 +123,18 @@ class Brain:
         'filled' (an order can fill in parts: ``event.remaining`` is what is left), or
         'rejected' / 'cancelled' with the reason.
         """
-        context = self._require_context()
-        if self._osm_order_counter is None:
-            self._osm_order_counter = itertools.count(1)
+        context = self._osm_context
+        if context is None:
+            context = self._require_context()  # raises: not running
+        counter = self._osm_order_counter
+        if counter is None:
+            counter = self._osm_order_counter = itertools.count(1)
         run = f"{self._osm_run_id}-" if self._osm_run_id else ""
-        client_id = f"{self.name}-{run}{next(self._osm_order_counter)}"
+        client_id = f"{self.name}-{run}{next(counter)}"
         order = make_order(
             client_id, side, size, symbol, type, price, stop_loss, take_profit, trailing_stop,
-            brain=self.name, time=context.now(self), time_in_force=time_in_force,
-            expire_time=_nanoseconds(expire_time), reduce_only=reduce_only, post_only=post_only,
+            self.name, context.now(self), time_in_force,
+            0 if expire_time is None else _nanoseconds(expire_time), reduce_only, post_only,
         )  # fmt: skip
         sent = context.submit_order(self, order)
         return sent if isinstance(sent, str) else client_id
@@ -142,7 +145,10 @@ class Brain:
 
     def position(self, symbol: str) -> float:
         """Signed units held in ``symbol`` (positive long, negative short)."""
-        return self._require_context().position(self, symbol)
+        context = self._osm_context
+        if context is None:
+            context = self._require_context()  # raises: not running
+        return context.position(self, symbol)
 
     def series(self, bsid: Any) -> BarSeries:
         """Another subscribed bar series of this Brain."""

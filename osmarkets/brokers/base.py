@@ -7,6 +7,7 @@ records so they pickle cheaply between agents and compare equal in tests.
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 from typing import Any, NamedTuple, Protocol
@@ -130,6 +131,9 @@ def _optional_price(name: str, value: Any) -> float | None:
     return value
 
 
+_new_tuple = tuple.__new__
+
+
 def make_order(
     client_id: str,
     side: str,
@@ -150,14 +154,25 @@ def make_order(
     """Build an :class:`Order`, raising ``ValueError`` naming the first bad field."""
     if side not in SIDES:
         raise ValueError(f"order side: expected 'buy' or 'sell', got {side!r}")
-    if isinstance(size, bool) or not isinstance(size, int | float):
+    if builtins.type(size) is not float and (
+        isinstance(size, bool) or not isinstance(size, int | float)
+    ):
         raise ValueError(f"order size: expected a positive number of units, got {size!r}")
-    if not math.isfinite(size) or size <= 0:
+    if not 0 < size < math.inf:  # False for NaN too
         raise ValueError(f"order size: expected a positive number of units, got {size!r}")
     if not isinstance(symbol, str) or not symbol:
         raise ValueError(f"order symbol: expected an instrument name, got {symbol!r}")
     if type not in ORDER_TYPES:
         raise ValueError(f"order type: expected one of {', '.join(ORDER_TYPES)}, got {type!r}")
+    plain = (
+        price is None and stop_loss is None and take_profit is None and trailing_stop is None
+        and time_in_force == "GTC" and expire_time == 0 and reduce_only is False
+        and post_only is False and type == "market" and builtins.type(expire_time) is int
+    )  # fmt: skip
+    if plain:  # the common market order: nothing else to check
+        values = (client_id, symbol, side, float(size), type, None, None, None, None, brain,
+                  time, time_in_force, 0, False, False)  # fmt: skip
+        return _new_tuple(Order, values)  # what Order(*values) does, without its Python frame
     checked_price = _optional_price("price", price)
     if type != "market" and checked_price is None:
         raise ValueError(f"order price: a {type} order needs a price")
@@ -178,22 +193,11 @@ def make_order(
     if post_only and (type != "limit" or time_in_force in ("IOC", "FOK")):
         raise ValueError("order post_only: only a limit order that rests (GTC or GTD)")
     return Order(
-        client_id=client_id,
-        symbol=symbol,
-        side=side,
-        size=float(size),
-        type=type,
-        price=checked_price,
-        stop_loss=_optional_price("stop_loss", stop_loss),
-        take_profit=_optional_price("take_profit", take_profit),
-        trailing_stop=_optional_price("trailing_stop", trailing_stop),
-        brain=brain,
-        time=time,
-        time_in_force=time_in_force,
-        expire_time=expire_time,
-        reduce_only=reduce_only,
-        post_only=post_only,
-    )
+        client_id, symbol, side, float(size), type, checked_price,
+        _optional_price("stop_loss", stop_loss), _optional_price("take_profit", take_profit),
+        _optional_price("trailing_stop", trailing_stop), brain, time, time_in_force,
+        expire_time, reduce_only, post_only,
+    )  # fmt: skip
 
 
 def event_key(event: OrderEvent) -> str:

@@ -87,6 +87,7 @@ from .base import ORDER_TYPES, SIDES, TIME_IN_FORCE, Order, OrderEvent
 from .money import CLOSEOUT_LEVEL, AccountCurrency, NoConversion, next_rollover, parse_financing
 
 _NAN = float("nan")
+_new_tuple = tuple.__new__  # OrderEvent(*values) without its Python frame (the hot path)
 _PROTECTIVE = ("stop_loss", "take_profit", "trailing_stop")
 
 
@@ -600,11 +601,12 @@ class SimulatedBroker:
             self._new_price(symbol, bar.time, events)
             bids, asks = self._path(symbol, bar)
             self._fill_market(symbol, bids[0], asks[0], bar.time, events)
-            self._run_segment(symbol, bids[0], asks[0], bids[0], asks[0], bar.time, events)
-            for k in range(1, 4):
-                self._run_segment(
-                    symbol, bids[k - 1], asks[k - 1], bids[k], asks[k], bar.time, events
-                )
+            if symbol in self.active:  # after the market orders, something is left to run
+                self._run_segment(symbol, bids[0], asks[0], bids[0], asks[0], bar.time, events)
+                for k in range(1, 4):
+                    self._run_segment(
+                        symbol, bids[k - 1], asks[k - 1], bids[k], asks[k], bar.time, events
+                    )
         self._mark[symbol] = bar.close
         return events
 
@@ -947,21 +949,10 @@ class SimulatedBroker:
                 pos.trail, pos.extreme = order.trailing_stop, price
             pos.origin, pos.brain = order.client_id, order.brain
         self._refresh_active(symbol)
-        return OrderEvent(
-            "filled",
-            client_id,
-            symbol,
-            side,
-            size,
-            price,
-            time,
-            reason,
-            commission,
-            brain,
-            0.0,
-            commission,
-            self._fee_currency,
-        )
+        return _new_tuple(OrderEvent, (
+            "filled", client_id, symbol, side, size, price, time, reason, commission, brain,
+            0.0, commission, self._fee_currency,
+        ))  # fmt: skip
 
     def _refresh_active(self, symbol: str) -> None:
         pos = self._positions.get(symbol)
@@ -979,10 +970,10 @@ class SimulatedBroker:
         reason: str = "",
         time: int | None = None,
     ) -> OrderEvent:
-        return OrderEvent(
+        return _new_tuple(OrderEvent, (
             kind, order.client_id, order.symbol, order.side, order.size, price,
-            self._now if time is None else time, reason, 0.0, order.brain,
-        )  # fmt: skip
+            self._now if time is None else time, reason, 0.0, order.brain, 0.0, 0.0, "",
+        ))  # fmt: skip
 
     def __repr__(self) -> str:
         return (
