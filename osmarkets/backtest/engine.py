@@ -505,7 +505,7 @@ def _row_columns(columns: Mapping[str, np.ndarray]) -> list[np.ndarray]:
 
 def _bar(columns: list[np.ndarray], index: int) -> Bar:
     """The bar at ``index`` of the chronological columns, as Python numbers."""
-    return Bar(*[column[index].item() for column in columns])
+    return Bar(*[column.item(index) for column in columns])
 
 
 def _fail(exc: Exception, brain: Brain, bsid: BarSeriesID, time: int) -> BacktestError:

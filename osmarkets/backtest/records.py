@@ -48,25 +48,42 @@ class _Coded:
     def extend(self, values: tuple[Any, ...], kinds: set[type]) -> bool:
         """Add ``values`` (of the exact types ``kinds``); False, adding nothing, when they are
         not of this column's kind or would pass :data:`LIMIT` distinct values."""
-        if self.number is None and not kinds <= _TEXTS:
+        if self.number is None:
+            return kinds <= _TEXTS and self._extend_texts(values)
+        if kinds != {self.number}:
             return False
-        if self.number is not None and kinds != {self.number}:
-            return False
-        keys: Any = values
         try:
-            numbers = np.array(values, dtype=_DTYPES[self.number]) if self.number else None
+            numbers = np.array(values, dtype=_DTYPES[self.number])
         except OverflowError:  # an int beyond 64 bits: not for a typed column either
             return False
-        if self.number is float:  # by bits: 0.0 == -0.0, and NaN != NaN
-            keys = numbers.view(np.int64).tolist()  # type: ignore[union-attr]
-        first = dict(zip(keys, values, strict=True))
-        new = first.keys() - self.lookup.keys()
+        keys = numbers.view(np.int64)  # floats by bits: 0.0 == -0.0, and NaN != NaN
+        distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        if len(distinct) > self.LIMIT:
+            return False
+        known = distinct.tolist()
+        new = [(key, at) for key, at in zip(known, first.tolist(), strict=True)
+               if key not in self.lookup]  # fmt: skip
         if len(self.values) + len(new) > self.LIMIT:
             return False
-        for key in new:
+        for key, at in new:
             self.lookup[key] = len(self.values)
-            self.values.append(first[key])
-        self.codes.extend(map(self.lookup.__getitem__, keys))
+            self.values.append(values[at])
+        codes = np.array([self.lookup[key] for key in known], dtype=np.uint8)
+        self.codes.frombytes(codes[inverse].tobytes())
+        return True
+
+    def _extend_texts(self, values: tuple[Any, ...]) -> bool:
+        distinct = set(values)
+        new = distinct.difference(self.lookup)
+        if len(self.values) + len(new) > self.LIMIT:
+            return False
+        for value in new:
+            self.lookup[value] = len(self.values)
+            self.values.append(value)
+        if len(distinct) == 1:  # one value all along the batch: the usual case
+            self.codes.frombytes(bytes((self.lookup[values[0]],)) * len(values))
+        else:
+            self.codes.extend(map(self.lookup.__getitem__, values))
         return True
 
     def __len__(self) -> int:

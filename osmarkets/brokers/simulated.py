@@ -570,7 +570,11 @@ class SimulatedBroker:
         return None
 
     def _is_pending(self, client_id: str) -> bool:
-        return any(o.client_id == client_id for orders in self._pending.values() for o in orders)
+        for orders in self._pending.values():  # loops, not any(genexpr): on every submit
+            for order in orders:
+                if order.client_id == client_id:
+                    return True
+        return False
 
     def _margin_ok(self, symbol: str, signed: float, price: float) -> bool:
         units = self._units.get(symbol, 0.0)
