@@ -106,11 +106,16 @@ class _OrderRow:
             setattr(self, name, value)
 
 
+_NO_TRADES: list[pd.DataFrame] = []  # the frame of a run without fills, built once
+
+
 def _trades_from_log(log: RecordLog[OrderEvent]) -> pd.DataFrame:
     """:func:`trades_frame` from a columnar log, without making a tuple per fill."""
     kinds = log.take("kind", np.arange(len(log)))
     keep = np.flatnonzero(kinds == "filled") if len(kinds) else np.zeros(0, dtype=np.int64)
     del kinds
+    if not len(keep) and _NO_TRADES:  # a copy: 20 us instead of building it (about 1 ms)
+        return _NO_TRADES[0].copy()
 
     def texts(name: str) -> pd.Series:
         return pd.Series(log.take(name, keep), dtype=object, copy=False)
@@ -119,7 +124,7 @@ def _trades_from_log(log: RecordLog[OrderEvent]) -> pd.DataFrame:
         return log.take(name, keep).astype(float)
 
     times = log.take("time", keep).astype(np.int64)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "time": pd.to_datetime(times, utc=True),
             "symbol": texts("symbol"),
@@ -133,6 +138,9 @@ def _trades_from_log(log: RecordLog[OrderEvent]) -> pd.DataFrame:
         },
         columns=list(TRADE_COLUMNS),
     )
+    if not len(keep):
+        _NO_TRADES.append(frame.copy())
+    return frame
 
 
 def orders_frame(
