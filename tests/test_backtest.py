@@ -349,3 +349,17 @@ def test_stats_table_shows_money_with_cents_and_fractions_as_percent():
     lines = dict(line.split(None, 1) for line in result.stats_table().splitlines())
     assert lines["final_value"].strip() == f"{result.final_value:,.2f}"
     assert lines["win_rate"].strip().endswith("%")
+
+
+def test_an_error_in_on_start_is_reported_as_such_not_as_a_bar_of_1970() -> None:
+    class Bad(Brain):
+        def on_start(self):
+            raise ZeroDivisionError("boom")
+
+    for data, bsid in ((make_bars(10), "X:M1"),
+                       ({"X": make_bars(10), "Y": make_bars(10)}, ["X:M1", "Y:M1"])):  # fmt: skip
+        with pytest.raises(
+            BacktestError, match="Bad raised in on_start: ZeroDivisionError: boom"
+        ) as info:
+            backtest(Bad, data, bsid)
+        assert info.value.time is None and "1970" not in str(info.value)

@@ -547,6 +547,11 @@ class BrainAgent(OsmAgent):
                 self.osm_journal.record_order(order, *cause)
             except Exception as exc:  # never sent unjournaled (as when submit_order raises)
                 self.osm_bad(f"order {order.client_id} not journaled, not sent: {exc!r}", "order")
+                # The step's acknowledgement counted it, and the Trader runs the next step
+                # only once it has every order counted: a cancel of its id takes its place
+                # there (the broker answers 'rejected: unknown order', which is true: it never
+                # had it), so the lock-step goes on instead of waiting for it for ever.
+                self.osm_send("orders", ("cancel", self.name, order.client_id, self.osm_auth))
                 return
         self.osm_unacked[order.client_id] = (time.monotonic(), message)
         self._osm_send_order(message)

@@ -508,6 +508,16 @@ def _bar(columns: list[np.ndarray], index: int) -> Bar:
     return Bar(*[column.item(index) for column in columns])
 
 
+def _start(brain: Brain) -> None:
+    """``on_start``, whose error is the Brain's, before any bar (no bar time to name)."""
+    try:
+        brain.on_start()
+    except Exception as exc:
+        raise BacktestError(
+            f"{type(brain).__name__} raised in on_start: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _fail(exc: Exception, brain: Brain, bsid: BarSeriesID, time: int) -> BacktestError:
     stamp = to_timestamp(int(time)).isoformat()
     return BacktestError(
@@ -541,8 +551,8 @@ def _run_single(
     cursors = [0] * len(higher)
     current_bsid = inst.base.bsid
     i = 0
+    _start(brain)
     try:
-        brain.on_start()
         for i in range(n):
             if symbol in active:
                 events = broker.on_bar(symbol, _bar(row, i))
@@ -617,8 +627,8 @@ def _run_multi(
     cursors = [[0] * len(inst.higher) for inst in instruments]
     current_bsid = instruments[0].base.bsid
     time = 0
+    _start(brain)
     try:
-        brain.on_start()
         for ranges in _reading(windows):
             all_times, which, local = _merged(instruments, ranges)
             bounds = np.flatnonzero(np.r_[True, all_times[1:] != all_times[:-1], True])

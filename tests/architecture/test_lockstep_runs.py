@@ -168,3 +168,49 @@ def test_stray_step_messages_are_counted_and_survived(simulated) -> None:
     assert _fills(result.trades) == _fills(expected.trades)
     assert result.final_value == pytest.approx(expected.final_value, abs=1e-6)
     assert system["router"].osm_stats()["errors"] == 0
+
+
+class JournalFails(Every):
+    """Every, whose journal refuses its ``nth`` order of a run once (a full disk): the order is
+    dropped, never sent unjournaled, though the step's acknowledgement counted it."""
+
+    nth = 2
+    run_orders = 0
+    failed = ""
+
+    def send_order(self, *args, **kwargs) -> str:  # type: ignore[no-untyped-def]
+        client_id = super().send_order(*args, **kwargs)
+        if getattr(self, "_osm_outbox", None) is None:
+            return client_id  # not a run's bar
+        self.run_orders += 1
+        if self.run_orders == self.nth:
+            self.failed = client_id
+            journal = self.osm_journal  # type: ignore[attr-defined]
+            record = journal.record_order
+
+            def refuse(order, *cause):  # type: ignore[no-untyped-def]
+                if order.client_id == client_id:
+                    journal.record_order = record  # once
+                    raise OSError("No space left on device")
+                return record(order, *cause)
+
+            journal.record_order = refuse
+        return client_id
+
+
+def test_an_order_the_journal_refuses_in_a_run_is_dropped_and_the_simulation_goes_on(
+    simulated,
+) -> None:
+    """Before, the Trader waited for ever for the order the acknowledgement had counted."""
+    data = make_bars(600, seed=11)
+    system = simulated({"EUR_USD": data}, 100_000)
+    result, info = _run(system, JournalFails, [M1], every=37)
+    assert info["steps"] == len(data) and info["runs"] > 0
+    failed = system["b"].get_attr("failed")
+    assert failed.startswith("b-")
+    assert failed not in set(result.trades["client_id"])
+    assert len(result.trades) >= 5  # the other orders were sent and filled
+    stats = system["b"].osm_stats()
+    assert stats["dropped"].get("order") == 1, stats
+    answers = [e for e in system["b"].osm_event_list() if e.client_id == failed]
+    assert [(e.kind, e.reason) for e in answers] == [("rejected", "unknown order")]
