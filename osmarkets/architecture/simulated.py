@@ -181,8 +181,11 @@ class SimulatedArchitecture(Architecture):
         """Router and Trader counters: steps, bars, orders, fills, equity."""
         info = dict(self["router"].progress())
         stats = self["trader"].osm_stats()
+        equity = stats.get("equity")
+        if equity is None:  # the broker has run nothing yet (its first answer sets it): no
+            equity = self.cash  # fill has happened, the account is its starting cash
         info.update(orders=stats.get("orders", 0), fills=stats.get("fills", 0),
-                    equity=stats.get("equity"))  # fmt: skip
+                    equity=float(equity))  # fmt: skip
         return info
 
     @_visible

@@ -139,3 +139,15 @@ def test_synthetic_quotes_run_to_the_end(simulated) -> None:
     kinds = [e.kind for e in system["rec"].get_attr("events")]
     assert kinds == ["accepted", "filled"]
     assert len(result.trades) == 1
+
+
+def test_progress_reports_the_starting_cash_before_the_broker_has_run_anything(simulated) -> None:
+    """Before, ``equity`` was None until the Trader's first answer, and a progress callback
+    formatting it (examples/launcher.py) raised on a slow machine."""
+    system = simulated({"EUR_USD": make_bars(50)}, 25_000)
+    system.add_brain("sma", base=SmaCross, fast=3, slow=8)
+    info = system.progress()
+    assert info["equity"] == 25_000.0 and info["fills"] == 0 and info["orders"] == 0
+    seen: list[float] = []
+    system.run(timeout=60, progress=lambda i: seen.append(i["equity"]), every=0.0)
+    assert seen and all(isinstance(value, float) for value in seen)
