@@ -775,6 +775,8 @@ def _marked_equity(
     times: np.ndarray,
     cash: float,
 ) -> np.ndarray:
+    if not len(fills):  # nothing held at any time: the cash, exactly (prices are finite)
+        return np.full(len(times), cash, dtype=np.float64)
     stretches = [
         Stretch(inst.base.times, inst.close, broker.multiplier(inst.symbol))
         for inst in instruments

@@ -51,7 +51,10 @@ def own_timeframe(frame: pd.DataFrame, given: Any = None, default: Any = None) -
     for fewer than two bars, when given)."""
     if given is not None:
         return Timeframe.parse(given)
-    times = validate_bars(frame).time
+    return _inferred(validate_bars(frame).time, default)
+
+
+def _inferred(times: Any, default: Any = None) -> Timeframe:
     if len(times) < 2 and default is not None:
         return Timeframe.parse(default)
     return infer_timeframe(times)
@@ -76,8 +79,10 @@ def conform(
     want = Timeframe.parse(timeframe)
     alignment = alignment.checked()
     times = validate_bars(frame).time
-    try:
-        own = own_timeframe(frame, data_timeframe, default=want)  # one bar: as asked
+    try:  # one bar: as asked
+        own = Timeframe.parse(data_timeframe) if data_timeframe is not None else (
+            _inferred(times, default=want)
+        )  # fmt: skip
     except ValueError as exc:
         raise ValueError(f"{label}: {exc} (data_timeframe=)") from None
     source = "as given" if data_timeframe is not None else "inferred from their times"
