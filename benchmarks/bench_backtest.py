@@ -1,4 +1,5 @@
-"""Backtest throughput, side by side in one run (medians over repeats, ratios printed).
+"""Backtest throughput, side by side in one run (medians over repeats, ratios printed; the
+event-driven contenders and the floors run round-robin, one of each per round).
 
     python benchmarks/bench_backtest.py [--repeats 5] [--data PATH]
 
@@ -197,6 +198,21 @@ def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
+def interleaved(
+    contenders: dict[str, Callable[[], Any]], repeats: int
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Median times of ``contenders`` run round-robin, one of each per round: a slow phase of
+    a shared machine then weighs on all of them alike, and the ratios hold."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    outs: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            outs[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, outs
+
+
 def run_backtrader(df: pd.DataFrame) -> tuple[list, float] | None:
     try:
         import backtrader as bt
@@ -278,16 +294,25 @@ def main() -> None:
     print(f"data: {source}: {n} bars; repeats: {args.repeats} (medians)\n")
 
     params = {"size": 1}
-    t_plain, plain = median_time(lambda: backtest(SmaCross, df, "X:M1", params=params),
-                                 args.repeats)  # fmt: skip
-    t_fast, fast = median_time(lambda: backtest(FastSmaCross, df, "X:M1"), args.repeats)
-    t_empty, _ = median_time(lambda: backtest(Empty, df, "X:M1"), args.repeats)
-    t_prev, _ = median_time(lambda: backtest(PreviousSmaCross, df, "X:M1"), args.repeats)
     closes = df["close"].tolist()
-    t_floor, _ = median_time(lambda: floor_sma_cross(closes), args.repeats)
-    t_floor_empty, _ = median_time(lambda: floor_empty(closes), args.repeats)
-    t_method, _ = median_time(lambda: floor_method(closes), args.repeats)
-    t_quiet, _ = median_time(lambda: backtest(NoOrderSmaCross, df, "X:M1"), args.repeats)
+    times, outs = interleaved(
+        {
+            "plain": lambda: backtest(SmaCross, df, "X:M1", params=params),
+            "fast": lambda: backtest(FastSmaCross, df, "X:M1"),
+            "empty": lambda: backtest(Empty, df, "X:M1"),
+            "prev": lambda: backtest(PreviousSmaCross, df, "X:M1"),
+            "floor": lambda: floor_sma_cross(closes),
+            "floor_empty": lambda: floor_empty(closes),
+            "method": lambda: floor_method(closes),
+            "quiet": lambda: backtest(NoOrderSmaCross, df, "X:M1"),
+        },
+        args.repeats,
+    )
+    t_plain, t_fast, t_empty, t_prev = (times[k] for k in ("plain", "fast", "empty", "prev"))
+    t_floor, t_floor_empty, t_method, t_quiet = (
+        times[k] for k in ("floor", "floor_empty", "method", "quiet")
+    )
+    plain, fast = outs["plain"], outs["fast"]
     print(
         f"bare-loop floor (same run): SMA cross on a list {n / t_floor:,.0f} bars/s, osMarkets "
         f"incremental Brain {n / t_fast:,.0f} = {t_floor / t_fast:.0%} of it (target >= 70 %, "
