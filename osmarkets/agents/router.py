@@ -642,9 +642,8 @@ class RouterAgent(RouterHistoryMixin, OsmAgent):
         marked = self._numbered(series, bar, backfilled)
         if marked is None:
             return
-        backfilled = marked
         events = dict(self.events_wm) if self.lockstep else None
-        message = ("bar", series.bsid, series.seq, bar, events, backfilled)
+        message = ("bar", series.bsid, series.seq, bar, events, marked)
         self._send_bar(series, message)
         if self.lockstep:
             for brain in series.subscribers:

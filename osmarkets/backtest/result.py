@@ -8,6 +8,7 @@ comparisons do not care which runner produced them.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import math
@@ -106,7 +107,10 @@ class _OrderRow:
             setattr(self, name, value)
 
 
-_NO_TRADES: list[pd.DataFrame] = []  # the frame of a run without fills, built once
+@functools.cache
+def _no_trades() -> pd.DataFrame:
+    """The trades frame of a run without fills, built once (about 1 ms; a copy is 20 us)."""
+    return trades_frame([])
 
 
 def _trades_from_log(log: RecordLog[OrderEvent]) -> pd.DataFrame:
@@ -114,8 +118,8 @@ def _trades_from_log(log: RecordLog[OrderEvent]) -> pd.DataFrame:
     kinds = log.take("kind", np.arange(len(log)))
     keep = np.flatnonzero(kinds == "filled") if len(kinds) else np.zeros(0, dtype=np.int64)
     del kinds
-    if not len(keep) and _NO_TRADES:  # a copy: 20 us instead of building it (about 1 ms)
-        return _NO_TRADES[0].copy()
+    if not len(keep):
+        return _no_trades().copy()
 
     def texts(name: str) -> pd.Series:
         return pd.Series(log.take(name, keep), dtype=object, copy=False)
@@ -124,7 +128,7 @@ def _trades_from_log(log: RecordLog[OrderEvent]) -> pd.DataFrame:
         return log.take(name, keep).astype(float)
 
     times = log.take("time", keep).astype(np.int64)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "time": pd.to_datetime(times, utc=True),
             "symbol": texts("symbol"),
@@ -138,9 +142,6 @@ def _trades_from_log(log: RecordLog[OrderEvent]) -> pd.DataFrame:
         },
         columns=list(TRADE_COLUMNS),
     )
-    if not len(keep):
-        _NO_TRADES.append(frame.copy())
-    return frame
 
 
 def orders_frame(

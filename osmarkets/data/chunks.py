@@ -121,12 +121,11 @@ def _csv_batches(path: Path, chunk_bars: int) -> Iterator[pd.DataFrame]:
 
     # Every price and volume column is read as float64: pyarrow would otherwise fix a column's
     # type from its first block (an integer column that later holds 2.5 would fail midway).
-    types: dict[str, pa.DataType] = {}
-    for name in _csv_header(path):
-        normal = _normal(name)
-        types[name] = pa.string() if normal == "time" else pa.float64()
-        if normal not in ("time", *BAR_PRICE_FIELDS):
-            types.pop(name)
+    types = {
+        name: pa.string() if _normal(name) == "time" else pa.float64()
+        for name in _csv_header(path)
+        if _normal(name) in ("time", *BAR_PRICE_FIELDS)
+    }
     # About 128 bytes a row: the decoded block, which every chunk cut from it keeps alive,
     # stays near the size of a chunk.
     block = min(1 << 22, max(1 << 16, chunk_bars * 128))
