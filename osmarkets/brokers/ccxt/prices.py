@@ -211,6 +211,7 @@ class CcxtPriceStream:
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._over: asyncio.Event | None = None  # set when a connection's session ends
 
     def __repr__(self) -> str:
         return f"CcxtPriceStream({self.settings.get('exchange')!r}, {self.symbols!r})"
@@ -302,6 +303,7 @@ class CcxtPriceStream:
         else:
             self.using = "poll"
             jobs = [self._tickers(exchange, symbol, watch=False) for symbol in self.symbols]
+        self._over = asyncio.Event()
         tasks = [asyncio.create_task(job) for job in jobs]
         stop = asyncio.create_task(self._wake.wait())  # type: ignore[union-attr]
         delivered = False
@@ -314,16 +316,28 @@ class CcxtPriceStream:
                 for task in done:
                     delivered = task.result() or delivered  # raises a task's error
         finally:
+            self._over.set()  # a task whose cancellation is lost still ends at its next check
             for task in (*tasks, stop):
                 task.cancel()
             await asyncio.gather(*tasks, stop, return_exceptions=True)
         return delivered
 
+    def _live(self) -> bool:
+        return not self._stop.is_set() and not (self._over is not None and self._over.is_set())
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep until the next poll, or less if the session ends: ``asyncio.wait_for`` in
+        Python 3.11 can swallow a cancellation that meets a finishing call, and a plain sleep
+        would then hold :meth:`stop` for the whole poll interval."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._over.wait()  # type: ignore[union-attr]
+
     async def _bids_asks(self, exchange: Any) -> bool:
         seen: dict[str, Any] = {}
-        while not self._stop.is_set():
-            books = await asyncio.wait_for(exchange.watch_bids_asks(self.symbols),
-                                           self.silence_timeout)  # fmt: skip
+        while self._live():
+            async with asyncio.timeout(self.silence_timeout):
+                books = await exchange.watch_bids_asks(self.symbols)
             for symbol, book in books.items():
                 update = (book.get("info") or {}).get("u"), book.get("bid"), book.get("ask")
                 if symbol in self.symbols and seen.get(symbol) != update:
@@ -333,9 +347,9 @@ class CcxtPriceStream:
 
     async def _books(self, exchange: Any, symbol: str) -> bool:
         seen = None
-        while not self._stop.is_set():
-            book = await asyncio.wait_for(exchange.watch_order_book(symbol, 5),
-                                          self.silence_timeout)  # fmt: skip
+        while self._live():
+            async with asyncio.timeout(self.silence_timeout):
+                book = await exchange.watch_order_book(symbol, 5)
             bids, asks = book.get("bids") or [], book.get("asks") or []
             if not bids or not asks:
                 continue  # an empty side: no quote
@@ -355,16 +369,17 @@ class CcxtPriceStream:
         return True
 
     async def _tickers(self, exchange: Any, symbol: str, watch: bool) -> bool:
-        while not self._stop.is_set():
+        while self._live():
             if watch:  # Binance's full ticker (with the best bid and ask), not its miniTicker
                 params = {"name": "ticker"} if exchange.id.startswith("binance") else {}
                 call = exchange.watch_ticker(symbol, params)
             else:
                 call = exchange.fetch_ticker(symbol)
-            ticker = await asyncio.wait_for(call, self.silence_timeout)
+            async with asyncio.timeout(self.silence_timeout):
+                ticker = await call
             self._deliver(symbol, ticker)
             if not watch:
-                await asyncio.sleep(self.poll_interval)
+                await self._pause(self.poll_interval)
         return True
 
     def _deliver(self, symbol: str, ticker: Mapping[str, Any]) -> None:
