@@ -32,7 +32,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -274,16 +274,18 @@ class Journal:
         """The Trader is about to call the broker with this order (recorded first: after a
         crash, an order in this state is looked up at the broker, never sent blindly)."""
         with self._transaction() as db:
-            if order is not None:
-                db.execute(
-                    "INSERT OR IGNORE INTO orders (client_id, brain, cause, rank, body) "
-                    "VALUES (?, ?, '', 0, ?)",
-                    (client_id, order.brain, _encode(order)),
-                )
-            db.execute(
-                "UPDATE orders SET state='submitting' WHERE client_id=? AND state='sent'",
-                (client_id,),
-            )
+            _submitting(db, client_id, order)
+
+    def set_with_orders(self, meta: Mapping[str, str], submitting: Iterable[Order] = ()) -> None:
+        """:meth:`set` of every ``meta`` item and :meth:`mark_submitting` of the Trader's own
+        orders ``submitting``, in one transaction: a request that makes orders (a flatten) is
+        marked done in the commit that records them, so a crash can neither lose it nor carry
+        it out twice."""
+        with self._transaction() as db:
+            for order in submitting:
+                _submitting(db, order.client_id, order)
+            for key, value in meta.items():
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def submitting(self) -> list[Order]:
         """Orders handed to the broker whose answer was never recorded."""
@@ -447,6 +449,18 @@ class JournalKeeper(threading.Thread):
         self._stop_event.set()
         if self.ident is not None:
             self.join(5)
+
+
+def _submitting(db: sqlite3.Connection, client_id: str, order: Order | None) -> None:
+    if order is not None:
+        db.execute(
+            "INSERT OR IGNORE INTO orders (client_id, brain, cause, rank, body) "
+            "VALUES (?, ?, '', 0, ?)",
+            (client_id, order.brain, _encode(order)),
+        )
+    db.execute(
+        "UPDATE orders SET state='submitting' WHERE client_id=? AND state='sent'", (client_id,)
+    )
 
 
 def _alive(pid: int) -> bool:

@@ -72,6 +72,22 @@ def test_submitting_then_answered(journal) -> None:
     assert sorted(journal.handled_ids()) == ["bot-ab-1", "bot-ab-9"]
 
 
+def test_a_request_and_the_orders_it_makes_are_recorded_in_one_commit(journal) -> None:
+    journal.set("request", "pending")
+
+    def orders():  # fails after the first order: nothing of the commit may remain
+        yield _order("flat-1", brain="operator")
+        raise RuntimeError("lost mid-way")
+
+    with pytest.raises(RuntimeError):
+        journal.set_with_orders({"request": "done"}, orders())
+    assert journal.get("request") == "pending" and journal.submitting() == []
+    journal.set_with_orders({"request": "done"}, [_order("flat-1", brain="operator")])
+    assert journal.get("request") == "done"
+    assert [o.client_id for o in journal.submitting()] == ["flat-1"]
+    assert journal.handled_ids() == ["flat-1"]
+
+
 def test_unsent_orders_are_those_the_trader_never_took(journal) -> None:
     for n in (1, 2, 3):
         journal.record_order(_order(f"bot-ab-{n}"), f"c{n}", 0)

@@ -27,6 +27,7 @@ the simulated broker, which is just fast.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -50,6 +51,8 @@ from .base import OsmAgent, dumps
 from .risk import RiskLimits
 
 _ORDERS = wire.Decoder(wire.TRADER_ORDERS)
+#: the journal's key of the flatten requests not carried out yet (a JSON list of [brain, account])
+FLATTENS = "operator.flattens"
 _MARKET = wire.Decoder(wire.TRADER_MARKET)
 
 
@@ -120,8 +123,10 @@ class TraderAgent(OsmAgent):
         self.books = Books(self.journal.fills() if self.journal is not None else ())
         self.marks: dict[str, float] = {}  # symbol -> last price seen (the Brains' P&L)
         self._operator_ids = itertools.count(1)
-        self._flattens = 0  # flatten jobs queued and not done yet
-        self._held_flattens: list[tuple[str | None, bool]] = []  # until reconciled
+        # flatten requests not carried out yet, in the journal until their orders are: a
+        # Trader that dies with one queued carries it out when it is back (once reconciled)
+        self._flatten_requests: list[tuple[str | None, bool]] = self._journaled_flattens()
+        self._held_flattens: list[tuple[str | None, bool]] = list(self._flatten_requests)
         # operator ids '<brain>-<8 hex>-<n>', the form of every client id (OANDA's fallback
         # reads the Brain from it)
         self._operator_run = secrets.token_hex(4)
@@ -180,6 +185,8 @@ class TraderAgent(OsmAgent):
         if not self.reconciled:
             self.reconciling = True
             self._to_worker(("reconcile",))
+        else:
+            self._release_held_flattens()
 
     # -- inputs ----------------------------------------------------------------------------
     def on_orders(self, data: bytes) -> None:
@@ -405,7 +412,6 @@ class TraderAgent(OsmAgent):
             self._on_reconciled(state)
         self._observe(events, state)  # last: the Brains and the lock-step come first
         if job[0] == "flatten":  # every job queued before it is done: its fills are known
-            self._flattens -= 1
             self._flatten(job[1], job[2])
 
     def _on_reconciled(self, state: dict[str, Any]) -> None:
@@ -428,10 +434,6 @@ class TraderAgent(OsmAgent):
             return
         self.reconciliation = dict(state.get("reconciliation") or {})
         self.reconciled = True
-        held_flattens, self._held_flattens = self._held_flattens, []
-        for brain, account in held_flattens:
-            self._flattens += 1
-            self._to_worker(("flatten", brain, account))
         # Orders whose outcome the account already holds (fills this Trader missed while it
         # was down) are handled: a Brain's re-send of one is not submitted again.
         settled = {
@@ -450,6 +452,7 @@ class TraderAgent(OsmAgent):
             self._incident("reconciliation", f"{len(info['missed_events'])} events the "
                            "Trader had missed recovered from the account")  # fmt: skip
         self._recover_orders(settled)
+        self._release_held_flattens()  # after the recovered orders: their fills count
         self._compare_positions(dict(state.get("positions") or {}))
         for message, when in held:
             if message[0] == "order" and getattr(message[1], "client_id", None) in settled:
@@ -610,8 +613,16 @@ class TraderAgent(OsmAgent):
         return [str(v) for v in values] if isinstance(values, list) else []
 
     def _remember(self, key: str, value: Any) -> None:
+        self._remember_all({key: value})
+
+    def _remember_all(self, items: dict[str, Any], orders: list[Any] | tuple = ()) -> None:
+        """Journal ``items`` (a set as its sorted list) and ``orders`` as submitting, in one
+        commit."""
         if self.journal is not None:
-            self.journal.set(key, value if isinstance(value, str) else json.dumps(sorted(value)))
+            meta = {
+                k: v if isinstance(v, str) else json.dumps(sorted(v)) for k, v in items.items()
+            }
+            self.journal.set_with_orders(meta, orders)
 
     def _known_brain(self, brain: Any) -> str:
         if not isinstance(brain, str) or brain not in self.brain_auth:
@@ -662,28 +673,67 @@ class TraderAgent(OsmAgent):
             raise ValueError(f"account: expected True or False, got {type(account).__name__}")
         who = f"Brain {brain}" if brain is not None else "every Brain"
         self._operator_log(f"flattening {who}" + (" and the account" if account else ""))
-        self._flattens += 1
-        self._to_worker(("flatten", brain, bool(account)))
+        self._request_flatten(brain, account)
+        self._queue_flatten(brain, account)
         return {"flattening": brain if brain is not None else "all", "account": bool(account)}
+
+    def _request_flatten(
+        self, brain: str | None, account: bool, meta: dict[str, Any] | None = None
+    ) -> None:
+        """Journal a flatten request (with ``meta``, in the same commit) before it is queued."""
+        self._flatten_requests.append((brain, account))
+        self._remember_all({**(meta or {}), FLATTENS: json.dumps(self._flatten_requests)})
+
+    def _queue_flatten(self, brain: str | None, account: bool) -> None:
+        self._to_worker(("flatten", brain, account))
+
+    def _release_held_flattens(self) -> None:
+        held, self._held_flattens = self._held_flattens, []
+        for brain, account in held:
+            self._queue_flatten(brain, account)
+
+    def _journaled_flattens(self) -> list[tuple[str | None, bool]]:
+        """The flatten requests a previous Trader journaled and did not carry out."""
+        text = self.journal.get(FLATTENS) if self.journal is not None else None
+        try:
+            entries = json.loads(text or "[]")
+        except ValueError:
+            entries = None
+        if not isinstance(entries, list):
+            entries = [entries]
+        requests = [
+            (entry[0], entry[1]) for entry in entries
+            if isinstance(entry, list) and len(entry) == 2
+            and (entry[0] is None or isinstance(entry[0], str)) and isinstance(entry[1], bool)
+        ]  # fmt: skip
+        if len(requests) < len(entries):
+            self._incident("journal", f"{len(entries) - len(requests)} malformed flatten "
+                           f"requests in the journal ignored: {text!r:.100}")  # fmt: skip
+            self._remember(FLATTENS, json.dumps(requests))  # once: not at every start
+        return requests
 
     def _flatten(self, brain: str | None, account: bool) -> None:
         if not self.reconciled:  # the fills it would count may be missing: after
             self._held_flattens.append((brain, account))
             self.log_warning(f"{LOG_PREFIX}flatten waits for the reconciliation")
             return
-        brains = [brain] if brain is not None else sorted(self.brain_auth)
+        # every Brain: those of this run and those the journal has fills of (a launcher run
+        # again flattens what its earlier run's Brains hold before they are added again)
+        every = sorted((set(self.brain_auth) | set(self.books.brains())) - {OPERATOR})
+        brains = [brain] if brain is not None else every
         positions = {b: self._brain_positions(b) for b in brains}
         if account:  # what the account holds that no Brain does (a trade by hand, a wallet)
             rest = dict(self.positions)
-            for other in self.brain_auth:
+            for other in every:
                 for symbol, units in self.books.positions(other).items():
                     rest[symbol] = rest.get(symbol, 0.0) - units
             positions[OPERATOR] = self._pending_market(OPERATOR, rest)
         orders = flatten_orders(positions, None, self._operator_id, time.time_ns())
+        with contextlib.suppress(ValueError):  # the first request of these: carried out now
+            self._flatten_requests.remove((brain, account))
+        self._remember_all({FLATTENS: json.dumps(self._flatten_requests)}, orders)
         for order in orders:
             self._mark_handled(order.client_id)
-            if self.journal is not None:
-                self.journal.mark_submitting(order.client_id, order)
             self._submit(order)
         detail = ", ".join(f"{o.side} {o.size:g} {o.symbol} ({o.brain})" for o in orders)
         self.log_info(f"{LOG_PREFIX}flatten orders: {detail or 'nothing held'}")
@@ -692,13 +742,16 @@ class TraderAgent(OsmAgent):
         """The kill switch: every new order refused, every pending order cancelled, every
         position closed; the Brains are named stopped (the caller halts them)."""
         self.risk.kill_switch = True
-        self._remember("operator.kill", "1")
         self.stopped.update(self.brain_auth)
-        self._remember("operator.stopped", self.stopped)
         self._operator_log("kill switch: refusing every order, cancelling, flattening, "
                            "stopping every Brain")  # fmt: skip
+        # the Brains' positions (the account's others are left alone), journaled with the
+        # switch: a Trader dying now still flattens when it is back
+        self._request_flatten(
+            None, False, {"operator.kill": "1", "operator.stopped": self.stopped}
+        )
         cancelled = self.operator_cancel_all()["cancelling"]
-        self.operator_flatten()  # the Brains' positions: the account's others are left alone
+        self._queue_flatten(None, False)
         return {"cancelling": cancelled, "flattening": "all", "brains": sorted(self.brain_auth)}
 
     def operator_status(self) -> dict[str, Any]:
@@ -714,7 +767,7 @@ class TraderAgent(OsmAgent):
             brains[brain] = {"state": state, "pending": pending, **book}
         return {"kill_switch": self.risk.kill_switch, "brains": brains,
                 "account": dict(self.positions),
-                "flattening": self._flattens}  # fmt: skip
+                "flattening": len(self._flatten_requests)}  # fmt: skip
 
     def _brain_positions(self, brain: str) -> dict[str, float]:
         """``brain``'s positions once its market orders still open have filled."""

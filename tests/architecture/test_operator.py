@@ -5,6 +5,7 @@ Brain or the whole account, cancel pending orders, the kill switch; from Python 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -15,8 +16,10 @@ import pytest
 from conftest import make_bars, wait_for
 from operator_brains import Buyer
 
+from osmarkets.agents.trader import FLATTENS
 from osmarkets.architecture import Architecture
 from osmarkets.brokers.simulated import SimulatedBroker
+from osmarkets.journal import Journal
 from osmarkets.operator import OPERATOR, brain_books, flatten_orders
 
 M1 = ("EUR_USD", 1, "Minutes")
@@ -186,6 +189,39 @@ def test_controls_are_kept_across_a_restart_of_the_deployment(architectures, tmp
     status = third.operator_status()
     assert status["kill_switch"] is True and status["brains"]["a"]["state"] == "stopped"
     assert third["a"].osm_stats()["state"] == "stopped"
+
+
+@pytest.mark.parametrize(
+    "journaled, malformed",
+    [
+        ('[["a", false], ["x"], [null, "yes"], 7, [null, false], ["a", 1]]', 4),
+        ("not json", 1),
+        ('{"a": false}', 1),
+        ("[]", 0),
+    ],
+)
+def test_journaled_flatten_requests_are_carried_out_at_start_and_garbage_ignored(
+    architectures, tmp_path, journaled, malformed
+):
+    state = tmp_path / "state"
+    system = architectures(Architecture, broker_factory=BROKER, state_dir=state)
+    system.add_brain("a", Buyer)
+    system.shutdown()
+    journal = Journal.in_dir(state)
+    journal.set(FLATTENS, journaled)  # what a Trader that died before its flattens left
+    journal.close()
+    again = architectures(Architecture, broker_factory=BROKER, state_dir=state)
+    again.add_brain("a", Buyer)
+    wait_for(lambda: again.operator_status()["flattening"] == 0, 30, "the journaled flattens")
+    incidents = [i for i in again["trader"].get_attr("incidents") if i["kind"] == "journal"]
+    assert len(incidents) == (1 if malformed else 0)
+    if malformed:
+        assert f"{malformed} malformed flatten requests" in incidents[0]["detail"]
+    journal = Journal.in_dir(state)
+    try:
+        assert json.loads(journal.get(FLATTENS) or "[]") == []  # carried out: none left
+    finally:
+        journal.close()
 
 
 # -- from the command line ---------

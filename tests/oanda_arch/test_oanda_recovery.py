@@ -114,3 +114,63 @@ def test_a_killed_feeder_is_restarted_and_backfills_the_gap(make, sandbox) -> No
     steps = {b - a for a, b in zip(times, times[1:], strict=False)}
     assert steps == {MINUTE}, sorted(steps)  # no minute missing across the Feeder's death
     assert system._agents["feeder"].process.pid != old
+
+
+def _units(sandbox) -> float:
+    """What the account holds in EUR_USD, from the broker's own fills."""
+    return sum(float(t["units"]) for t in sandbox.transactions
+               if t["type"] == "ORDER_FILL" and t.get("instrument") == "EUR_USD")  # fmt: skip
+
+
+def _market_orders(sandbox) -> list[dict]:
+    return [t for t in sandbox.transactions if t["type"] == "MARKET_ORDER"]
+
+
+def _restarted(system, old_pid: int) -> None:
+    wait_for(lambda: system.overmind.restarts.get("trader", 0) >= 1, timeout=30,
+             what="the Overmind restarting the Trader")  # fmt: skip
+    assert system._agents["trader"].process.pid != old_pid
+
+
+def _settled(system) -> dict:
+    status = system.operator_status()
+    return status["flattening"] == 0 and not status["brains"]["rec"]["positions"] and status
+
+
+@pytest.mark.parametrize("control", ["flatten", "kill"])
+def test_a_flatten_queued_when_the_trader_dies_is_carried_out_when_it_is_back(
+    make, sandbox, control
+) -> None:
+    system = make()
+    first = system["rec"].send_order(side="buy", size=10, symbol="EUR_USD")
+    wait_for(lambda: _filled_events(system, first), what="a fill before the crash")
+    sandbox.slow_orders(1, delay=4.0, before=False)  # executed at once, answered 4 s later
+    late = system["rec"].send_order(side="buy", size=5, symbol="EUR_USD")
+    wait_for(lambda: _orders(sandbox, late), what="the order at the broker")
+    getattr(system, control)()  # its flatten waits behind the broker's answer
+    assert system.operator_status()["flattening"] == 1
+    old = _kill(system, "trader")
+    assert _units(sandbox) == 15  # nothing was flattened before the Trader died
+    _restarted(system, old)
+    wait_for(lambda: _settled(system), timeout=30, what="the Brain flat after the restart")
+    assert _units(sandbox) == 0
+    sells = [t for t in _market_orders(sandbox) if float(t["units"]) < 0]
+    assert [float(t["units"]) for t in sells] == [-15.0]  # the late fill counted, once
+    assert system.operator_status()["kill_switch"] is (control == "kill")
+
+
+def test_a_flatten_whose_order_reached_the_broker_is_not_carried_out_twice(make, sandbox) -> None:
+    system = make()
+    first = system["rec"].send_order(side="buy", size=10, symbol="EUR_USD")
+    wait_for(lambda: _filled_events(system, first), what="a fill before the crash")
+    sandbox.slow_orders(1, delay=4.0, before=False)  # the flatten's sell: answered late
+    system.flatten("rec")
+    wait_for(lambda: _units(sandbox) == 0, what="the flatten's sell executed at the broker")
+    old = _kill(system, "trader")  # before its answer: the journal has it as submitting
+    _restarted(system, old)
+    wait_for(lambda: _settled(system), timeout=30, what="the flatten settled after the restart")
+    bars = system["rec"].get_attr("osm_bars")
+    wait_for(lambda: system["rec"].get_attr("osm_bars") >= bars + 3, timeout=30,
+             what="bars after the restart")  # fmt: skip
+    assert _units(sandbox) == 0  # not short: the flatten was not made again
+    assert len([t for t in _market_orders(sandbox) if float(t["units"]) < 0]) == 1
