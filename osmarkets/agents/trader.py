@@ -51,8 +51,10 @@ from .base import OsmAgent, dumps
 from .risk import RiskLimits
 
 _ORDERS = wire.Decoder(wire.TRADER_ORDERS)
-#: the journal's key of the flatten requests not carried out yet (a JSON list of [brain, account])
+#: the journal's keys of the operator's requests not carried out yet: flattens (a JSON list
+#: of [brain, account]) and cancels of every pending order (a JSON list of brains; null: all)
 FLATTENS = "operator.flattens"
+CANCELS = "operator.cancels"
 _MARKET = wire.Decoder(wire.TRADER_MARKET)
 
 
@@ -123,10 +125,14 @@ class TraderAgent(OsmAgent):
         self.books = Books(self.journal.fills() if self.journal is not None else ())
         self.marks: dict[str, float] = {}  # symbol -> last price seen (the Brains' P&L)
         self._operator_ids = itertools.count(1)
-        # flatten requests not carried out yet, in the journal until their orders are: a
+        # flatten and cancel requests not carried out yet, in the journal until they are: a
         # Trader that dies with one queued carries it out when it is back (once reconciled)
-        self._flatten_requests: list[tuple[str | None, bool]] = self._journaled_flattens()
-        self._held_flattens: list[tuple[str | None, bool]] = list(self._flatten_requests)
+        self._flatten_requests: list[tuple[str | None, bool]] = [
+            (entry[0], entry[1]) for entry in self._journaled(FLATTENS, _is_flatten_request)
+        ]
+        self._cancel_requests: list[str | None] = self._journaled(CANCELS, _is_brain_or_none)
+        self._held_cancels = list(self._cancel_requests)  # until reconciled
+        self._held_flattens = list(self._flatten_requests)
         # operator ids '<brain>-<8 hex>-<n>', the form of every client id (OANDA's fallback
         # reads the Brain from it)
         self._operator_run = secrets.token_hex(4)
@@ -186,7 +192,7 @@ class TraderAgent(OsmAgent):
             self.reconciling = True
             self._to_worker(("reconcile",))
         else:
-            self._release_held_flattens()
+            self._release_held_requests()
 
     # -- inputs ----------------------------------------------------------------------------
     def on_orders(self, data: bytes) -> None:
@@ -413,6 +419,10 @@ class TraderAgent(OsmAgent):
         self._observe(events, state)  # last: the Brains and the lock-step come first
         if job[0] == "flatten":  # every job queued before it is done: its fills are known
             self._flatten(job[1], job[2])
+        elif job[0] == "cancelled":  # the cancels of a request have reached the broker
+            with contextlib.suppress(ValueError):
+                self._cancel_requests.remove(job[1])
+            self._remember(CANCELS, json.dumps(self._cancel_requests))
 
     def _on_reconciled(self, state: dict[str, Any]) -> None:
         """Accept orders once reconciled (replaying those held); if reconciliation failed,
@@ -452,7 +462,7 @@ class TraderAgent(OsmAgent):
             self._incident("reconciliation", f"{len(info['missed_events'])} events the "
                            "Trader had missed recovered from the account")  # fmt: skip
         self._recover_orders(settled)
-        self._release_held_flattens()  # after the recovered orders: their fills count
+        self._release_held_requests()  # after the recovered orders: their fills count
         self._compare_positions(dict(state.get("positions") or {}))
         for message, when in held:
             if message[0] == "order" and getattr(message[1], "client_id", None) in settled:
@@ -651,14 +661,23 @@ class TraderAgent(OsmAgent):
         """Cancel the pending orders of ``brain`` (None: all of them)."""
         if brain is not None:
             self._known_brain(brain)
+        self._request(cancels=(brain,))
+        pending = self._queue_cancels(brain)
+        who = f"Brain {brain}" if brain is not None else "every Brain"
+        self._operator_log(f"cancelling {len(pending)} pending orders of {who}")
+        return {"cancelling": pending}
+
+    def _queue_cancels(self, brain: str | None) -> list[str]:
+        """Queue a cancel of each of ``brain``'s pending orders (None: every Brain's), then a
+        marker that ends the request when it comes back (every cancel has reached the broker).
+        """
         pending = [
             (c, o["brain"]) for c, o in self.open_orders.items() if brain in (None, o["brain"])
         ]
         for client_id, owner in pending:
             self._to_worker(("cancel", owner, client_id))
-        who = f"Brain {brain}" if brain is not None else "every Brain"
-        self._operator_log(f"cancelling {len(pending)} pending orders of {who}")
-        return {"cancelling": [c for c, _ in pending]}
+        self._to_worker(("cancelled", brain))
+        return [c for c, _ in pending]
 
     def operator_flatten(self, brain: str | None = None, account: bool = False) -> dict[str, Any]:
         """Close ``brain``'s positions with market orders (None: every Brain's; ``account``:
@@ -673,43 +692,47 @@ class TraderAgent(OsmAgent):
             raise ValueError(f"account: expected True or False, got {type(account).__name__}")
         who = f"Brain {brain}" if brain is not None else "every Brain"
         self._operator_log(f"flattening {who}" + (" and the account" if account else ""))
-        self._request_flatten(brain, account)
-        self._queue_flatten(brain, account)
+        self._request(flattens=((brain, account),))
+        self._to_worker(("flatten", brain, account))
         return {"flattening": brain if brain is not None else "all", "account": bool(account)}
 
-    def _request_flatten(
-        self, brain: str | None, account: bool, meta: dict[str, Any] | None = None
+    def _request(
+        self,
+        flattens: tuple[tuple[str | None, bool], ...] = (),
+        cancels: tuple[str | None, ...] = (),
+        meta: dict[str, Any] | None = None,
     ) -> None:
-        """Journal a flatten request (with ``meta``, in the same commit) before it is queued."""
-        self._flatten_requests.append((brain, account))
-        self._remember_all({**(meta or {}), FLATTENS: json.dumps(self._flatten_requests)})
+        """Journal flatten and cancel requests (with ``meta``, in the same commit) before
+        they are queued."""
+        self._flatten_requests.extend(flattens)
+        self._cancel_requests.extend(cancels)
+        self._remember_all({**(meta or {}), FLATTENS: json.dumps(self._flatten_requests),
+                            CANCELS: json.dumps(self._cancel_requests)})  # fmt: skip
 
-    def _queue_flatten(self, brain: str | None, account: bool) -> None:
-        self._to_worker(("flatten", brain, account))
+    def _release_held_requests(self) -> None:
+        """Queue the requests a previous Trader left: the cancels first, as the kill switch
+        does."""
+        cancels, self._held_cancels = self._held_cancels, []
+        for brain in cancels:
+            self._queue_cancels(brain)
+        flattens, self._held_flattens = self._held_flattens, []
+        for brain, account in flattens:
+            self._to_worker(("flatten", brain, account))
 
-    def _release_held_flattens(self) -> None:
-        held, self._held_flattens = self._held_flattens, []
-        for brain, account in held:
-            self._queue_flatten(brain, account)
-
-    def _journaled_flattens(self) -> list[tuple[str | None, bool]]:
-        """The flatten requests a previous Trader journaled and did not carry out."""
-        text = self.journal.get(FLATTENS) if self.journal is not None else None
+    def _journaled(self, key: str, valid: Any) -> list[Any]:
+        """The requests a previous Trader journaled under ``key`` and did not carry out; the
+        malformed ones are an incident, and dropped."""
+        text = self.journal.get(key) if self.journal is not None else None
         try:
             entries = json.loads(text or "[]")
         except ValueError:
             entries = None
-        if not isinstance(entries, list):
-            entries = [entries]
-        requests = [
-            (entry[0], entry[1]) for entry in entries
-            if isinstance(entry, list) and len(entry) == 2
-            and (entry[0] is None or isinstance(entry[0], str)) and isinstance(entry[1], bool)
-        ]  # fmt: skip
-        if len(requests) < len(entries):
-            self._incident("journal", f"{len(entries) - len(requests)} malformed flatten "
-                           f"requests in the journal ignored: {text!r:.100}")  # fmt: skip
-            self._remember(FLATTENS, json.dumps(requests))  # once: not at every start
+        requests = [entry for entry in entries if valid(entry)] if type(entries) is list else []
+        dropped = len(entries) - len(requests) if type(entries) is list else 1
+        if dropped:
+            self._incident("journal", f"{dropped} malformed requests under {key} ignored: "
+                           f"{text!r:.100}")  # fmt: skip
+            self._remember(key, json.dumps(requests))  # once: not at every start
         return requests
 
     def _flatten(self, brain: str | None, account: bool) -> None:
@@ -747,11 +770,10 @@ class TraderAgent(OsmAgent):
                            "stopping every Brain")  # fmt: skip
         # the Brains' positions (the account's others are left alone), journaled with the
         # switch: a Trader dying now still flattens when it is back
-        self._request_flatten(
-            None, False, {"operator.kill": "1", "operator.stopped": self.stopped}
-        )
-        cancelled = self.operator_cancel_all()["cancelling"]
-        self._queue_flatten(None, False)
+        self._request(flattens=((None, False),), cancels=(None,),
+                      meta={"operator.kill": "1", "operator.stopped": self.stopped})  # fmt: skip
+        cancelled = self._queue_cancels(None)
+        self._to_worker(("flatten", None, False))
         return {"cancelling": cancelled, "flattening": "all", "brains": sorted(self.brain_auth)}
 
     def operator_status(self) -> dict[str, Any]:
@@ -910,6 +932,15 @@ def _worker(context: zmq.Context, work_addr: str, results_addr: str, broker: Any
         push.close(linger=0)
 
 
+def _is_flatten_request(entry: Any) -> bool:
+    return (isinstance(entry, list) and len(entry) == 2 and _is_brain_or_none(entry[0])
+            and isinstance(entry[1], bool))  # fmt: skip
+
+
+def _is_brain_or_none(entry: Any) -> bool:
+    return entry is None or isinstance(entry, str)
+
+
 def _quiet(broker: Any) -> bool:
     """True when no step can produce an order event until an order comes: the simulated
     broker holds no open order and cannot close positions out by itself."""
@@ -924,7 +955,7 @@ def _run(broker: Any, job: tuple) -> list[OrderEvent]:
     kind = job[0]
     if kind == "echo":
         return list(job[1])
-    if kind == "flatten":  # a marker: the loop computes the flatten when it comes back
+    if kind in ("flatten", "cancelled"):  # markers: the loop acts when they come back
         return []
     if broker is None:
         if kind == "submit":

@@ -16,7 +16,7 @@ import pytest
 from conftest import make_bars, wait_for
 from operator_brains import Buyer
 
-from osmarkets.agents.trader import FLATTENS
+from osmarkets.agents.trader import CANCELS, FLATTENS
 from osmarkets.architecture import Architecture
 from osmarkets.brokers.simulated import SimulatedBroker
 from osmarkets.journal import Journal
@@ -192,36 +192,38 @@ def test_controls_are_kept_across_a_restart_of_the_deployment(architectures, tmp
 
 
 @pytest.mark.parametrize(
-    "journaled, malformed",
+    "key, journaled, malformed",
     [
-        ('[["a", false], ["x"], [null, "yes"], 7, [null, false], ["a", 1]]', 4),
-        ("not json", 1),
-        ('{"a": false}', 1),
-        ("[]", 0),
+        (FLATTENS, '[["a", false], ["x"], [null, "yes"], 7, [null, false], ["a", 1]]', 4),
+        (FLATTENS, "not json", 1),
+        (FLATTENS, '{"a": false}', 1),
+        (FLATTENS, "[]", 0),
+        (CANCELS, '["a", 7, null, ["a"], {"a": 1}]', 3),
+        (CANCELS, "null", 1),
     ],
 )
-def test_journaled_flatten_requests_are_carried_out_at_start_and_garbage_ignored(
-    architectures, tmp_path, journaled, malformed
+def test_journaled_requests_are_carried_out_at_start_and_garbage_ignored(
+    architectures, tmp_path, key, journaled, malformed
 ):
     state = tmp_path / "state"
     system = architectures(Architecture, broker_factory=BROKER, state_dir=state)
     system.add_brain("a", Buyer)
     system.shutdown()
     journal = Journal.in_dir(state)
-    journal.set(FLATTENS, journaled)  # what a Trader that died before its flattens left
+    journal.set(key, journaled)  # what a Trader that died before carrying them out left
     journal.close()
     again = architectures(Architecture, broker_factory=BROKER, state_dir=state)
     again.add_brain("a", Buyer)
     wait_for(lambda: again.operator_status()["flattening"] == 0, 30, "the journaled flattens")
+    journal = Journal.in_dir(state)
+    try:  # carried out (the cancels' end comes back from the broker thread): none left
+        wait_for(lambda: json.loads(journal.get(key) or "[]") == [], 30, "no request left")
+    finally:
+        journal.close()
     incidents = [i for i in again["trader"].get_attr("incidents") if i["kind"] == "journal"]
     assert len(incidents) == (1 if malformed else 0)
     if malformed:
-        assert f"{malformed} malformed flatten requests" in incidents[0]["detail"]
-    journal = Journal.in_dir(state)
-    try:
-        assert json.loads(journal.get(FLATTENS) or "[]") == []  # carried out: none left
-    finally:
-        journal.close()
+        assert f"{malformed} malformed requests under {key}" in incidents[0]["detail"]
 
 
 # -- from the command line ---------

@@ -174,3 +174,31 @@ def test_a_flatten_whose_order_reached_the_broker_is_not_carried_out_twice(make,
              what="bars after the restart")  # fmt: skip
     assert _units(sandbox) == 0  # not short: the flatten was not made again
     assert len([t for t in _market_orders(sandbox) if float(t["units"]) < 0]) == 1
+
+
+def test_a_cancel_all_queued_when_the_trader_dies_is_carried_out_when_it_is_back(
+    make, sandbox
+) -> None:
+    system = make()
+    resting = system["rec"].send_order(side="buy", size=7, symbol="EUR_USD", type="limit",
+                                       price=0.5)  # fmt: skip  # far below: it rests
+    wait_for(lambda: [t for t in sandbox.transactions if t["type"] == "LIMIT_ORDER"],
+             what="the limit order resting at the broker")  # fmt: skip
+    sandbox.slow_orders(1, delay=4.0, before=False)
+    late = system["rec"].send_order(side="buy", size=5, symbol="EUR_USD")
+    wait_for(lambda: _orders(sandbox, late), what="the order at the broker")
+    system.cancel_all("rec")  # its cancel waits behind the broker's answer
+    old = _kill(system, "trader")
+    assert not _cancels(sandbox, resting)
+    _restarted(system, old)
+    wait_for(lambda: _cancels(sandbox, resting), timeout=30, what="the cancel after the restart")
+    wait_for(lambda: [e for e in system["rec"].get_attr("events")
+                      if e.kind == "cancelled" and e.client_id == resting],
+             timeout=30, what="the Brain told")  # fmt: skip
+    assert len(_cancels(sandbox, resting)) == 1
+    assert _units(sandbox) == 5  # the cancel touched nothing else
+
+
+def _cancels(sandbox, client_id: str) -> list[dict]:
+    return [t for t in sandbox.transactions
+            if t["type"] == "ORDER_CANCEL" and t.get("clientOrderID") == client_id]  # fmt: skip
