@@ -363,3 +363,14 @@ def test_an_error_in_on_start_is_reported_as_such_not_as_a_bar_of_1970() -> None
         ) as info:
             backtest(Bad, data, bsid)
         assert info.value.time is None and "1970" not in str(info.value)
+
+
+def test_frames_keep_their_column_types_with_and_without_fills():
+    """A run without fills gives the same column types as one with (times in ns, UTC)."""
+    bars = make_bars(60)
+    traded = backtest(Recorder, bars, "X:M1")
+    quiet = backtest(Recorder, bars, "X:M1", params={"buy_at": 10**6, "sell_at": 10**6})
+    assert len(traded.trades) == 2 and quiet.trades.empty and quiet.orders.empty
+    assert quiet.trades.dtypes.to_dict() == traded.trades.dtypes.to_dict()
+    assert quiet.orders.dtypes.to_dict() == traded.orders.dtypes.to_dict()
+    assert str(quiet.trades["time"].dtype) == "datetime64[ns, UTC]"

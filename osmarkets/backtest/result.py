@@ -63,9 +63,10 @@ def trades_frame(fills: Iterable[OrderEvent]) -> pd.DataFrame:
     if isinstance(fills, RecordLog):
         return _trades_from_log(fills)
     rows = [e for e in fills if e.kind == "filled"]
+    times = np.array([e.time for e in rows], dtype=np.int64)
     frame = pd.DataFrame(
         {
-            "time": pd.to_datetime(np.array([e.time for e in rows], dtype=np.int64), utc=True),
+            "time": pd.to_datetime(times, unit="ns", utc=True),  # ns even when empty
             "symbol": pd.Series([e.symbol for e in rows], dtype=object),
             "side": pd.Series([e.side for e in rows], dtype=object),
             "size": np.array([e.size for e in rows], dtype=float),
@@ -130,7 +131,7 @@ def _trades_from_log(log: RecordLog[OrderEvent]) -> pd.DataFrame:
     times = log.take("time", keep).astype(np.int64)
     return pd.DataFrame(
         {
-            "time": pd.to_datetime(times, utc=True),
+            "time": pd.to_datetime(times, unit="ns", utc=True),
             "symbol": texts("symbol"),
             "side": texts("side"),
             "size": numbers("size"),
@@ -231,7 +232,7 @@ def orders_frame(
     def times(name: str) -> pd.DatetimeIndex:
         stamps = np.array([getattr(r, name) for r in items], dtype=np.int64)
         return pd.DatetimeIndex(
-            pd.DatetimeIndex(pd.to_datetime(stamps, utc=True)).where(stamps > 0)
+            pd.DatetimeIndex(pd.to_datetime(stamps, unit="ns", utc=True)).where(stamps > 0)
         )
 
     def texts(name: str) -> pd.Series:
