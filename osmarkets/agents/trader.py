@@ -45,6 +45,7 @@ from osbrain.address import AgentAddress
 from .. import wire
 from ..brokers.base import OrderEvent, check_order, event_key, position_change
 from ..brokers.simulated import SimulatedBroker
+from ..brokers.statefile import write_state_file
 from ..journal import Journal
 from ..operator import LOG_PREFIX, OPERATOR, PAUSED, STOPPED, Books, flatten_orders, order_ended
 from .base import OsmAgent, dumps
@@ -170,6 +171,10 @@ class TraderAgent(OsmAgent):
         self._work.bind(work_addr)
         factory = cfg.get("broker_factory")
         broker = factory() if factory is not None else None
+        if broker is not None and self.journal is not None and hasattr(broker, "take_state"):
+            # the broker's state file is written here, after the events it covers are
+            # journaled: a crash in between reports them again instead of losing them
+            broker.defer_state = True
         self._worker = threading.Thread(
             target=_worker, args=(self._context, work_addr, f"inproc://{results.address}", broker),
             name=f"{self.name}-broker", daemon=True,
@@ -394,6 +399,9 @@ class TraderAgent(OsmAgent):
             events = self.journal.record_events(events)
             if state["positions"] != self.positions:  # the account's, as last read
                 self.journal.set("trader.positions", json.dumps(state["positions"]))
+        state_file = state.pop("state_file", None)
+        if state_file is not None:  # after the events it covers are in the journal
+            write_state_file(*state_file)
         self.positions = state["positions"]
         self.broker_state = state
         for event in events:
@@ -919,6 +927,9 @@ def _worker(context: zmq.Context, work_addr: str, results_addr: str, broker: Any
                 )
                 if converted:
                     state["conversions"] = converted[before:]
+            taken = getattr(broker, "take_state", None)
+            if taken is not None:
+                state["state_file"] = taken()
             if job[0] == "run":
                 state["equities"] = equities
             elif job[0] == "step":

@@ -62,23 +62,22 @@ def proc_environ(pid: int) -> bytes:
 
 
 #: An order of this many units makes the Trader's broker of :func:`make_dying_trading_broker`
-#: kill its process right after it saved the answer, before the Brain gets any event (once).
+#: kill its process right after it has the answer, before the journal and the Brain (once).
 DIE_ON_SIZE = 77
 
 
 def make_dying_trading_broker(settings: dict[str, Any]) -> Any:
     """The Trader's broker factory of ``OandaArchitecture`` (``make_trading_broker``), with a
-    broker that dies (``os._exit``) right after it saved its answer to an order of
-    :data:`DIE_ON_SIZE` units: the moment a Trader killed then leaves the Brain without the
-    fill while its state file holds it as reported. A marker file beside the state file makes
-    it die once only, so the restarted Trader lives."""
+    broker that dies (``os._exit``) right after it has OANDA's answer to an order of
+    :data:`DIE_ON_SIZE` units, before the Trader journals it. A marker file beside the state
+    file makes it die once only, so the restarted Trader lives."""
     from pathlib import Path
 
     from osmarkets.brokers.oanda.trading import OandaTradingBroker, client_from_settings
 
     class DyingTradingBroker(OandaTradingBroker):
         def submit(self, order: Any) -> Any:
-            events = super().submit(order)  # the answer is saved in the state file
+            events = super().submit(order)  # the broker thread has the answer
             marker = Path(f"{self.state_path}.died")
             if order.size == DIE_ON_SIZE and not marker.exists():
                 marker.write_text(order.client_id)
@@ -86,6 +85,39 @@ def make_dying_trading_broker(settings: dict[str, Any]) -> Any:
             return events
 
     return DyingTradingBroker(
+        client_from_settings(settings),
+        state_path=settings.get("state_path"),
+        poll_interval=float(settings.get("poll_interval", 1.0)),
+    )
+
+
+#: A limit order of this many units makes the Trader's broker of
+#: :func:`make_fill_dying_trading_broker` kill its process right after the poll that saw it
+#: fill, before the Trader's main thread journals the fill (once).
+DIE_ON_FILL_SIZE = 7
+
+
+def make_fill_dying_trading_broker(settings: dict[str, Any]) -> Any:
+    """The Trader's broker factory of ``OandaArchitecture`` with a broker that dies
+    (``os._exit``) right after the poll that reported the fill of an order of
+    :data:`DIE_ON_FILL_SIZE` units: the broker thread has taken the fill (its state moved past
+    it) and the journal has not. A marker file beside the state file makes it die once."""
+    from pathlib import Path
+
+    from osmarkets.brokers.oanda.trading import OandaTradingBroker, client_from_settings
+
+    class FillDyingTradingBroker(OandaTradingBroker):
+        def poll(self, force: bool = False) -> Any:
+            events = super().poll(force)
+            marker = Path(f"{self.state_path}.died")
+            if not marker.exists() and any(
+                e.kind == "filled" and e.size == DIE_ON_FILL_SIZE for e in events
+            ):
+                marker.write_text("fill")
+                os._exit(9)
+            return events
+
+    return FillDyingTradingBroker(
         client_from_settings(settings),
         state_path=settings.get("state_path"),
         poll_interval=float(settings.get("poll_interval", 1.0)),

@@ -9,14 +9,16 @@ import signal
 
 import pytest
 from oanda_arch_support import (
+    DIE_ON_FILL_SIZE,
     TOKEN,
     fast_clock,
     launched,
+    make_fill_dying_trading_broker,
     pid_alive,
     wait_for,
 )
 
-from osmarkets.brokers.oanda import OandaSandbox
+from osmarkets.brokers.oanda import OandaSandbox, trading
 
 pytestmark = pytest.mark.timeout(120)
 MINUTE = 60_000_000_000
@@ -202,3 +204,27 @@ def test_a_cancel_all_queued_when_the_trader_dies_is_carried_out_when_it_is_back
 def _cancels(sandbox, client_id: str) -> list[dict]:
     return [t for t in sandbox.transactions
             if t["type"] == "ORDER_CANCEL" and t.get("clientOrderID") == client_id]  # fmt: skip
+
+
+def test_a_fill_the_broker_thread_took_is_not_lost_when_the_trader_dies_before_journaling_it(
+    make, sandbox, monkeypatch
+) -> None:
+    """The broker thread took a fill (its poll moved past it) and the process died before the
+    journal had it: the broker's state file had not moved, so the restarted Trader reports
+    the fill again, once."""
+    monkeypatch.setattr(trading, "make_trading_broker", make_fill_dying_trading_broker)
+    system = make()
+    resting = system["rec"].send_order(side="buy", size=DIE_ON_FILL_SIZE, symbol="EUR_USD",
+                                       type="limit", price=0.5)  # fmt: skip
+    wait_for(lambda: [e for e in system["rec"].get_attr("events")
+                      if e.kind == "accepted" and e.client_id == resting],
+             what="the limit order accepted and journaled")  # fmt: skip
+    old = system._agents["trader"].process.pid
+    sandbox.set_price("EUR_USD", 0.40, 0.41)  # the limit fills at the broker
+    wait_for(lambda: not pid_alive(old), timeout=30, what="the Trader dying after the poll")
+    sandbox.release_price("EUR_USD")
+    _restarted(system, old)
+    wait_for(lambda: _filled_events(system, resting), timeout=30, what="the fill at the Brain")
+    assert len(_fills(sandbox, resting)) == 1
+    assert len(_filled_events(system, resting)) == 1
+    assert system["rec"].position("EUR_USD") == DIE_ON_FILL_SIZE

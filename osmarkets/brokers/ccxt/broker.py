@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..base import Order, OrderEvent
+from ..statefile import write_state_file
 from .client import describe, exchange_from_settings
 
 log = logging.getLogger(__name__)
@@ -149,11 +150,7 @@ class CcxtTradingBroker:
         text = json.dumps({"orders": self.orders})
         if text == self._saved:
             return
-        tmp = self.state_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, self.state_path)
+        write_state_file(self.state_path, text)
         self._saved = text
 
     def _load(self) -> None:

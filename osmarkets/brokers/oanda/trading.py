@@ -41,6 +41,7 @@ from typing import Any
 
 from ...secrecy import disable_core_dumps
 from ..base import Order, OrderEvent
+from ..statefile import write_state_file
 from .broker import OandaBroker, Placement, Reconciliation, drop_duplicate_rejects
 from .client import OandaClient, OrderStateUnknown
 from .errors import OandaError
@@ -179,6 +180,10 @@ class OandaTradingBroker:
         self._brains: dict[str, str] = {}
         self._last_poll = 0.0
         self._last_account = 0.0
+        #: set by a Trader that journals this broker's events: the state file is then written
+        #: by the Trader after them (:meth:`take_state`, :mod:`osmarkets.brokers.statefile`)
+        self.defer_state = False
+        self._unsaved: str | None = None
 
     def __repr__(self) -> str:
         return f"OandaTradingBroker({self.client!r})"
@@ -202,11 +207,16 @@ class OandaTradingBroker:
             "reported": [list(key) for key in self._reported],
             "unresolved": [order._asdict() for order in self.unresolved.values()],
         }
-        tmp = self.state_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(state, fh)
-        os.replace(tmp, self.state_path)
+        if self.defer_state:
+            self._unsaved = json.dumps(state)
+        else:
+            write_state_file(self.state_path, json.dumps(state))
+
+    def take_state(self) -> tuple[str, str] | None:
+        """With ``defer_state``: the state file's path and its new text, to write once the
+        events reported so far are journaled (then cleared), or None if it did not change."""
+        text, self._unsaved = self._unsaved, None
+        return (str(self.state_path), text) if text is not None else None
 
     # -- events ------------------------------------------------------------------------------
     def _remember(self, event: OrderEvent) -> bool:
