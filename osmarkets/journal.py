@@ -287,6 +287,10 @@ class Journal:
             for key, value in meta.items():
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def order_brains(self) -> list[str]:
+        """The Brains this deployment journaled orders for (the Trader's own included)."""
+        return [row[0] for row in self._query("SELECT DISTINCT brain FROM orders ORDER BY brain")]
+
     def submitting(self) -> list[Order]:
         """Orders handed to the broker whose answer was never recorded."""
         rows = self._query("SELECT body FROM orders WHERE state='submitting'")
@@ -297,12 +301,17 @@ class Journal:
         return [row[0] for row in self._query("SELECT client_id FROM orders WHERE state!='sent'")]
 
     # -- order events (the Trader writes, Brains acknowledge) -----------------------------------
-    def record_events(self, events: Iterable[OrderEvent]) -> list[OrderEvent]:
+    def record_events(
+        self, events: Iterable[OrderEvent], meta: Mapping[str, str] | None = None
+    ) -> list[OrderEvent]:
         """Record the broker's answer before it is delivered; returns the events not already
         recorded (a copy reported again, by a reconciliation say, is left out). The orders
-        they answer are marked answered."""
+        they answer are marked answered. ``meta`` is :meth:`set` in the same commit (the
+        broker's state that covers these events)."""
         new: list[OrderEvent] = []
         with self._transaction() as db:
+            for key, value in (meta or {}).items():
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
             for event in events:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO events (key, brain, client_id, kind, body) "

@@ -101,10 +101,6 @@ class Books:
         book = self._books.get(brain)
         return {s: u for s, u in book["positions"].items() if u} if book else {}
 
-    def brains(self) -> list[str]:
-        """Every Brain with a fill, the operator's own flattens' included."""
-        return sorted(self._books)
-
     def snapshot(self, marks: Mapping[str, float]) -> dict[str, dict[str, Any]]:
         """Brain -> ``{'positions', 'fills', 'pnl'}``."""
         out = {}

@@ -37,6 +37,7 @@ import threading
 import time
 from collections import deque
 from math import nan
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -56,6 +57,8 @@ _ORDERS = wire.Decoder(wire.TRADER_ORDERS)
 #: of [brain, account]) and cancels of every pending order (a JSON list of brains; null: all)
 FLATTENS = "operator.flattens"
 CANCELS = "operator.cancels"
+#: the journal's copy of the broker's state file, [path, text], committed with the events
+BROKER_STATE = "trader.broker_state"
 _MARKET = wire.Decoder(wire.TRADER_MARKET)
 
 
@@ -171,10 +174,13 @@ class TraderAgent(OsmAgent):
         self._work.bind(work_addr)
         factory = cfg.get("broker_factory")
         broker = factory() if factory is not None else None
+        self._state_frozen = False  # after a journal failure (see _on_result)
+        self.state_file_errors = 0
         if broker is not None and self.journal is not None and hasattr(broker, "take_state"):
-            # the broker's state file is written here, after the events it covers are
-            # journaled: a crash in between reports them again instead of losing them
+            # the broker's state file is written here, journaled with the events it covers:
+            # a crash in between reports them again instead of losing them
             broker.defer_state = True
+            self._restore_state_file(str(getattr(broker, "state_path", "")))
         self._worker = threading.Thread(
             target=_worker, args=(self._context, work_addr, f"inproc://{results.address}", broker),
             name=f"{self.name}-broker", daemon=True,
@@ -252,6 +258,12 @@ class TraderAgent(OsmAgent):
         self._mark_handled(client_id)
         return False
 
+    def _reconcile_again(self) -> None:
+        """Ask the broker to reconcile, unless it is at it: the last attempt failed."""
+        if not self.reconciling:
+            self.reconciling = True
+            self._to_worker(("reconcile",))
+
     def _mark_handled(self, client_id: str) -> None:
         self.handled[client_id] = None
         if len(self.handled) > self.handled_cap:
@@ -261,9 +273,7 @@ class TraderAgent(OsmAgent):
         kind = message[0]
         if kind != "hello" and not self.reconciled:
             self.held_orders.append((message, now))
-            if not self.reconciling:  # the last attempt failed: try again
-                self.reconciling = True
-                self._to_worker(("reconcile",))
+            self._reconcile_again()
             return
         if kind == "hello":
             _, brain, address, _auth = message
@@ -395,13 +405,26 @@ class TraderAgent(OsmAgent):
         if rates:  # account currency: the conversion of each fill, kept with the fill
             fills = [e for e in events if e.kind == "filled"]
             self._conversion_of.update(zip(map(_fill_key, fills), rates, strict=False))
-        if self.journal is not None and events:  # recorded before delivered; not a copy
-            events = self.journal.record_events(events)
-            if state["positions"] != self.positions:  # the account's, as last read
-                self.journal.set("trader.positions", json.dumps(state["positions"]))
         state_file = state.pop("state_file", None)
-        if state_file is not None:  # after the events it covers are in the journal
-            write_state_file(*state_file)
+        if self._state_frozen:
+            state_file = None
+        if self.journal is not None and (events or state_file is not None):
+            # recorded before delivered (not a copy), with the broker's state that covers
+            # them in the same commit: the state never moves past an event not journaled
+            meta = {}
+            if events and state["positions"] != self.positions:  # the account's, last read
+                meta["trader.positions"] = json.dumps(state["positions"])
+            if state_file is not None:
+                meta[BROKER_STATE] = json.dumps(list(state_file))
+            try:
+                events = self.journal.record_events(events, meta)
+            except Exception:
+                # events not journaled: the broker's state stays where it is until a restart,
+                # which reports them again
+                self._state_frozen = True
+                raise
+        if state_file is not None:  # a copy of the journal's, which the broker reads
+            self._write_state_file(*state_file)
         self.positions = state["positions"]
         self.broker_state = state
         for event in events:
@@ -431,6 +454,30 @@ class TraderAgent(OsmAgent):
             with contextlib.suppress(ValueError):
                 self._cancel_requests.remove(job[1])
             self._remember(CANCELS, json.dumps(self._cancel_requests))
+
+    def _restore_state_file(self, path: str) -> None:
+        """Write the broker's state as last journaled, if this Trader's predecessor died before
+        it wrote the file (the file is a copy of the journal's)."""
+        try:
+            saved = json.loads(self.journal.get(BROKER_STATE) or "null")  # type: ignore[union-attr]
+        except (ValueError, RecursionError):
+            saved = None
+        if not (isinstance(saved, list) and len(saved) == 2 and saved[0] == path and path
+                and isinstance(saved[1], str)):  # fmt: skip
+            return
+        with contextlib.suppress(OSError):
+            if Path(path).read_text() == saved[1]:
+                return
+        self._write_state_file(path, saved[1])
+
+    def _write_state_file(self, path: str, text: str) -> None:
+        try:
+            write_state_file(path, text)
+        except OSError as exc:  # the file stays behind the journal: events reported again
+            self.state_file_errors += 1
+            if self.state_file_errors == 1 or self.state_file_errors % 1000 == 0:
+                self._incident("state_file", f"{self.state_file_errors} writes of the broker's "
+                               f"state file failed: {exc}")  # fmt: skip
 
     def _on_reconciled(self, state: dict[str, Any]) -> None:
         """Accept orders once reconciled (replaying those held); if reconciliation failed,
@@ -626,7 +673,7 @@ class TraderAgent(OsmAgent):
             return []
         try:
             values = json.loads(self.journal.get(key) or "[]")
-        except ValueError:
+        except (ValueError, RecursionError):
             return []
         return [str(v) for v in values] if isinstance(values, list) else []
 
@@ -670,10 +717,19 @@ class TraderAgent(OsmAgent):
         if brain is not None:
             self._known_brain(brain)
         self._request(cancels=(brain,))
-        pending = self._queue_cancels(brain)
+        pending = self._cancel_or_hold(brain)
         who = f"Brain {brain}" if brain is not None else "every Brain"
         self._operator_log(f"cancelling {len(pending)} pending orders of {who}")
         return {"cancelling": pending}
+
+    def _cancel_or_hold(self, brain: str | None) -> list[str]:
+        """Cancel now, or once reconciled: the orders pending are known only then (those a
+        previous Trader left are looked up first)."""
+        if self.reconciled:
+            return self._queue_cancels(brain)
+        self._held_cancels.append(brain)
+        self._reconcile_again()
+        return []
 
     def _queue_cancels(self, brain: str | None) -> list[str]:
         """Queue a cancel of each of ``brain``'s pending orders (None: every Brain's), then a
@@ -733,7 +789,7 @@ class TraderAgent(OsmAgent):
         text = self.journal.get(key) if self.journal is not None else None
         try:
             entries = json.loads(text or "[]")
-        except ValueError:
+        except (ValueError, RecursionError):
             entries = None
         requests = [entry for entry in entries if valid(entry)] if type(entries) is list else []
         dropped = len(entries) - len(requests) if type(entries) is list else 1
@@ -747,10 +803,13 @@ class TraderAgent(OsmAgent):
         if not self.reconciled:  # the fills it would count may be missing: after
             self._held_flattens.append((brain, account))
             self.log_warning(f"{LOG_PREFIX}flatten waits for the reconciliation")
+            self._reconcile_again()
             return
-        # every Brain: those of this run and those the journal has fills of (a launcher run
-        # again flattens what its earlier run's Brains hold before they are added again)
-        every = sorted((set(self.brain_auth) | set(self.books.brains())) - {OPERATOR})
+        # every Brain: those of this run and those the journal has orders of (a launcher run
+        # again flattens what its earlier run's Brains hold before they are added again);
+        # never what others did on the account (a trade by hand, another deployment)
+        journaled = self.journal.order_brains() if self.journal is not None else []
+        every = sorted((set(self.brain_auth) | set(journaled)) - {OPERATOR, ""})
         brains = [brain] if brain is not None else every
         positions = {b: self._brain_positions(b) for b in brains}
         if account:  # what the account holds that no Brain does (a trade by hand, a wallet)
@@ -780,7 +839,7 @@ class TraderAgent(OsmAgent):
         # switch: a Trader dying now still flattens when it is back
         self._request(flattens=((None, False),), cancels=(None,),
                       meta={"operator.kill": "1", "operator.stopped": self.stopped})  # fmt: skip
-        cancelled = self._queue_cancels(None)
+        cancelled = self._cancel_or_hold(None)
         self._to_worker(("flatten", None, False))
         return {"cancelling": cancelled, "flattening": "all", "brains": sorted(self.brain_auth)}
 

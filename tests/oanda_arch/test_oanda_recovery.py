@@ -4,6 +4,7 @@ publishing meanwhile, and a killed Feeder is restarted and backfills the bars it
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -19,6 +20,7 @@ from oanda_arch_support import (
 )
 
 from osmarkets.brokers.oanda import OandaSandbox, trading
+from osmarkets.brokers.oanda.client import OandaClient
 
 pytestmark = pytest.mark.timeout(120)
 MINUTE = 60_000_000_000
@@ -228,3 +230,55 @@ def test_a_fill_the_broker_thread_took_is_not_lost_when_the_trader_dies_before_j
     assert len(_fills(sandbox, resting)) == 1
     assert len(_filled_events(system, resting)) == 1
     assert system["rec"].position("EUR_USD") == DIE_ON_FILL_SIZE
+
+
+def test_a_trade_made_by_hand_is_not_flattened_with_the_brains(make, sandbox) -> None:
+    system = make()
+    client = OandaClient(TOKEN, sandbox.account_id, rest_url=sandbox.rest_url,
+                         stream_url=sandbox.stream_url)  # fmt: skip
+    by_hand = client.create_order({"type": "MARKET", "instrument": "EUR_USD", "units": "4",
+                                   "timeInForce": "FOK", "positionFill": "DEFAULT"})  # fmt: skip
+    assert by_hand.status == 201
+    mine = system["rec"].send_order(side="buy", size=10, symbol="EUR_USD")
+    wait_for(lambda: _filled_events(system, mine), what="the Brain's fill")
+    wait_for(lambda: system["trader"].get_attr("positions") == {"EUR_USD": 14.0},
+             what="the Trader seeing both trades")  # fmt: skip
+    for _ in range(2):  # a second flatten finds nothing to do
+        system.flatten()
+        wait_for(lambda: _settled(system), timeout=30, what="the Brain flat")
+    bars = system["rec"].get_attr("osm_bars")
+    wait_for(lambda: system["rec"].get_attr("osm_bars") >= bars + 2, what="bars after")
+    assert _units(sandbox) == 4  # the trade made by hand is left alone
+    assert [float(t["units"]) for t in _market_orders(sandbox)] == [4.0, 10.0, -10.0]
+
+
+def test_the_trader_goes_on_when_it_cannot_write_the_broker_state_file(sandbox, tmp_path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / f"trader-{sandbox.account_id}.tmp").mkdir()  # where the file is written first
+    with launched(sandbox, state_dir=str(state)) as build:
+        system = build()
+        cid = system["rec"].send_order(side="buy", size=3, symbol="EUR_USD")
+        wait_for(lambda: _filled_events(system, cid), what="the fill at the Brain")
+        incidents = system["trader"].get_attr("incidents")
+        assert [i for i in incidents if i["kind"] == "state_file"]
+        assert system["trader"].get_attr("state_file_errors") >= 1
+
+
+def test_a_state_file_behind_the_journal_is_restored_from_it(sandbox, tmp_path) -> None:
+    """The Trader died after journaling events and before writing the broker's state file: the
+    next one writes the file from the journal's copy, and reports nothing twice."""
+    state = tmp_path / "state"
+    with launched(sandbox, state_dir=str(state)) as build:
+        system = build()
+        cid = system["rec"].send_order(side="buy", size=3, symbol="EUR_USD")
+        wait_for(lambda: _filled_events(system, cid), what="the fill at the Brain")
+        system.shutdown()
+        path = state / f"trader-{sandbox.account_id}.json"
+        journaled = json.loads(path.read_text())["last_transaction_id"]
+        path.write_text('{"last_transaction_id": "1"}')  # as it was before the fill
+        again = build()
+        wait_for(lambda: again["trader"].get_attr("reconciled"), what="reconciled")
+        assert again["trader"].get_attr("reconciliation")["missed_events"] == []
+        assert int(json.loads(path.read_text())["last_transaction_id"]) >= int(journaled)
+        assert [e.kind for e in again["rec"].get_attr("events")] == []  # nothing again

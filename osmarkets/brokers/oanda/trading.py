@@ -184,6 +184,7 @@ class OandaTradingBroker:
         #: by the Trader after them (:meth:`take_state`, :mod:`osmarkets.brokers.statefile`)
         self.defer_state = False
         self._unsaved: str | None = None
+        self._deferred = ""
 
     def __repr__(self) -> str:
         return f"OandaTradingBroker({self.client!r})"
@@ -208,7 +209,9 @@ class OandaTradingBroker:
             "unresolved": [order._asdict() for order in self.unresolved.values()],
         }
         if self.defer_state:
-            self._unsaved = json.dumps(state)
+            text = json.dumps(state)
+            if text != self._deferred:  # an unchanged state is not written again
+                self._unsaved = self._deferred = text
         else:
             write_state_file(self.state_path, json.dumps(state))
 
