@@ -59,6 +59,12 @@ FLATTENS = "operator.flattens"
 CANCELS = "operator.cancels"
 #: the journal's copy of the broker's state file, [path, text], committed with the events
 BROKER_STATE = "trader.broker_state"
+#: seconds between two attempts at a reconciliation that failed, while requests wait for it
+RECONCILE_RETRY = 5.0
+#: a cancel of the pending orders that left some pending (the broker could not be asked) is
+#: tried again this many seconds later, up to CANCEL_ATTEMPTS times in all
+CANCEL_RETRY = 5.0
+CANCEL_ATTEMPTS = 5
 _MARKET = wire.Decoder(wire.TRADER_MARKET)
 
 
@@ -192,6 +198,15 @@ class TraderAgent(OsmAgent):
         self.held_orders: list[tuple[tuple, int]] = []
         self.reconciled = not hasattr(broker, "reconcile")
         self.reconciling = False
+        # A broker that polls (OANDA, ccxt) is asked to on market data; without any, every
+        # ``poll_interval`` (a quiet market's fills), and a failed reconciliation is tried
+        # again every RECONCILE_RETRY seconds while requests wait for it.
+        self._idle_after = float(getattr(broker, "poll_interval", 0.0) or 0.0)
+        if not callable(getattr(broker, "poll", None)):
+            self._idle_after = 0.0
+        self._last_job = self._last_reconcile = time.monotonic()
+        self._cancel_attempts: dict[str | None, int] = {}  # of a request not carried out yet
+        self._cancel_due: dict[str | None, float] = {}  # when to try it again
         for brain, address in (cfg.get("brains") or {}).items():  # a restarted Trader
             self._on_order_message(("hello", brain, address, self.brain_auth.get(brain, "")), 0)
             # tell the Brain: it re-sends the orders it has no event for yet
@@ -200,10 +215,30 @@ class TraderAgent(OsmAgent):
                     self.brains[brain], ("trader_up", self.osm_pid, self.brain_auth[brain])
                 )
         if not self.reconciled:
-            self.reconciling = True
-            self._to_worker(("reconcile",))
+            self._reconcile_again()
         else:
             self._release_held_requests()
+
+    def before_loop(self) -> None:
+        # Timers must start here, not in osm_setup: they talk to the running main loop.
+        if self._idle_after > 0:
+            self.each(max(0.05, self._idle_after), "osm_idle")
+
+    def osm_idle(self) -> None:
+        """Poll the broker if nothing did for a poll interval; try a failed reconciliation
+        again (throttled) while orders or operator requests wait for it."""
+        now = time.monotonic()
+        if not self.reconciled:
+            waiting = self.held_orders or self._held_flattens or self._held_cancels
+            if waiting and not self.reconciling and now - self._last_reconcile >= RECONCILE_RETRY:
+                self._reconcile_again()
+            return
+        for brain, due in list(self._cancel_due.items()):
+            if now >= due:
+                del self._cancel_due[brain]
+                self._queue_cancels(brain)
+        if not self.in_flight and now - self._last_job >= self._idle_after:
+            self._to_worker(("poll",))
 
     # -- inputs ----------------------------------------------------------------------------
     def on_orders(self, data: bytes) -> None:
@@ -262,6 +297,7 @@ class TraderAgent(OsmAgent):
         """Ask the broker to reconcile, unless it is at it: the last attempt failed."""
         if not self.reconciling:
             self.reconciling = True
+            self._last_reconcile = time.monotonic()
             self._to_worker(("reconcile",))
 
     def _mark_handled(self, client_id: str) -> None:
@@ -381,17 +417,18 @@ class TraderAgent(OsmAgent):
         self.waiting_step = None
         self._to_worker(("step", step_id, market))
 
-    def _submit(self, order: Any) -> None:
+    def _submit(self, order: Any, job: str = "submit") -> None:
         """Hand ``order`` to the broker thread, and count it open from now on."""
         self.open_orders[order.client_id] = {
             "brain": order.brain, "symbol": order.symbol,
             "sign": 1.0 if order.side == "buy" else -1.0, "remaining": float(order.size),
             "market": order.type == "market",
         }  # fmt: skip
-        self._to_worker(("submit", order))
+        self._to_worker((job, order))
 
     def _to_worker(self, job: tuple) -> None:
         self.in_flight += 1
+        self._last_job = time.monotonic()
         self._work.send_pyobj(job)
 
     # -- results from the worker ---------------------------------------------------------------
@@ -451,9 +488,28 @@ class TraderAgent(OsmAgent):
         if job[0] == "flatten":  # every job queued before it is done: its fills are known
             self._flatten(job[1], job[2])
         elif job[0] == "cancelled":  # the cancels of a request have reached the broker
-            with contextlib.suppress(ValueError):
-                self._cancel_requests.remove(job[1])
-            self._remember(CANCELS, json.dumps(self._cancel_requests))
+            self._cancels_answered(job[1], job[2])
+
+    def _cancels_answered(self, brain: str | None, asked: tuple[str, ...]) -> None:
+        """A cancel request is carried out when none of the orders it cancelled is pending
+        any more; one the broker could not be asked about (a timeout, a 5xx: a 'rejected' of
+        size 0, the order going on) is cancelled again later, and after CANCEL_ATTEMPTS the
+        orders still pending are an incident."""
+        pending = [c for c in asked if c in self.open_orders]
+        attempts = self._cancel_attempts.pop(brain, 0) + 1
+        if pending and self._idle_after > 0:
+            if attempts < CANCEL_ATTEMPTS:
+                self._cancel_attempts[brain] = attempts
+                self._cancel_due[brain] = time.monotonic() + CANCEL_RETRY
+                self.log_warning(f"{LOG_PREFIX}{len(pending)} orders still pending after a "
+                                 f"cancel (attempt {attempts}): cancelled again in "
+                                 f"{CANCEL_RETRY:g} s")  # fmt: skip
+                return
+            self._incident("cancel", f"{len(pending)} orders still pending after {attempts} "
+                           f"cancels: {', '.join(pending[:5])}")  # fmt: skip
+        with contextlib.suppress(ValueError):
+            self._cancel_requests.remove(brain)
+        self._remember(CANCELS, json.dumps(self._cancel_requests))
 
     def _restore_state_file(self, path: str) -> None:
         """Write the broker's state as last journaled, if this Trader's predecessor died before
@@ -527,8 +583,9 @@ class TraderAgent(OsmAgent):
 
     def _recover_orders(self, settled: set[str]) -> None:
         """Orders a dead Trader handed to the broker without recording the answer: those the
-        reconciliation did not settle are submitted again, which the broker resolves by client
-        id (OANDA: an existing id is looked up, never executed twice)."""
+        reconciliation did not settle go to the broker's ``recover`` (ccxt: looked up by client
+        id, never placed again), or are submitted again where it has none, which the broker
+        resolves by client id (OANDA: an existing id is looked up, never executed twice)."""
         if self.journal is None:
             return
         for order in self.journal.submitting():
@@ -538,7 +595,7 @@ class TraderAgent(OsmAgent):
             self._mark_handled(order.client_id)
             self._incident("recovered_order", f"order {order.client_id} of {order.brain} was "
                            "with the broker when the Trader died: looked up again")  # fmt: skip
-            self._submit(order)
+            self._submit(order, "recover")
 
     def _compare_positions(self, account: dict[str, float]) -> None:
         """Log, as an incident, where the account's positions differ from the fills the
@@ -740,8 +797,9 @@ class TraderAgent(OsmAgent):
         ]
         for client_id, owner in pending:
             self._to_worker(("cancel", owner, client_id))
-        self._to_worker(("cancelled", brain))
-        return [c for c, _ in pending]
+        asked = tuple(c for c, _ in pending)
+        self._to_worker(("cancelled", brain, asked))
+        return list(asked)
 
     def operator_flatten(self, brain: str | None = None, account: bool = False) -> dict[str, Any]:
         """Close ``brain``'s positions with market orders (None: every Brain's; ``account``:
@@ -1027,14 +1085,18 @@ def _run(broker: Any, job: tuple) -> list[OrderEvent]:
         return list(job[1])
     if kind in ("flatten", "cancelled"):  # markers: the loop acts when they come back
         return []
+    if kind == "poll":  # nothing else asked the broker for a while
+        return list(broker.poll()) if broker is not None else []
     if broker is None:
-        if kind == "submit":
+        if kind in ("submit", "recover"):
             order = job[1]
             return [OrderEvent("rejected", order.client_id, order.symbol, order.side,
                                order.size, reason="no broker", brain=order.brain)]  # fmt: skip
         return []
     if kind == "submit":
         return list(broker.submit(job[1]))
+    if kind == "recover":
+        return list(getattr(broker, "recover", broker.submit)(job[1]))
     if kind == "cancel":
         events = list(broker.cancel(job[2]))
         return [ev._replace(brain=ev.brain or job[1]) for ev in events]

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import ccxt
 import pytest
-from ccxt_support import wait_for
+from ccxt_support import DIE_ON_SIZE, make_dying_ccxt_broker, wait_for
 
 from osmarkets import Brain
 from osmarkets.architecture import CcxtArchitecture
 from osmarkets.brokers.ccxt import ExchangeSandbox
+from osmarkets.brokers.ccxt import broker as ccxt_broker
 
 pytestmark = pytest.mark.timeout(180)
 SYMBOL = "BTC/USDT"
@@ -40,11 +41,12 @@ class Resting(Brain):
     """Places one limit buy far below the market on its first bar."""
 
     limit = 0.0
+    size = 0.01
 
     def on_new_bar(self, series):
         if not getattr(self, "sent", False):
             self.sent = True
-            self.send_order("buy", 0.01, SYMBOL, type="limit", price=self.limit)
+            self.send_order("buy", self.size, SYMBOL, type="limit", price=self.limit)
 
 
 @pytest.fixture
@@ -133,6 +135,104 @@ def test_a_restarted_trader_reports_the_fill_it_missed_once(sandbox, tmp_path):
             assert len([e for e in bot.get_attr("osm_events") if e.kind == "filled"]) == 1
             time.sleep(0.2)
         assert len([e for e in trader_fills if e.client_id == fills[0].client_id]) == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as fh:  # a zombie is dead for our purposes
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _restarted_after_death(system) -> None:
+    """The Trader's process dies (its broker kills it) and the Overmind starts another."""
+    old = system._agents["trader"].process.pid
+    wait_for(lambda: not _alive(old), 30, "the Trader dying")
+    wait_for(lambda: system.overmind.restarts.get("trader", 0) >= 1, 30, "the Trader restarted")
+    assert system._agents["trader"].process.pid != old
+
+
+def _fills_stay(bot, count: int) -> list:
+    """The Brain's fills, checked over several polls (every 0.2 s) not to grow past
+    ``count``."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        fills = [e for e in bot.get_attr("osm_events") if e.kind == "filled"]
+        assert len(fills) == count, fills
+        time.sleep(0.2)
+    return fills
+
+
+def test_a_fill_in_a_market_that_sends_no_quote_is_found_by_the_idle_poll(sandbox, tmp_path):
+    """The price is pinned after the limit order fills: no quote, no bar, no market data
+    reaches the Trader, which polls its broker by itself every poll_interval."""
+    bid, _, _ = sandbox.quote(SYMBOL)
+    limit = round(float(bid) * 0.9, 2)
+    with _arch(sandbox) as system:
+        system.add_brain("bot", base=Resting, limit=limit)
+        system["bot"].subscribe((SYMBOL, 1, "Seconds"), 5)
+        system.stream([SYMBOL])
+        bot = system["bot"]
+        wait_for(lambda: [e for e in bot.get_attr("osm_events") if e.kind == "accepted"], 30,
+                 "the limit order accepted")  # fmt: skip
+        sandbox.set_price(SYMBOL, limit * 0.99, limit * 0.995)  # filled, then quiet
+        assert sandbox.orders()[0]["status"] == "FILLED"
+        wait_for(lambda: [e for e in bot.get_attr("osm_events") if e.kind == "filled"], 10,
+                 "the fill found without market data")  # fmt: skip
+        (fill,) = _fills_stay(bot, 1)
+        assert fill.size == pytest.approx(0.01) and fill.price <= limit
+
+
+def test_a_fill_the_broker_thread_took_is_not_lost_when_the_trader_dies_before_journaling_it(
+    sandbox, tmp_path, monkeypatch
+):
+    """The poll that saw the fill moved the broker's state; the process died before the
+    journal had the fill: the state file is written after the journal, so the restarted
+    Trader reports the fill again, once."""
+    monkeypatch.setattr(ccxt_broker, "make_ccxt_broker", make_dying_ccxt_broker)
+    bid, _, _ = sandbox.quote(SYMBOL)
+    limit = round(float(bid) * 0.9, 2)
+    with _arch(sandbox, state_dir=tmp_path / "state", heartbeat=0.2) as system:
+        system.add_brain("bot", base=Resting, limit=limit, size=DIE_ON_SIZE)
+        system["bot"].subscribe((SYMBOL, 1, "Seconds"), 5)
+        system.stream([SYMBOL])
+        bot = system["bot"]
+        wait_for(lambda: [e for e in bot.get_attr("osm_events") if e.kind == "accepted"], 30,
+                 "the limit order accepted")  # fmt: skip
+        sandbox.set_price(SYMBOL, limit * 0.99, limit * 0.995)  # it fills at the exchange
+        assert sandbox.orders()[0]["status"] == "FILLED"
+        sandbox.release_price(SYMBOL)  # quotes move again: the Trader's broker polls on them
+        _restarted_after_death(system)
+        wait_for(lambda: [e for e in bot.get_attr("osm_events") if e.kind == "filled"], 30,
+                 "the fill reported by the new Trader")  # fmt: skip
+        (fill,) = _fills_stay(bot, 1)
+        assert fill.size == pytest.approx(DIE_ON_SIZE) and fill.price <= limit
+        assert bot.get_attr("osm_positions")[SYMBOL] == pytest.approx(DIE_ON_SIZE * 0.999)
+        assert len(sandbox.orders()) == 1
+
+
+def test_an_order_executed_as_the_trader_died_is_looked_up_never_placed_again(
+    sandbox, tmp_path, monkeypatch
+):
+    """The exchange executed the order and the process died before the journal had its
+    answer (nor the state file, written after the journal): the restarted Trader looks the
+    order up by its client id and reports it; it is never placed a second time."""
+    monkeypatch.setattr(ccxt_broker, "make_ccxt_broker", make_dying_ccxt_broker)
+    with _arch(sandbox, state_dir=tmp_path / "state", heartbeat=0.2) as system:
+        system.add_brain("bot", base=BuyThenSell, size=DIE_ON_SIZE, sell_after=10**9)
+        system["bot"].subscribe((SYMBOL, 1, "Seconds"), 5)
+        system.stream([SYMBOL])
+        bot = system["bot"]
+        _restarted_after_death(system)
+        wait_for(lambda: [e for e in bot.get_attr("osm_events") if e.kind == "filled"], 30,
+                 "the fill reported by the new Trader")  # fmt: skip
+        (fill,) = _fills_stay(bot, 1)
+        assert fill.size == pytest.approx(DIE_ON_SIZE)
+        assert len(sandbox.orders()) == 1
+        assert system["trader"].osm_stats()["recovered_orders"] == 1
+        assert not [e for e in bot.get_attr("osm_events") if e.kind == "rejected"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc")

@@ -316,6 +316,90 @@ def test_a_resend_of_an_order_whose_answer_was_lost_before_a_restart(sb, setting
     assert sb.orders() == []
 
 
+# -- with a journal: the state file written after the events (defer_state) ---------------------
+def deferred_broker(settings, **changes) -> CcxtTradingBroker:
+    """A broker as a Trader with a journal makes it: the Trader writes its state file."""
+    broker = make_ccxt_broker({**settings, **changes})
+    broker.absent_after = 1.5
+    broker.defer_state = True
+    broker.reconcile()
+    return broker
+
+
+def write_taken(broker) -> None:
+    """What the Trader does once the events are journaled."""
+    taken = broker.take_state()
+    if taken is not None:
+        Path(taken[0]).write_text(taken[1])
+
+
+def test_a_deferred_state_moves_only_when_the_trader_writes_what_it_took(sb, settings):
+    broker = deferred_broker(settings)
+    write_taken(broker)
+    before = Path(settings["state_path"]).read_text()
+    o = order(type="limit", price=49_000.0)
+    assert kinds(broker.submit(o)) == ["accepted"]
+    assert Path(settings["state_path"]).read_text() == before  # nothing written by the broker
+    path, text = broker.take_state()
+    assert path == settings["state_path"] and o.client_id in json.loads(text)["orders"]
+    assert broker.take_state() is None  # taken once; unchanged since
+    Path(path).write_text(text)
+    sb.set_price(BTC, 48_900, 48_901)
+    assert "filled" in kinds(poll_until(broker, sb, lambda evs: "filled" in kinds(evs)))
+    assert state(settings)[o.client_id]["filled"] == 0  # the fill not journaled yet...
+    # ...so a Trader dying now has its successor report the fill again, not lose it
+    second = make_ccxt_broker(settings)
+    second.defer_state = True
+    missed = [e for e in second.reconcile().missed_events if e.client_id == o.client_id]
+    assert kinds(missed) == ["filled"] and filled(missed) == pytest.approx(0.01)
+    assert len(sb.orders()) == 1
+
+
+def test_a_recovered_order_the_exchange_executed_is_looked_up_never_placed(sb, settings):
+    first = deferred_broker(settings)
+    o = order()
+    assert kinds(first.submit(o)) == ["accepted", "filled"]  # the Trader dies before journaling
+    assert first.take_state() is not None  # ...and before writing this
+    second = deferred_broker(settings)
+    assert o.client_id not in second.orders  # the state file never had it
+    events = second.recover(o)
+    assert kinds(events) == ["accepted", "filled"], events
+    assert filled(events) == pytest.approx(0.01)
+    assert second.position(BTC) == pytest.approx(held(sb, "BTC"))  # counted once
+    assert second.recover(o) == [] and second.submit(o) == []  # reported once
+    assert len(sb.orders()) == 1
+
+
+def test_a_recovered_resting_order_is_followed_and_can_be_cancelled(sb, settings):
+    first = deferred_broker(settings)
+    o = order(type="limit", price=49_000.0)
+    assert kinds(first.submit(o)) == ["accepted"]
+    second = deferred_broker(settings)
+    assert kinds(second.recover(o)) == ["accepted"]
+    sb.set_price(BTC, 48_900, 48_901)
+    events = poll_until(second, sb, lambda evs: "filled" in kinds(evs))
+    assert kinds(events) == ["filled"] and events[0].price == pytest.approx(49_000.0)
+    assert len(sb.orders()) == 1
+
+
+def test_a_recovered_order_whose_request_never_left_is_rejected_after_the_recvwindow(sb, settings):
+    broker = deferred_broker(settings)
+    o = order()  # the Trader died before the broker thread sent it
+    assert broker.recover(o) == []  # not found yet: maybe on its way, not 'rejected'
+    late = wait_for(lambda: broker.poll(force=True), timeout=10)
+    assert time.time() - broker._started >= broker.absent_after
+    assert kinds(late) == ["rejected"] and "never reached" in late[0].reason
+    assert broker.poll(force=True) == [] and broker.recover(o) == []
+    assert sb.orders() == []  # never placed by the recovery
+
+
+def test_a_recovered_order_spot_cannot_take_is_refused_without_a_request(sb, settings):
+    broker = deferred_broker(settings)
+    events = broker.recover(order(reduce_only=True))
+    assert kinds(events) == ["rejected"] and "reduce-only" in events[0].reason
+    assert sb.orders() == []
+
+
 # -- cancel -------------------------------------------------------------------------------------
 def test_cancel_unknown_open_and_ended_orders(sb, broker):
     unknown = broker.cancel("never-sent")

@@ -163,6 +163,37 @@ def test_a_flatten_queued_when_the_trader_dies_is_carried_out_when_it_is_back(
     assert system.operator_status()["kill_switch"] is (control == "kill")
 
 
+def test_a_flatten_held_by_a_failed_reconciliation_is_carried_out_when_the_broker_is_back(
+    make, sandbox, monkeypatch
+) -> None:
+    """The restarted Trader cannot reconcile (the broker answers 503 to everything), so the
+    flatten asked meanwhile waits; once the broker answers again the Trader tries again by
+    itself (no other order or control comes) and carries the flatten out."""
+    from osmarkets.agents import trader
+
+    monkeypatch.setattr(trader, "RECONCILE_RETRY", 0.5)  # the forked Trader inherits it
+    system = make()
+    first = system["rec"].send_order(side="buy", size=10, symbol="EUR_USD")
+    wait_for(lambda: _filled_events(system, first), what="a fill before the crash")
+    sandbox.fail_requests(10**6, status=503)
+    old = _kill(system, "trader")
+    _restarted(system, old)
+    wait_for(lambda: "error" in (system["trader"].get_attr("reconciliation") or {}),
+             timeout=30, what="the reconciliation failing")  # fmt: skip
+    system.flatten("rec")
+    assert system.operator_status()["flattening"] == 1
+    trader_agent = system["trader"]
+    wait_for(lambda: trader_agent.get_attr("_held_flattens")
+             and not trader_agent.get_attr("reconciling"),
+             timeout=30, what="the flatten held, the attempt it asked for failed too")  # fmt: skip
+    with sandbox._lock:  # the broker answers again
+        sandbox._fail.clear()
+    wait_for(lambda: _settled(system), timeout=30, what="the flatten after the reconciliation")
+    assert _units(sandbox) == 0
+    sells = [t for t in _market_orders(sandbox) if float(t["units"]) < 0]
+    assert [float(t["units"]) for t in sells] == [-10.0]
+
+
 def test_a_flatten_whose_order_reached_the_broker_is_not_carried_out_twice(make, sandbox) -> None:
     system = make()
     first = system["rec"].send_order(side="buy", size=10, symbol="EUR_USD")
@@ -201,6 +232,73 @@ def test_a_cancel_all_queued_when_the_trader_dies_is_carried_out_when_it_is_back
              timeout=30, what="the Brain told")  # fmt: skip
     assert len(_cancels(sandbox, resting)) == 1
     assert _units(sandbox) == 5  # the cancel touched nothing else
+
+
+@pytest.mark.parametrize("control", ["cancel_all", "kill"])
+def test_a_cancel_the_broker_could_not_be_asked_is_tried_again_until_the_order_is_cancelled(
+    make, sandbox, monkeypatch, control
+) -> None:
+    """The broker answers 503 to the cancel (through the client's retries): the order goes on
+    (a 'rejected' of size 0), so the request is not done; it is tried again and the order is
+    cancelled once the broker answers, with no other control to prompt it."""
+    from osmarkets.agents import trader
+
+    monkeypatch.setattr(trader, "CANCEL_RETRY", 0.5)  # the forked Trader inherits it
+    system = make()
+    resting = system["rec"].send_order(side="buy", size=5, symbol="EUR_USD", type="limit",
+                                       price=0.5)  # fmt: skip
+    wait_for(lambda: [e for e in system["rec"].get_attr("events")
+                      if e.kind == "accepted" and e.client_id == resting],
+             what="the limit order accepted")  # fmt: skip
+    sandbox.fail_requests(10**6, status=503)
+    system.kill() if control == "kill" else system.cancel_all("rec")
+    trader_agent = system["trader"]
+    wait_for(lambda: trader_agent.get_attr("_cancel_due"), timeout=30,
+             what="the cancel refused and another attempt planned")  # fmt: skip
+    assert not _cancels(sandbox, resting)
+    assert trader_agent.get_attr("_cancel_requests")  # not carried out: still journaled
+    if control == "cancel_all":  # (the kill switch halts the Brain)
+        refused = [e for e in system["rec"].get_attr("events")
+                   if e.kind == "rejected" and e.client_id == resting]  # fmt: skip
+        assert refused and refused[0].size == 0 and not refused[0].terminal  # it goes on
+    with sandbox._lock:  # the broker answers again
+        sandbox._fail.clear()
+    wait_for(lambda: _cancels(sandbox, resting), timeout=30, what="the cancel tried again")
+    wait_for(lambda: not trader_agent.get_attr("_cancel_requests"), timeout=10,
+             what="the request carried out")  # fmt: skip
+    if control == "cancel_all":
+        wait_for(lambda: [e for e in system["rec"].get_attr("events")
+                          if e.kind == "cancelled" and e.client_id == resting],
+                 timeout=30, what="the Brain told")  # fmt: skip
+    assert len(_cancels(sandbox, resting)) == 1
+
+
+def test_a_cancel_still_refused_after_its_attempts_is_an_incident(
+    make, sandbox, monkeypatch
+) -> None:
+    from osmarkets.agents import trader
+
+    monkeypatch.setattr(trader, "CANCEL_RETRY", 0.2)
+    monkeypatch.setattr(trader, "CANCEL_ATTEMPTS", 3)
+    system = make()
+    resting = system["rec"].send_order(side="buy", size=5, symbol="EUR_USD", type="limit",
+                                       price=0.5)  # fmt: skip
+    wait_for(lambda: [e for e in system["rec"].get_attr("events")
+                      if e.kind == "accepted" and e.client_id == resting],
+             what="the limit order accepted")  # fmt: skip
+    sandbox.fail_requests(10**6, status=503)
+    system.cancel_all("rec")
+    incident = wait_for(lambda: [i for i in system["trader"].get_attr("incidents")
+                                 if i["kind"] == "cancel"], timeout=60,
+                        what="the incident after the last attempt")  # fmt: skip
+    assert resting in incident[0]["detail"] and "after 3 cancels" in incident[0]["detail"]
+    refused = [e for e in system["rec"].get_attr("events")
+               if e.kind == "rejected" and e.client_id == resting]  # fmt: skip
+    assert refused and not refused[0].terminal  # (the Brain drops the identical copies)
+    assert not system["trader"].get_attr("_cancel_requests")  # given up, said
+    with sandbox._lock:
+        sandbox._fail.clear()
+    assert not _cancels(sandbox, resting)
 
 
 def _cancels(sandbox, client_id: str) -> list[dict]:

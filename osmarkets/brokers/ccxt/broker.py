@@ -13,6 +13,12 @@ Never a false 'rejected', never a double order:
   leaves; a copy of a recorded order (a Brain re-sending after a Trader's restart) is looked up,
   never placed again: exchanges such as Binance refuse a duplicate client id only while the
   first order is open, so a re-send of a filled order would trade twice;
+- with a journal (``defer_state``, set by the Trader) the state file is written by the Trader
+  after the events it covers are journaled (:meth:`CcxtTradingBroker.take_state`): a Trader
+  dying between the two has its fills reported again, never lost. The order's record before
+  its request leaves is then the journal's (the Trader journals every order before handing it
+  over), and an order the dead Trader had handed over comes back through :meth:`recover`:
+  looked up by its client id, never placed again;
 - an order is 'rejected' only when the exchange answered that it did not execute it (ccxt's
   ``InvalidOrder``, ``InsufficientFunds``, ``BadSymbol``, ``BadRequest``, authentication
   errors), or when it is certainly not there: not found by its client id once the exchange's
@@ -70,6 +76,15 @@ class Reconciliation(NamedTuple):
     open_orders: list[str]
     missed_events: list[OrderEvent]
     foreign_orders: list[str] = []
+
+
+def _record(order: Order, amount: float, sent: float) -> dict[str, Any]:
+    """What the broker keeps of an order it follows (the state file's entry)."""
+    return {
+        "symbol": order.symbol, "side": order.side, "amount": amount, "brain": order.brain,
+        "xid": exchange_client_id(order.client_id), "id": None, "filled": 0.0, "cost": 0.0,
+        "fees": {}, "ended": False, "sent": sent, "tif": order.time_in_force, "accepted": False,
+    }  # fmt: skip
 
 
 def make_ccxt_broker(settings: Mapping[str, Any]) -> CcxtTradingBroker:
@@ -132,7 +147,13 @@ class CcxtTradingBroker:
         self._last_account = 0.0
         self._markets_loaded = False
         self._applying = True  # fills move the positions and balances (not in a replay)
-        self._saved = ""  # the state file's text as last written
+        self._saved = ""  # the state file's text as last written (or handed over)
+        #: set by a Trader that journals this broker's events: the state file is then written
+        #: by the Trader after them (:meth:`take_state`, :mod:`osmarkets.brokers.statefile`)
+        self.defer_state = False
+        self._unsaved: str | None = None
+        #: a request a Trader before this broker sent had left by now (see :meth:`recover`)
+        self._started = time.time()
 
     def __repr__(self) -> str:
         return f"CcxtTradingBroker({describe(self.exchange)}, currency={self.currency!r})"
@@ -150,8 +171,17 @@ class CcxtTradingBroker:
         text = json.dumps({"orders": self.orders})
         if text == self._saved:
             return
-        write_state_file(self.state_path, text)
+        if self.defer_state:
+            self._unsaved = text
+        else:
+            write_state_file(self.state_path, text)
         self._saved = text
+
+    def take_state(self) -> tuple[str, str] | None:
+        """With ``defer_state``: the state file's path and its new text, to write once the
+        events reported so far are journaled (then cleared), or None if it did not change."""
+        text, self._unsaved = self._unsaved, None
+        return (str(self.state_path), text) if text is not None else None
 
     def _load(self) -> None:
         """The orders of the state file; an unreadable file, or an entry without what following
@@ -290,14 +320,8 @@ class CcxtTradingBroker:
             amount, price = self._checked(order)
         except _Refused as exc:
             return [self._reject(order, str(exc))]
-        info = {
-            "symbol": order.symbol, "side": order.side, "amount": amount, "brain": order.brain,
-            "xid": exchange_client_id(cid), "id": None, "filled": 0.0, "cost": 0.0,
-            "fees": {}, "ended": False, "sent": time.time(), "tif": order.time_in_force,
-            "accepted": False,
-        }  # fmt: skip
-        self.orders[cid] = info
-        self._save()  # recorded before the request leaves
+        info = self.orders[cid] = _record(order, amount, time.time())
+        self._save()  # recorded before the request leaves (with a journal: the journal's)
         params: dict[str, Any] = {"clientOrderId": info["xid"]}
         if order.type == "limit":
             params["timeInForce"] = order.time_in_force
@@ -320,6 +344,34 @@ class CcxtTradingBroker:
             info["error"] = _reason(exc)
             return self._lost(order, info, exc)
         events = self._absorb(cid, info, snapshot)
+        self._save()
+        return events
+
+    def recover(self, order: Order) -> list[OrderEvent]:
+        """An order a Trader before this one journaled as handed to its broker, with no answer
+        journaled: its request may have left, and a state file written after the journal does
+        not know it. It is followed by its client id, never placed again: its events if the
+        exchange has it; if it never shows up once a request sent before this broker started
+        would have arrived (the ``recvWindow``), 'rejected' as never placed."""
+        import ccxt
+
+        if order.client_id in self.orders:
+            return self._resend(order.client_id)  # known: looked up as any copy
+        try:
+            amount, _ = self._checked(order)
+        except _Refused as exc:  # refused before any request: the dead Trader's broker too
+            return [self._reject(order, str(exc))]
+        info = self.orders[order.client_id] = _record(order, amount, self._started)
+        try:
+            self._refresh_account()
+        except ccxt.BaseError as exc:  # followed at the next poll; positions at the next read
+            log.warning("order %s: balances unreadable (%s)", order.client_id, _reason(exc))
+            return []
+        self._applying = False  # as in reconcile: the balances just read hold its fills
+        try:
+            events = self._follow(order.client_id, info)
+        finally:
+            self._applying = True
         self._save()
         return events
 
