@@ -108,16 +108,26 @@ def test_partial_fills_reach_the_brain(sandbox):
         assert [f.terminal for f in fills].count(True) == 1 and fills[-1].terminal
 
 
-def test_a_restarted_trader_reports_the_fill_it_missed_once(sandbox, tmp_path):
+def _below_the_market(sandbox) -> float:
     bid, _, _ = sandbox.quote(SYMBOL)
-    limit = round(float(bid) * 0.9, 2)
+    return round(float(bid) * 0.9, 2)
+
+
+def _resting(system, limit: float, **params):
+    """A Resting Brain 'bot' on 1-second bars whose limit order the exchange accepted."""
+    system.add_brain("bot", base=Resting, limit=limit, **params)
+    system["bot"].subscribe((SYMBOL, 1, "Seconds"), 5)
+    system.stream([SYMBOL])
+    bot = system["bot"]
+    wait_for(lambda: [e for e in bot.get_attr("osm_events") if e.kind == "accepted"], 30,
+             "the limit order accepted")  # fmt: skip
+    return bot
+
+
+def test_a_restarted_trader_reports_the_fill_it_missed_once(sandbox, tmp_path):
+    limit = _below_the_market(sandbox)
     with _arch(sandbox, state_dir=tmp_path / "state") as system:
-        system.add_brain("bot", base=Resting, limit=limit)
-        system["bot"].subscribe((SYMBOL, 1, "Seconds"), 5)
-        system.stream([SYMBOL])
-        bot = system["bot"]
-        wait_for(lambda: [e for e in bot.get_attr("osm_events") if e.kind == "accepted"], 30,
-                 "the limit order accepted")  # fmt: skip
+        bot = _resting(system, limit)
         old = system["trader"].osm_stats()["pid"]
         system.restart_trader()
         # meanwhile the market falls through the limit: the order fills at the exchange
@@ -168,15 +178,9 @@ def _fills_stay(bot, count: int) -> list:
 def test_a_fill_in_a_market_that_sends_no_quote_is_found_by_the_idle_poll(sandbox, tmp_path):
     """The price is pinned after the limit order fills: no quote, no bar, no market data
     reaches the Trader, which polls its broker by itself every poll_interval."""
-    bid, _, _ = sandbox.quote(SYMBOL)
-    limit = round(float(bid) * 0.9, 2)
+    limit = _below_the_market(sandbox)
     with _arch(sandbox) as system:
-        system.add_brain("bot", base=Resting, limit=limit)
-        system["bot"].subscribe((SYMBOL, 1, "Seconds"), 5)
-        system.stream([SYMBOL])
-        bot = system["bot"]
-        wait_for(lambda: [e for e in bot.get_attr("osm_events") if e.kind == "accepted"], 30,
-                 "the limit order accepted")  # fmt: skip
+        bot = _resting(system, limit)
         sandbox.set_price(SYMBOL, limit * 0.99, limit * 0.995)  # filled, then quiet
         assert sandbox.orders()[0]["status"] == "FILLED"
         wait_for(lambda: [e for e in bot.get_attr("osm_events") if e.kind == "filled"], 10,
@@ -192,15 +196,9 @@ def test_a_fill_the_broker_thread_took_is_not_lost_when_the_trader_dies_before_j
     journal had the fill: the state file is written after the journal, so the restarted
     Trader reports the fill again, once."""
     monkeypatch.setattr(ccxt_broker, "make_ccxt_broker", make_dying_ccxt_broker)
-    bid, _, _ = sandbox.quote(SYMBOL)
-    limit = round(float(bid) * 0.9, 2)
+    limit = _below_the_market(sandbox)
     with _arch(sandbox, state_dir=tmp_path / "state", heartbeat=0.2) as system:
-        system.add_brain("bot", base=Resting, limit=limit, size=DIE_ON_SIZE)
-        system["bot"].subscribe((SYMBOL, 1, "Seconds"), 5)
-        system.stream([SYMBOL])
-        bot = system["bot"]
-        wait_for(lambda: [e for e in bot.get_attr("osm_events") if e.kind == "accepted"], 30,
-                 "the limit order accepted")  # fmt: skip
+        bot = _resting(system, limit, size=DIE_ON_SIZE)
         sandbox.set_price(SYMBOL, limit * 0.99, limit * 0.995)  # it fills at the exchange
         assert sandbox.orders()[0]["status"] == "FILLED"
         sandbox.release_price(SYMBOL)  # quotes move again: the Trader's broker polls on them

@@ -234,6 +234,18 @@ def test_a_cancel_all_queued_when_the_trader_dies_is_carried_out_when_it_is_back
     assert _units(sandbox) == 5  # the cancel touched nothing else
 
 
+def _resting_then_unreachable(system, sandbox) -> str:
+    """A limit order of the Brain resting at the broker, then the broker answering 503 to
+    every request; the order's client id."""
+    resting = system["rec"].send_order(side="buy", size=5, symbol="EUR_USD", type="limit",
+                                       price=0.5)  # fmt: skip
+    wait_for(lambda: [e for e in system["rec"].get_attr("events")
+                      if e.kind == "accepted" and e.client_id == resting],
+             what="the limit order accepted")  # fmt: skip
+    sandbox.fail_requests(10**6, status=503)
+    return resting
+
+
 @pytest.mark.parametrize("control", ["cancel_all", "kill"])
 def test_a_cancel_the_broker_could_not_be_asked_is_tried_again_until_the_order_is_cancelled(
     make, sandbox, monkeypatch, control
@@ -245,12 +257,7 @@ def test_a_cancel_the_broker_could_not_be_asked_is_tried_again_until_the_order_i
 
     monkeypatch.setattr(trader, "CANCEL_RETRY", 0.5)  # the forked Trader inherits it
     system = make()
-    resting = system["rec"].send_order(side="buy", size=5, symbol="EUR_USD", type="limit",
-                                       price=0.5)  # fmt: skip
-    wait_for(lambda: [e for e in system["rec"].get_attr("events")
-                      if e.kind == "accepted" and e.client_id == resting],
-             what="the limit order accepted")  # fmt: skip
-    sandbox.fail_requests(10**6, status=503)
+    resting = _resting_then_unreachable(system, sandbox)
     system.kill() if control == "kill" else system.cancel_all("rec")
     trader_agent = system["trader"]
     wait_for(lambda: trader_agent.get_attr("_cancel_due"), timeout=30,
@@ -281,12 +288,7 @@ def test_a_cancel_still_refused_after_its_attempts_is_an_incident(
     monkeypatch.setattr(trader, "CANCEL_RETRY", 0.2)
     monkeypatch.setattr(trader, "CANCEL_ATTEMPTS", 3)
     system = make()
-    resting = system["rec"].send_order(side="buy", size=5, symbol="EUR_USD", type="limit",
-                                       price=0.5)  # fmt: skip
-    wait_for(lambda: [e for e in system["rec"].get_attr("events")
-                      if e.kind == "accepted" and e.client_id == resting],
-             what="the limit order accepted")  # fmt: skip
-    sandbox.fail_requests(10**6, status=503)
+    resting = _resting_then_unreachable(system, sandbox)
     system.cancel_all("rec")
     incident = wait_for(lambda: [i for i in system["trader"].get_attr("incidents")
                                  if i["kind"] == "cancel"], timeout=60,
