@@ -61,6 +61,8 @@ CANCELS = "operator.cancels"
 BROKER_STATE = "trader.broker_state"
 #: seconds between two attempts at a reconciliation that failed, while requests wait for it
 RECONCILE_RETRY = 5.0
+#: the broker jobs that poll the broker (after none for a poll interval, the Trader polls)
+_POLLING_JOBS = frozenset(("market", "step", "run", "poll", "reconcile"))
 #: a cancel of the pending orders that left some pending (the broker could not be asked) is
 #: tried again this many seconds later, up to CANCEL_ATTEMPTS times in all
 CANCEL_RETRY = 5.0
@@ -198,15 +200,16 @@ class TraderAgent(OsmAgent):
         self.held_orders: list[tuple[tuple, int]] = []
         self.reconciled = not hasattr(broker, "reconcile")
         self.reconciling = False
-        # A broker that polls (OANDA, ccxt) is asked to on market data; without any, every
-        # ``poll_interval`` (a quiet market's fills), and a failed reconciliation is tried
-        # again every RECONCILE_RETRY seconds while requests wait for it.
+        # A broker that polls (OANDA, ccxt) polls on market data; when none came for a
+        # ``poll_interval`` the Trader asks it to (a quiet market's fills). A failed
+        # reconciliation and cancels the broker could not be asked about are tried again.
+        self._has_broker = broker is not None
         self._idle_after = float(getattr(broker, "poll_interval", 0.0) or 0.0)
         if not callable(getattr(broker, "poll", None)):
             self._idle_after = 0.0
-        self._last_job = self._last_reconcile = time.monotonic()
-        self._cancel_attempts: dict[str | None, int] = {}  # of a request not carried out yet
-        self._cancel_due: dict[str | None, float] = {}  # when to try it again
+        self._last_poll = self._last_reconcile = time.monotonic()
+        #: cancels to send again: (when, the request's brain, its orders, attempts so far)
+        self._cancel_retries: list[tuple[float, str | None, tuple[str, ...], int]] = []
         for brain, address in (cfg.get("brains") or {}).items():  # a restarted Trader
             self._on_order_message(("hello", brain, address, self.brain_auth.get(brain, "")), 0)
             # tell the Brain: it re-sends the orders it has no event for yet
@@ -221,23 +224,25 @@ class TraderAgent(OsmAgent):
 
     def before_loop(self) -> None:
         # Timers must start here, not in osm_setup: they talk to the running main loop.
-        if self._idle_after > 0:
-            self.each(max(0.05, self._idle_after), "osm_idle")
+        if self._has_broker:
+            self.each(min(1.0, max(0.05, self._idle_after or 1.0)), "osm_idle")
 
     def osm_idle(self) -> None:
-        """Poll the broker if nothing did for a poll interval; try a failed reconciliation
-        again (throttled) while orders or operator requests wait for it."""
+        """Try a failed reconciliation again (throttled) while orders or operator requests
+        wait for it; send again the cancels due; poll the broker if no market data made it
+        poll for a poll interval."""
         now = time.monotonic()
         if not self.reconciled:
             waiting = self.held_orders or self._held_flattens or self._held_cancels
             if waiting and not self.reconciling and now - self._last_reconcile >= RECONCILE_RETRY:
                 self._reconcile_again()
             return
-        for brain, due in list(self._cancel_due.items()):
-            if now >= due:
-                del self._cancel_due[brain]
-                self._queue_cancels(brain)
-        if not self.in_flight and now - self._last_job >= self._idle_after:
+        if self._cancel_retries and now >= min(r[0] for r in self._cancel_retries):
+            due = [r for r in self._cancel_retries if now >= r[0]]
+            self._cancel_retries = [r for r in self._cancel_retries if now < r[0]]
+            for _, brain, client_ids, attempts in due:
+                self._queue_cancels(brain, client_ids, attempts)
+        if self._idle_after and not self.in_flight and now - self._last_poll >= self._idle_after:
             self._to_worker(("poll",))
 
     # -- inputs ----------------------------------------------------------------------------
@@ -428,7 +433,8 @@ class TraderAgent(OsmAgent):
 
     def _to_worker(self, job: tuple) -> None:
         self.in_flight += 1
-        self._last_job = time.monotonic()
+        if job[0] in _POLLING_JOBS:
+            self._last_poll = time.monotonic()
         self._work.send_pyobj(job)
 
     # -- results from the worker ---------------------------------------------------------------
@@ -488,19 +494,18 @@ class TraderAgent(OsmAgent):
         if job[0] == "flatten":  # every job queued before it is done: its fills are known
             self._flatten(job[1], job[2])
         elif job[0] == "cancelled":  # the cancels of a request have reached the broker
-            self._cancels_answered(job[1], job[2])
+            self._cancels_answered(job[1], job[2], job[3])
 
-    def _cancels_answered(self, brain: str | None, asked: tuple[str, ...]) -> None:
+    def _cancels_answered(self, brain: str | None, asked: tuple[str, ...], attempts: int) -> None:
         """A cancel request is carried out when none of the orders it cancelled is pending
-        any more; one the broker could not be asked about (a timeout, a 5xx: a 'rejected' of
-        size 0, the order going on) is cancelled again later, and after CANCEL_ATTEMPTS the
-        orders still pending are an incident."""
-        pending = [c for c in asked if c in self.open_orders]
-        attempts = self._cancel_attempts.pop(brain, 0) + 1
-        if pending and self._idle_after > 0:
-            if attempts < CANCEL_ATTEMPTS:
-                self._cancel_attempts[brain] = attempts
-                self._cancel_due[brain] = time.monotonic() + CANCEL_RETRY
+        any more. Those the broker could not be asked about (a timeout, a 5xx: a 'rejected' of
+        size 0, the order going on) are cancelled again later, those only (not orders sent
+        since); after CANCEL_ATTEMPTS the orders still pending are an incident."""
+        pending = tuple(c for c in asked if c in self.open_orders)
+        if pending:
+            if attempts < CANCEL_ATTEMPTS and self._has_broker:
+                due = time.monotonic() + CANCEL_RETRY
+                self._cancel_retries.append((due, brain, pending, attempts))
                 self.log_warning(f"{LOG_PREFIX}{len(pending)} orders still pending after a "
                                  f"cancel (attempt {attempts}): cancelled again in "
                                  f"{CANCEL_RETRY:g} s")  # fmt: skip
@@ -788,17 +793,20 @@ class TraderAgent(OsmAgent):
         self._reconcile_again()
         return []
 
-    def _queue_cancels(self, brain: str | None) -> list[str]:
-        """Queue a cancel of each of ``brain``'s pending orders (None: every Brain's), then a
-        marker that ends the request when it comes back (every cancel has reached the broker).
-        """
+    def _queue_cancels(
+        self, brain: str | None, again: tuple[str, ...] = (), attempts: int = 0
+    ) -> list[str]:
+        """Queue a cancel of each of ``brain``'s pending orders (None: every Brain's), or of
+        those of ``again`` still pending (a request's next attempt), then a marker that
+        answers the request when it comes back (every cancel has reached the broker)."""
         pending = [
-            (c, o["brain"]) for c, o in self.open_orders.items() if brain in (None, o["brain"])
-        ]
+            (c, o["brain"]) for c, o in self.open_orders.items()
+            if (c in again if attempts else brain in (None, o["brain"]))
+        ]  # fmt: skip
         for client_id, owner in pending:
             self._to_worker(("cancel", owner, client_id))
         asked = tuple(c for c, _ in pending)
-        self._to_worker(("cancelled", brain, asked))
+        self._to_worker(("cancelled", brain, asked, attempts + 1))
         return list(asked)
 
     def operator_flatten(self, brain: str | None = None, account: bool = False) -> dict[str, Any]:

@@ -393,6 +393,78 @@ def test_a_recovered_order_whose_request_never_left_is_rejected_after_the_recvwi
     assert sb.orders() == []  # never placed by the recovery
 
 
+def test_a_recovered_fill_is_not_counted_twice_when_the_balances_cannot_be_read(sb, settings):
+    first = deferred_broker(settings)
+    o = order()
+    assert kinds(first.submit(o)) == ["accepted", "filled"]  # the Trader dies before journaling
+    second = deferred_broker(settings)  # its reconciliation read the balances: the fill is in
+    true = held(sb, "BTC")
+    assert second.position(BTC) == pytest.approx(true)
+    readable = second.exchange.fetch_balance
+
+    def unreadable(*args, **kwargs):
+        raise ccxt.NetworkError("balances down")
+
+    second.exchange.fetch_balance = unreadable
+    assert second.recover(o) == []  # not looked up without the balances
+    events = second.poll(force=True)  # the balances still fail: the fill is reported...
+    assert kinds(events) == ["accepted", "filled"], events
+    assert second.position(BTC) == pytest.approx(true)  # ...not added again
+    second.exchange.fetch_balance = readable
+    second.poll(force=True)
+    assert second.position(BTC) == pytest.approx(true)
+    assert len(sb.orders()) == 1
+
+
+def test_a_recovered_order_the_state_file_knows_counts_its_fills_once(sb, settings):
+    """Its answer was lost (the state file has it, unresolved), it filled while the Trader was
+    down, and the reconciliation's lookup of it failed: the recovery reports the fill without
+    adding it to the balances that hold it."""
+    first = deferred_broker(settings, order_deadline=0.0)
+    o = order(type="limit", price=49_000.0)
+    sb.lose_order_responses(1, status=None)
+    first.exchange.fetch_order = lambda *args, **kwargs: (_ for _ in ()).throw(
+        ccxt.NetworkError("down")
+    )  # ...and its lookup fails: unresolved
+    assert first.submit(o) == []
+    assert len(sb.orders()) == 1
+    write_taken(first)
+    sb.set_price(BTC, 48_900, 48_901)  # it fills while the Trader is down
+    second = make_ccxt_broker(settings)
+    second.absent_after, second.defer_state = 1.5, True
+    lookup = second.exchange.fetch_order
+    calls = []
+
+    def blip_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise ccxt.NetworkError("blip")  # the reconciliation's lookup of it
+        return lookup(*args, **kwargs)
+
+    second.exchange.fetch_order = blip_once
+    assert o.client_id not in [e.client_id for e in second.reconcile().missed_events]
+    true = held(sb, "BTC")
+    assert true == pytest.approx(0.00999)
+    events = second.recover(o)
+    assert "filled" in kinds(events) and filled(events) == pytest.approx(0.01)
+    assert second.position(BTC) == pytest.approx(true)
+    assert len(sb.orders()) == 1
+
+
+def test_a_recovered_order_is_followed_even_if_its_market_changed_since(sb, settings):
+    """The step the order passed when it was placed no longer holds (the exchange changed
+    it): the recovery still follows it by its client id instead of refusing it."""
+    first = deferred_broker(settings)
+    o = order()
+    assert kinds(first.submit(o)) == ["accepted", "filled"]
+    second = deferred_broker(settings)
+    second.exchange.markets[BTC]["precision"]["amount"] = 0.1  # 0.01 is off the step now
+    second.exchange.amount_to_precision = lambda symbol, amount: "0.0"
+    events = second.recover(o)
+    assert kinds(events) == ["accepted", "filled"], events
+    assert len(sb.orders()) == 1
+
+
 def test_a_recovered_order_spot_cannot_take_is_refused_without_a_request(sb, settings):
     broker = deferred_broker(settings)
     events = broker.recover(order(reduce_only=True))

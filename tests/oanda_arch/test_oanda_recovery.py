@@ -260,7 +260,7 @@ def test_a_cancel_the_broker_could_not_be_asked_is_tried_again_until_the_order_i
     resting = _resting_then_unreachable(system, sandbox)
     system.kill() if control == "kill" else system.cancel_all("rec")
     trader_agent = system["trader"]
-    wait_for(lambda: trader_agent.get_attr("_cancel_due"), timeout=30,
+    wait_for(lambda: trader_agent.get_attr("_cancel_retries"), timeout=30,
              what="the cancel refused and another attempt planned")  # fmt: skip
     assert not _cancels(sandbox, resting)
     assert trader_agent.get_attr("_cancel_requests")  # not carried out: still journaled
@@ -278,6 +278,33 @@ def test_a_cancel_the_broker_could_not_be_asked_is_tried_again_until_the_order_i
                           if e.kind == "cancelled" and e.client_id == resting],
                  timeout=30, what="the Brain told")  # fmt: skip
     assert len(_cancels(sandbox, resting)) == 1
+
+
+def test_a_cancel_tried_again_cancels_the_orders_it_asked_for_only(
+    make, sandbox, monkeypatch
+) -> None:
+    """Two cancels of the Brain's orders while the broker cannot be asked, then an order the
+    Brain sends once the broker is back: both requests end, the first order is cancelled
+    once, the new one is left alone."""
+    from osmarkets.agents import trader
+
+    monkeypatch.setattr(trader, "CANCEL_RETRY", 1.0)
+    system = make()
+    resting = _resting_then_unreachable(system, sandbox)
+    system.cancel_all("rec")
+    system.cancel_all("rec")
+    trader_agent = system["trader"]
+    wait_for(lambda: len(trader_agent.get_attr("_cancel_retries")) == 2, timeout=30,
+             what="both requests to be tried again")  # fmt: skip
+    with sandbox._lock:
+        sandbox._fail.clear()
+    later = system["rec"].send_order(side="buy", size=3, symbol="EUR_USD", type="limit",
+                                     price=0.5)  # fmt: skip
+    wait_for(lambda: not trader_agent.get_attr("_cancel_requests"), timeout=30,
+             what="both requests carried out")  # fmt: skip
+    assert len(_cancels(sandbox, resting)) == 1
+    assert not _cancels(sandbox, later)
+    assert later in trader_agent.get_attr("open_orders")
 
 
 def test_a_cancel_still_refused_after_its_attempts_is_an_incident(

@@ -352,26 +352,37 @@ class CcxtTradingBroker:
         journaled: its request may have left, and a state file written after the journal does
         not know it. It is followed by its client id, never placed again: its events if the
         exchange has it; if it never shows up once a request sent before this broker started
-        would have arrived (the ``recvWindow``), 'rejected' as never placed."""
+        would have arrived (the ``recvWindow``), 'rejected' as never placed.
+
+        Its fills are reported, not added to the positions: the balances, read again first,
+        hold them (if they cannot be read, nothing of the order is added until they are)."""
         import ccxt
 
-        if order.client_id in self.orders:
-            return self._resend(order.client_id)  # known: looked up as any copy
-        try:
-            amount, _ = self._checked(order)
-        except _Refused as exc:  # refused before any request: the dead Trader's broker too
-            return [self._reject(order, str(exc))]
-        info = self.orders[order.client_id] = _record(order, amount, self._started)
+        cid = order.client_id
+        known = cid in self.orders
+        if not known:
+            unsupported = self._unsupported(order)
+            if unsupported:  # refused before any request: by the dead Trader's broker too
+                return [self._reject(order, unsupported)]
+            # the amount the request carried (its size passed the step then: the market's
+            # data may have changed since, which must not lose the order)
+            self.orders[cid] = _record(order, float(order.size), self._started)
         try:
             self._refresh_account()
-        except ccxt.BaseError as exc:  # followed at the next poll; positions at the next read
-            log.warning("order %s: balances unreadable (%s)", order.client_id, _reason(exc))
-            return []
-        self._applying = False  # as in reconcile: the balances just read hold its fills
-        try:
-            events = self._follow(order.client_id, info)
-        finally:
-            self._applying = True
+        except ccxt.BaseError as exc:  # followed by the polls; positions at the next read
+            log.warning("order %s: balances unreadable (%s)", cid, _reason(exc))
+            events = []
+        else:
+            self._applying = False  # as in reconcile: the balances just read hold its fills
+            try:
+                events = self._resend(cid) if known else self._follow(cid, self.orders[cid])
+            finally:
+                self._applying = True
+        info = self.orders[cid]
+        if not info.get("ended"):
+            # not looked up, or not found yet: a fill the polls see later may be in balances
+            # read before; the next read of the balances moves the positions, never twice
+            info["counted"] = info["amount"]
         self._save()
         return events
 
@@ -400,22 +411,30 @@ class CcxtTradingBroker:
         return events
 
     # -- placing and following -------------------------------------------------------------------
+    def _unsupported(self, order: Order) -> str:
+        """Why spot cannot take ``order`` whatever its market ('' if it can)."""
+        name = describe(self.exchange)
+        if order.reduce_only:
+            return f"reduce_only: {name} spot has no reduce-only orders"
+        if order.stop_loss is not None or order.take_profit is not None or order.trailing_stop:
+            return f"stop_loss/take_profit: {name} spot cannot attach them to an order"
+        if order.type not in ("market", "limit"):
+            return f"{order.type}: {name} spot takes market and limit orders only"
+        if order.time_in_force == "GTD":
+            return f"GTD: {name} spot has no good-till-date orders"
+        if order.type == "market" and order.time_in_force == "FOK":
+            return f"FOK: {name} spot market orders cannot be fill-or-kill"
+        return ""
+
     def _checked(self, order: Order) -> tuple[float, float | None]:
         """``order``'s amount and price as the exchange takes them; :class:`_Refused` naming
         why the exchange cannot take it as asked."""
         import ccxt
 
         name = describe(self.exchange)
-        if order.reduce_only:
-            raise _Refused(f"reduce_only: {name} spot has no reduce-only orders")
-        if order.stop_loss is not None or order.take_profit is not None or order.trailing_stop:
-            raise _Refused(f"stop_loss/take_profit: {name} spot cannot attach them to an order")
-        if order.type not in ("market", "limit"):
-            raise _Refused(f"{order.type}: {name} spot takes market and limit orders only")
-        if order.time_in_force == "GTD":
-            raise _Refused(f"GTD: {name} spot has no good-till-date orders")
-        if order.type == "market" and order.time_in_force == "FOK":
-            raise _Refused(f"FOK: {name} spot market orders cannot be fill-or-kill")
+        unsupported = self._unsupported(order)
+        if unsupported:
+            raise _Refused(unsupported)
         try:
             market = self._markets().get(order.symbol)
         except ccxt.BaseError as exc:
