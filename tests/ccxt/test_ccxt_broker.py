@@ -379,6 +379,7 @@ def test_a_recovered_resting_order_is_followed_and_can_be_cancelled(sb, settings
     sb.set_price(BTC, 48_900, 48_901)
     events = poll_until(second, sb, lambda evs: "filled" in kinds(evs))
     assert kinds(events) == ["filled"] and events[0].price == pytest.approx(49_000.0)
+    assert second.position(BTC) == pytest.approx(held(sb, "BTC"))  # at once, once
     assert len(sb.orders()) == 1
 
 
@@ -465,10 +466,16 @@ def test_a_recovered_order_is_followed_even_if_its_market_changed_since(sb, sett
     assert len(sb.orders()) == 1
 
 
-def test_a_recovered_order_spot_cannot_take_is_refused_without_a_request(sb, settings):
+@pytest.mark.parametrize(
+    "changes, words",
+    [({"reduce_only": True}, "reduce-only"), ({"symbol": "XRP/USDT"}, "unknown symbol")],
+)
+def test_a_recovered_order_spot_cannot_take_is_refused_without_a_request(
+    sb, settings, changes, words
+):
     broker = deferred_broker(settings)
-    events = broker.recover(order(reduce_only=True))
-    assert kinds(events) == ["rejected"] and "reduce-only" in events[0].reason
+    events = broker.recover(order(**changes))
+    assert kinds(events) == ["rejected"] and words in events[0].reason
     assert sb.orders() == []
 
 

@@ -361,18 +361,20 @@ class CcxtTradingBroker:
         cid = order.client_id
         known = cid in self.orders
         if not known:
-            unsupported = self._unsupported(order)
+            unsupported = self._unsupported(order) or self._unknown_symbol(order)
             if unsupported:  # refused before any request: by the dead Trader's broker too
                 return [self._reject(order, unsupported)]
             # the amount the request carried (its size passed the step then: the market's
             # data may have changed since, which must not lose the order)
             self.orders[cid] = _record(order, float(order.size), self._started)
+        looked_up = False
         try:
             self._refresh_account()
         except ccxt.BaseError as exc:  # followed by the polls; positions at the next read
             log.warning("order %s: balances unreadable (%s)", cid, _reason(exc))
             events = []
         else:
+            looked_up = True
             self._applying = False  # as in reconcile: the balances just read hold its fills
             try:
                 events = self._resend(cid) if known else self._follow(cid, self.orders[cid])
@@ -380,11 +382,26 @@ class CcxtTradingBroker:
                 self._applying = True
         info = self.orders[cid]
         if not info.get("ended"):
-            # not looked up, or not found yet: a fill the polls see later may be in balances
-            # read before; the next read of the balances moves the positions, never twice
-            info["counted"] = info["amount"]
+            # found after the balances were read: its later fills are new. Not looked up, or
+            # not found yet: a fill the polls see later may be in the balances read before;
+            # the next read of the balances moves the positions, never twice
+            found = looked_up and (info.get("accepted") or info.get("id"))
+            info["counted"] = info["filled"] if found else info["amount"]
         self._save()
         return events
+
+    def _unknown_symbol(self, order: Order) -> str:
+        """Why ``order``'s symbol cannot be followed ('' if it can, or if the markets cannot
+        be read now)."""
+        import ccxt
+
+        try:
+            markets = self._markets()
+        except ccxt.BaseError:
+            return ""
+        if order.symbol in markets:
+            return ""
+        return f"unknown symbol {order.symbol!r} on {describe(self.exchange)}"
 
     def cancel(self, client_id: str) -> list[OrderEvent]:
         import ccxt
