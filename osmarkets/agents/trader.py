@@ -237,8 +237,8 @@ class TraderAgent(OsmAgent):
             if waiting and not self.reconciling and now - self._last_reconcile >= RECONCILE_RETRY:
                 self._reconcile_again()
             return
-        if self._cancel_retries and now >= min(r[0] for r in self._cancel_retries):
-            due = [r for r in self._cancel_retries if now >= r[0]]
+        due = [r for r in self._cancel_retries if now >= r[0]]
+        if due:
             self._cancel_retries = [r for r in self._cancel_retries if now < r[0]]
             for _, brain, client_ids, attempts in due:
                 self._queue_cancels(brain, client_ids, attempts)
@@ -503,7 +503,7 @@ class TraderAgent(OsmAgent):
         since); after CANCEL_ATTEMPTS the orders still pending are an incident."""
         pending = tuple(c for c in asked if c in self.open_orders)
         if pending:
-            if attempts < CANCEL_ATTEMPTS and self._has_broker:
+            if attempts < CANCEL_ATTEMPTS:  # (no broker: no order is ever pending)
                 due = time.monotonic() + CANCEL_RETRY
                 self._cancel_retries.append((due, brain, pending, attempts))
                 self.log_warning(f"{LOG_PREFIX}{len(pending)} orders still pending after a "
